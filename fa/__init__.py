@@ -11,3 +11,9 @@ train
 """
 
 __version__ = "0.1.0"
+
+from .activations import ACTIVATIONS
+from .data import make_data
+from .trainer import DivergenceWarning, TrainResult, cosine, train
+
+__all__ = ["ACTIVATIONS", "DivergenceWarning", "TrainResult", "cosine", "make_data", "train"]

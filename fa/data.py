@@ -1,0 +1,81 @@
+"""The paper's synthetic regression data: ``linear`` and ``teacher``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _random
+from ._validation import check_int, check_option, check_seeds
+from .activations import ACTIVATIONS, psi
+
+KINDS = ("linear", "teacher")
+
+
+def make_data(kind: str, n: int, d: int, *, width: int | None = None,
+              activation: str | None = None, seed=0):
+    """Draw a regression data set ``(X, y)`` as in the paper's simulations.
+
+    ``X`` has i.i.d. N(0, 1) entries (inputs are *not* rescaled by
+    ``1/sqrt(d)``). For ``kind="linear"``, ``y = X theta`` with
+    ``theta ~ N(0, I_d)`` and no noise. For ``kind="teacher"``, ``y`` is the
+    output of a random two-layer teacher of the student's form,
+    ``y_i = (1/sqrt(width)) * sum_r alpha_r psi(v_r . x_i)``, with N(0, 1)
+    weights ``V`` (width x d) and ``alpha``.
+
+    Parameters
+    ----------
+    kind : {"linear", "teacher"}
+        The data generator.
+    n, d : int
+        Number of samples and input dimension.
+    width : int, optional
+        Teacher width; required for ``kind="teacher"`` (the paper uses the
+        student's width ``p``).
+    activation : {"linear", "relu", "tanh", "sigmoid"}, optional
+        Teacher activation; required for ``kind="teacher"``.
+    seed : int or sequence of int, default 0
+        With one seed, one data set; with a sequence of ``R`` seeds, ``R``
+        independent data sets stacked along a leading axis.
+
+    Returns
+    -------
+    X : ndarray of shape (n, d) or (R, n, d)
+    y : ndarray of shape (n,) or (R, n)
+
+    Examples
+    --------
+    >>> X, y = make_data("teacher", 50, 150, width=200, activation="relu", seed=0)
+    >>> X.shape, y.shape
+    ((50, 150), (50,))
+    """
+    caller = "make_data"
+    kind = check_option(kind, "kind", caller, KINDS)
+    n = check_int(n, "n", caller, low=1)
+    d = check_int(d, "d", caller, low=1)
+    if kind == "teacher":
+        if width is None or activation is None:
+            raise ValueError(
+                "make_data(kind='teacher') needs the teacher's 'width' (an int >= 1) and "
+                f"'activation' (one of {', '.join(map(repr, ACTIVATIONS))}). "
+                f"Got width={width!r}, activation={activation!r} instead."
+            )
+        width = check_int(width, "width", caller, low=1)
+        activation = check_option(activation, "activation", caller, ACTIVATIONS)
+    seeds, stacked = check_seeds(seed, "seed", caller)
+
+    Xs, ys = [], []
+    for s in seeds:
+        rng = _random.rng(s, _random.DATA)
+        X = rng.standard_normal((n, d))
+        if kind == "linear":
+            theta = rng.standard_normal(d)
+            y = X @ theta
+        else:
+            V = rng.standard_normal((width, d))
+            alpha = rng.standard_normal(width)
+            y = psi(activation, X @ V.T) @ alpha / np.sqrt(width)
+        Xs.append(X)
+        ys.append(y)
+    if stacked:
+        return np.stack(Xs), np.stack(ys)
+    return Xs[0], ys[0]
