@@ -8,6 +8,14 @@ make_data
 train
     Full-batch gradient descent on a two-layer network, by backpropagation (BP)
     or feedback alignment (FA), with L2 / dropout regularisation.
+run_sweep, RunConfig
+    Many runs, cached on disk, resumable and parallel.
+settings
+    Each figure's protocol at "quick" or "paper" scale.
+
+Figure modules: ``fa.convergence`` (F1), ``fa.alignment_dynamics`` (F2),
+``fa.width_dependence`` (F3, F3-dropout); each has ``run``, ``plot``,
+``summary`` and ``claims``.
 """
 
 __version__ = "0.1.0"
@@ -15,5 +23,8 @@ __version__ = "0.1.0"
 from .activations import ACTIVATIONS
 from .data import make_data
 from .trainer import DivergenceWarning, TrainResult, cosine, train
+from .experiments import NUMERICS_VERSION, RunConfig, SweepResult, cache_key, run_sweep
+from .presets import settings
 
-__all__ = ["ACTIVATIONS", "DivergenceWarning", "TrainResult", "cosine", "make_data", "train"]
+__all__ = ["ACTIVATIONS", "DivergenceWarning", "NUMERICS_VERSION", "RunConfig", "SweepResult",
+           "TrainResult", "cache_key", "cosine", "make_data", "run_sweep", "settings", "train"]

@@ -1,0 +1,175 @@
+"""Figure F2: alignment cos(beta, b) vs step, with and without regularisation.
+
+Claim (PAPER.md 1.2 and 1.3): with ``lam = 0`` a wide network stays near its
+initialisation and ``cos(beta, b)`` stays small; L2 on ``beta`` makes the
+component along ``b`` dominate, so the alignment grows with ``lam``.
+"Regularise, then release": once the penalty is switched off the alignment
+stays up while the loss goes on to zero. Dropout also raises the alignment.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import _figure, plotting
+from .claims import Claim
+from .experiments import RunConfig, run_sweep
+from .presets import PROTOCOL, FigureSettings
+
+NAME = "alignment_dynamics"
+COLUMNS = ["activation", "regularizer", "strength", "seed", "step", "alignment", "loss"]
+
+
+def release_step(s: FigureSettings) -> int:
+    """The step at which "regularise, then release" switches the penalty off."""
+    return int(round(s.release_fraction * s.steps))
+
+
+def configs(s: FigureSettings) -> list[RunConfig]:
+    """Per activation: FA at each lam; release at the largest lam; dropout at each rate.
+
+    Dropout runs use PAPER.md's dropout protocol (its step size and rates).
+    """
+    out = []
+    for act in s.activations:
+        proto = PROTOCOL[act]
+        for p in s.widths:
+            common = dict(activation=act, width=p, data=_figure.data_kind(act), n=s.n, d=s.d,
+                          steps=s.steps, record_every=s.record_every, dtype=s.dtype,
+                          rule="fa")
+            lams = s.lambdas_for(act)
+            out += [RunConfig(lr=proto.lr, lam=lam, regularizer="l2", strength=lam, **common)
+                    for lam in lams]
+            out.append(RunConfig(lr=proto.lr, lam=max(lams), lam_schedule="release",
+                                 lam_until=release_step(s), regularizer="release",
+                                 strength=max(lams), **common))
+            out += [RunConfig(lr=proto.dropout_lr, dropout=q, regularizer="dropout",
+                              strength=q, **common)
+                    for q in s.dropout_rates_for(act)]
+    return out
+
+
+def run(s: FigureSettings, *, n_jobs: int = 1, results_dir=None, progress=True) -> pd.DataFrame:
+    """Run (or load) the sweep; write ``results/alignment_dynamics.csv``; return the curves."""
+    sweep = run_sweep(configs(s), _figure.seeds(s), cache_dir=_figure.cache_dir(results_dir),
+                      n_jobs=n_jobs, progress=progress, desc="F2 alignment dynamics")
+    curves = sweep.curves[COLUMNS]
+    _figure.write_csv(curves, NAME, results_dir)
+    return curves
+
+
+def plot(curves: pd.DataFrame, s: FigureSettings):
+    """Four rows, one column per activation.
+
+    (a) alignment under constant L2 at each lam; (b) alignment and (c) loss for
+    "regularise, then release" against constant L2 at the same lam and lam = 0;
+    (d) alignment with dropout at each rate.
+    """
+    plotting.use_style()
+    activations = list(dict.fromkeys(curves["activation"]))
+    fig, axes = plotting.subplots(len(activations), 4, height=3.0, sharex=True)
+    align = _figure.mean_sd(curves, ["activation", "regularizer", "strength", "step"], "alignment")
+    loss = _figure.log_mean_sd(curves, ["activation", "regularizer", "strength", "step"], "loss")
+    t_release = release_step(s)
+    for j, act in enumerate(activations):
+        a = align[align["activation"] == act]
+        l2 = a[a["regularizer"] == "l2"]
+        lams = sorted(l2["strength"].unique())
+        colors = dict(zip(lams, plotting.palette(len(lams))))
+        for lam in lams:
+            g = l2[l2["strength"] == lam]
+            plotting.band(axes[0, j], g["step"], g["mean"], g["low"], g["high"],
+                          label=f"λ = {lam:g}", color=colors[lam])
+        rel = a[a["regularizer"] == "release"]
+        lam_r = rel["strength"].iloc[0]
+        lo = loss[loss["activation"] == act]
+        for row, frame, ylabel in ((1, a, "cos(β, b)"), (2, lo, "training loss")):
+            ax = axes[row, j]
+            for label, sel, color, ls in (
+                    ("λ = 0", (frame["regularizer"] == "l2") & (frame["strength"] == 0), colors[0.0] if 0.0 in colors else "grey", "-"),
+                    (f"λ = {lam_r:g} throughout", (frame["regularizer"] == "l2") & (frame["strength"] == lam_r), colors.get(lam_r, "navy"), "-"),
+                    (f"λ = {lam_r:g}, off at t = {t_release}", frame["regularizer"] == "release", "crimson", "--")):
+                g = frame[sel]
+                plotting.band(ax, g["step"], g["mean"], g["low"], g["high"], label=label,
+                              color=color, ls=ls)
+            ax.axvline(t_release, color="grey", lw=0.8, ls=":")
+            if row == 2:
+                ax.set_yscale("log")
+        drop = a[a["regularizer"] == "dropout"]
+        rates = sorted(drop["strength"].unique())
+        for q, color in zip(rates, plotting.palette(len(rates))):
+            g = drop[drop["strength"] == q]
+            plotting.band(axes[3, j], g["step"], g["mean"], g["low"], g["high"],
+                          label=f"q = {q:g}", color=color)
+        axes[0, j].set_title(plotting.TITLES[act])
+        axes[3, j].set_xlabel("step t")
+    row_labels = ["alignment cos(β, b)\nL2 on β", "alignment cos(β, b)\nregularise, then release",
+                  "training loss\nregularise, then release", "alignment cos(β, b)\ndropout rate q"]
+    for row, label in enumerate(row_labels):
+        axes[row, 0].set_ylabel(label)
+        for ax in axes[row]:
+            ax.legend(fontsize="x-small", loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def summary(curves: pd.DataFrame) -> pd.DataFrame:
+    """Final alignment and loss per (activation, regularizer, strength): mean and sd."""
+    last = curves[curves["step"] == curves.groupby(["activation", "regularizer", "strength",
+                                                     "seed"])["step"].transform("max")]
+    return (last.groupby(["activation", "regularizer", "strength"])
+            .agg(alignment=("alignment", "mean"), alignment_sd=("alignment", "std"),
+                 loss=("loss", "mean"), loss_sd=("loss", "std"))
+            .reset_index())
+
+
+def claims(curves: pd.DataFrame, s: FigureSettings) -> list[Claim]:
+    """F2's expected properties, measured per activation.
+
+    1. The final alignment rises with lam, and every lam > 0 ends above lam = 0.
+    2. Regularise, then release: the alignment at the end is at least 80% of its
+       value at release and still above lam = 0's; the loss after release falls
+       at least 10x below the constant-lam floor.
+    3. Dropout at the largest rate ends more aligned than without dropout.
+    """
+    t_release = release_step(s)
+    table = summary(curves)
+    out = []
+    for act, here in table.groupby("activation", sort=False):
+        tag = f"F2 {act}"
+        l2 = here[here["regularizer"] == "l2"].sort_values("strength")
+        values = l2["alignment"].to_numpy()
+        out.append(Claim(tag, "final alignment rises with λ (λ=0 lowest)",
+                         ", ".join(f"λ={lam:g}: {v:.3f}" for lam, v in
+                                   zip(l2["strength"], values)),
+                         bool(np.all(np.diff(values) > 0))))
+        c = curves[(curves["activation"] == act)]
+        rel = c[c["regularizer"] == "release"]
+        at_release = rel[rel["step"] == _nearest(rel["step"], t_release)]["alignment"].mean()
+        rel_final = here[here["regularizer"] == "release"].iloc[0]
+        lam_r = rel_final["strength"]
+        constant = l2[l2["strength"] == lam_r].iloc[0]
+        free = l2[l2["strength"] == 0.0]
+        free_alignment = free["alignment"].iloc[0] if len(free) else np.nan
+        out.append(Claim(tag, "release: alignment persists (end ≥ 80% of value at release, "
+                              "above λ=0)",
+                         f"{at_release:.3f} at release → {rel_final['alignment']:.3f}; "
+                         f"λ=0: {free_alignment:.3f}",
+                         bool(rel_final["alignment"] >= 0.8 * at_release
+                              and rel_final["alignment"] > free_alignment)))
+        out.append(Claim(tag, "release: loss then falls ≥ 10x below the constant-λ floor",
+                         f"{rel_final['loss']:.2e} vs {constant['loss']:.2e}",
+                         bool(rel_final["loss"] <= 0.1 * constant["loss"])))
+        drop = here[here["regularizer"] == "dropout"].sort_values("strength")
+        if len(drop) > 1:
+            out.append(Claim(tag, "dropout raises alignment (largest rate vs none)",
+                             f"q={drop['strength'].iloc[-1]:g}: {drop['alignment'].iloc[-1]:.3f}"
+                             f" vs q=0: {drop['alignment'].iloc[0]:.3f}",
+                             bool(drop["alignment"].iloc[-1] > drop["alignment"].iloc[0])))
+    return out
+
+
+def _nearest(steps: pd.Series, t: int) -> int:
+    values = np.unique(steps)
+    return int(values[np.argmin(np.abs(values - t))])

@@ -1,0 +1,155 @@
+"""Figure F1: training loss vs step for FA at each lambda, and BP.
+
+Claim (PAPER.md 1.1 and 1.3): without regularisation FA drives the training loss
+to zero exponentially fast (a straight line on a log scale); with a constant
+``lam > 0`` the loss levels off at a floor that rises with ``lam``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import _figure, plotting
+from .claims import Claim
+from .experiments import RunConfig, run_sweep
+from .presets import PROTOCOL, FigureSettings
+
+NAME = "convergence"
+#: Below this fraction of the initial loss, float64 round-off shapes the curve.
+ROUND_OFF = 1e-20
+
+
+def configs(s: FigureSettings) -> list[RunConfig]:
+    """FA at every lambda of each activation, plus BP without regularisation."""
+    out = []
+    for act in s.activations:
+        for p in s.widths:
+            common = dict(activation=act, width=p, data=_figure.data_kind(act), n=s.n, d=s.d,
+                          lr=PROTOCOL[act].lr, steps=s.steps, record_every=s.record_every,
+                          dtype=s.dtype, regularizer="l2")
+            out += [RunConfig(rule="fa", lam=lam, strength=lam, **common)
+                    for lam in s.lambdas_for(act)]
+            out.append(RunConfig(rule="bp", lam=0.0, strength=0.0, **common))
+    return out
+
+
+def run(s: FigureSettings, *, n_jobs: int = 1, results_dir=None, progress=True) -> pd.DataFrame:
+    """Run (or load from the cache) the sweep and write ``results/convergence.csv``.
+
+    Returns the tidy curves: activation, width, rule, lam, seed, step, loss.
+    """
+    sweep = run_sweep(configs(s), _figure.seeds(s), cache_dir=_figure.cache_dir(results_dir),
+                      n_jobs=n_jobs, progress=progress, desc="F1 convergence")
+    curves = sweep.curves[["activation", "width", "rule", "lam", "seed", "step", "loss"]]
+    _figure.write_csv(curves.drop(columns="width") if len(s.widths) == 1 else curves,
+                      NAME, results_dir)
+    return curves
+
+
+def plot(curves: pd.DataFrame):
+    """Loss vs step on a log scale, one panel per activation (geometric mean x/÷ sd)."""
+    plotting.use_style()
+    activations = list(dict.fromkeys(curves["activation"]))
+    fig, axes = plotting.subplots(len(activations), height=3.4)
+    stats = _figure.log_mean_sd(curves, ["activation", "rule", "lam", "step"], "loss")
+    for ax, act in zip(axes[0], activations):
+        here = stats[stats["activation"] == act]
+        fa_runs = here[here["rule"] == "fa"]
+        lams = sorted(fa_runs["lam"].unique())
+        for lam, color in zip(lams, plotting.palette(len(lams))):
+            g = fa_runs[fa_runs["lam"] == lam]
+            plotting.band(ax, g["step"], g["mean"], g["low"], g["high"],
+                          label=f"FA, λ = {lam:g}", color=color)
+        bp = here[here["rule"] == "bp"]
+        if len(bp):
+            plotting.band(ax, bp["step"], bp["mean"], bp["low"], bp["high"],
+                          label="BP, λ = 0", color="crimson", ls="--")
+        ax.set_yscale("log")
+        ax.set_title(plotting.TITLES[act])
+        ax.set_xlabel("step t")
+    axes[0, 0].set_ylabel("training loss  $L = \\frac{1}{n}\\sum_i (f(x_i) - y_i)^2$")
+    for ax in axes[0]:
+        ax.legend(title="rule, λ", fontsize="small", title_fontsize="small", ncol=2,
+                  loc="upper center", bbox_to_anchor=(0.5, -0.22))
+    fig.tight_layout()
+    return fig
+
+
+def summary(curves: pd.DataFrame) -> pd.DataFrame:
+    """The numbers behind the figure: initial and final loss per (activation, rule, lam)."""
+    last = curves.groupby(["activation", "rule", "lam", "seed"]).agg(
+        initial=("loss", "first"), final=("loss", "last")).reset_index()
+    last["orders_dropped"] = np.log10(last["initial"] / last["final"])
+    return (last.groupby(["activation", "rule", "lam"])
+            .agg(initial_loss=("initial", "mean"), final_loss=("final", "mean"),
+                 final_loss_sd=("final", "std"), orders_dropped=("orders_dropped", "mean"))
+            .reset_index())
+
+
+def claims(curves: pd.DataFrame, *, min_orders: float = 3.0) -> list[Claim]:
+    """F1's expected properties, measured per activation.
+
+    1. FA with ``lam = 0`` lowers the loss by at least ``min_orders`` orders of
+       magnitude, and exponentially: in the second half of the run (or of the part
+       above float64 round-off) ``log10 L`` falls at least a quarter as much as in
+       the first half (a power law would flatten out far more).
+    2. Every ``lam > 0`` levels off: over the last 20% of steps its loss falls by
+       less than 0.15 decades (30%), and its floor is above the ``lam = 0`` final loss.
+    3. The floor rises with ``lam``.
+    4. BP (``lam = 0``) converges too, to within a few orders of magnitude of FA.
+    """
+    out = []
+    for act, here in curves.groupby("activation", sort=False):
+        tag = f"F1 {act}"
+        fa_runs = here[here["rule"] == "fa"]
+        free = _mean_curve(fa_runs[fa_runs["lam"] == 0.0])
+        orders = np.log10(free.iloc[0] / free.iloc[-1])
+        out.append(Claim(tag, f"FA, λ=0: loss falls ≥ {min_orders:g} orders of magnitude",
+                         f"{orders:.1f} orders", bool(orders >= min_orders)))
+        first, second = _half_drops(free)
+        out.append(Claim(tag, "FA, λ=0: exponential (second-half log-drop ≥ 1/4 of first half)",
+                         f"{first:.2f} then {second:.2f} decades",
+                         bool(second >= 0.25 * first and second > 0)))
+        free_tail = np.log10(free[free.index >= 0.8 * free.index.max()])
+        free_fall = free_tail.iloc[0] - free_tail.iloc[-1]
+        floors = []
+        for lam in sorted(fa_runs["lam"].unique()):
+            if lam == 0:
+                continue
+            curve = _mean_curve(fa_runs[fa_runs["lam"] == lam])
+            tail = np.log10(curve[curve.index >= 0.8 * curve.index.max()])
+            fall = tail.iloc[0] - tail.iloc[-1]
+            floors.append((lam, curve.iloc[-1]))
+            out.append(Claim(tag, f"FA, λ={lam:g}: loss levels off (last 20% of steps: "
+                             "< 0.15 decades) at a floor above λ=0's",
+                             f"last 20%: {fall:.3f} decades (λ=0: {free_fall:.2f}); floor "
+                             f"{curve.iloc[-1]:.2e} vs {free.iloc[-1]:.2e}",
+                             bool(fall < 0.15 and curve.iloc[-1] > free.iloc[-1])))
+        if len(floors) > 1:
+            values = [f for _, f in floors]
+            out.append(Claim(tag, "the floor rises with λ",
+                             ", ".join(f"{v:.2e}" for v in values),
+                             bool(np.all(np.diff(values) > 0))))
+        bp = here[here["rule"] == "bp"]
+        if len(bp):
+            bp_curve = _mean_curve(bp)
+            bp_orders = np.log10(bp_curve.iloc[0] / bp_curve.iloc[-1])
+            out.append(Claim(tag, f"BP, λ=0 converges too (≥ {min_orders:g} orders)",
+                             f"BP {bp_orders:.1f} vs FA {orders:.1f} orders",
+                             bool(bp_orders >= min_orders)))
+    return out
+
+
+def _mean_curve(runs: pd.DataFrame) -> pd.Series:
+    """Geometric-mean loss per step over seeds."""
+    return 10 ** np.log10(runs["loss"]).groupby(runs["step"]).mean()
+
+
+def _half_drops(curve: pd.Series) -> tuple[float, float]:
+    """Decades lost in the first and second half of the part above round-off."""
+    above = curve[curve > ROUND_OFF * curve.iloc[0]]
+    steps = above.index.to_numpy()
+    mid = steps[np.searchsorted(steps, steps[-1] / 2)]
+    log = np.log10(above)
+    return float(log.iloc[0] - log.loc[mid]), float(log.loc[mid] - log.iloc[-1])

@@ -1,0 +1,191 @@
+"""Figures F3 and F3-dropout: final alignment vs width p.
+
+Claim (PAPER.md 1.2): without regularisation the final ``cos(beta, b)`` decays
+towards 0 as the width grows, roughly like a power of ``1/p``; with L2 on
+``beta`` (or dropout) it stays bounded away from 0 at every width, higher for
+stronger regularisation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import _figure, plotting
+from .claims import Claim
+from .experiments import RunConfig, run_sweep
+from .presets import DROPOUT_WIDTHS, PROTOCOL, FigureSettings, width_steps
+
+NAME = "width_dependence"
+COLUMNS = ["activation", "regularizer", "strength", "width", "seed", "alignment", "loss", "steps"]
+#: F3's stopping protocol: checks every 1000 steps; loss tolerance (L2) and
+#: alignment tolerance (dropout), PAPER.md.
+CHECK_EVERY, LOSS_TOL, ALIGNMENT_TOL = 1000, 1e-3, 1e-4
+
+
+def configs(s: FigureSettings, *, dropout_widths=None) -> list[RunConfig]:
+    """L2 runs at every (activation, width, lam); dropout runs at every (activation, width, q).
+
+    Each width trains for ``T(p)`` steps (:func:`fa.presets.width_steps` with
+    base ``s.steps``), then, with ``s.until_converged``, follows the stopping
+    protocol. Dropout runs use PAPER.md's dropout step sizes and rates, and
+    ``dropout_widths`` (default: the L2 widths).
+    """
+    out = []
+    for act in s.activations:
+        proto = PROTOCOL[act]
+        common = dict(activation=act, data=_figure.data_kind(act), n=s.n, d=s.d, rule="fa",
+                      until_converged=s.until_converged, check_every=CHECK_EVERY,
+                      dtype=s.dtype)
+        for p in s.widths:
+            T = width_steps(p, s.steps)
+            out += [RunConfig(width=p, lr=proto.lr, lam=lam, steps=T, record_every=T,
+                              tol=LOSS_TOL, regularizer="l2", strength=lam, **common)
+                    for lam in s.lambdas_for(act)]
+        for p in dropout_widths or s.widths:
+            T = width_steps(p, s.steps)
+            out += [RunConfig(width=p, lr=proto.dropout_lr, dropout=q, steps=T, record_every=T,
+                              tol=ALIGNMENT_TOL, converge_on="alignment",
+                              regularizer="dropout", strength=q, **common)
+                    for q in s.dropout_rates_for(act)]
+    return out
+
+
+def default_dropout_widths(s: FigureSettings, scale: str, widths_overridden: bool):
+    """F3-dropout's widths: PAPER.md's own list unless the caller chose widths."""
+    return None if widths_overridden else DROPOUT_WIDTHS[scale]
+
+
+def run(s: FigureSettings, *, dropout_widths=None, n_jobs: int = 1, results_dir=None,
+        progress=True) -> pd.DataFrame:
+    """Run (or load) the sweep; write ``results/width_dependence.csv``; return one row per run."""
+    sweep = run_sweep(configs(s, dropout_widths=dropout_widths), _figure.seeds(s),
+                      cache_dir=_figure.cache_dir(results_dir), n_jobs=n_jobs,
+                      progress=progress, desc="F3 width dependence")
+    runs = sweep.runs.rename(columns={"final_alignment": "alignment", "final_loss": "loss",
+                                      "steps_taken": "steps_taken_"})
+    runs["steps"] = runs.pop("steps_taken_")
+    runs = runs[~runs["diverged"]][COLUMNS]
+    _figure.write_csv(runs, NAME, results_dir)
+    return runs
+
+
+def fit_power_law(widths, alignment) -> tuple[float, float]:
+    """Least-squares fit of ``log alignment = slope * log p + intercept``.
+
+    Returns ``(slope, intercept)``; alignment ~ ``p**slope``.
+    """
+    slope, intercept = np.polyfit(np.log(np.asarray(widths, float)),
+                                  np.log(np.asarray(alignment, float)), 1)
+    return float(slope), float(intercept)
+
+
+def summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean and sd of the final alignment, and steps taken, per (activation, regularizer, strength, width)."""
+    return (runs.groupby(["activation", "regularizer", "strength", "width"])
+            .agg(alignment=("alignment", "mean"), alignment_sd=("alignment", "std"),
+                 loss=("loss", "mean"), steps=("steps", "mean"), seeds=("seed", "count"))
+            .reset_index())
+
+
+def slopes(runs: pd.DataFrame) -> pd.DataFrame:
+    """The fitted power-law slope of the unregularised (lam = 0) curve per activation."""
+    table = summary(runs)
+    free = table[(table["regularizer"] == "l2") & (table["strength"] == 0.0)]
+    rows = []
+    for act, g in free.groupby("activation", sort=False):
+        slope, intercept = fit_power_law(g["width"], g["alignment"])
+        rows.append(dict(activation=act, slope=slope, intercept=intercept))
+    return pd.DataFrame(rows, columns=["activation", "slope", "intercept"])
+
+
+def plot(runs: pd.DataFrame):
+    """Final alignment vs p (log x), mean +- sd bars; L2 row and dropout row."""
+    plotting.use_style()
+    table = summary(runs)
+    fits = slopes(runs).set_index("activation")
+    activations = list(dict.fromkeys(runs["activation"]))
+    regs = [r for r in ("l2", "dropout") if r in set(runs["regularizer"])]
+    fig, axes = plotting.subplots(len(activations), len(regs), height=3.4)
+    for i, reg in enumerate(regs):
+        for j, act in enumerate(activations):
+            ax = axes[i, j]
+            here = table[(table["activation"] == act) & (table["regularizer"] == reg)]
+            strengths = sorted(here["strength"].unique())
+            for value, color in zip(strengths, plotting.palette(len(strengths))):
+                g = here[here["strength"] == value]
+                ax.errorbar(g["width"], g["alignment"], yerr=g["alignment_sd"], color=color,
+                            marker="o", ms=4, capsize=3, lw=1.5,
+                            label=f"{'λ' if reg == 'l2' else 'q'} = {value:g}")
+            if reg == "l2" and act in fits.index:
+                p = np.geomspace(here["width"].min(), here["width"].max(), 50)
+                slope, intercept = fits.loc[act, ["slope", "intercept"]]
+                ax.plot(p, np.exp(intercept) * p**slope, color="black", ls="--", lw=1,
+                        label=f"fit λ=0: ∝ p^{slope:.2f}")
+            ax.set_xscale("log")
+            ax.set_ylim(bottom=0)
+            ax.set_title(f"{plotting.TITLES[act]}, {'L2 on β' if reg == 'l2' else 'dropout'}")
+            ax.set_xlabel("width p")
+            ax.legend(title="λ" if reg == "l2" else "dropout rate q", fontsize="x-small",
+                      title_fontsize="x-small", loc="best")
+        axes[i, 0].set_ylabel("final alignment cos(β, b)")
+    fig.tight_layout()
+    return fig
+
+
+def claims(runs: pd.DataFrame, *, strict: bool = True) -> list[Claim]:
+    """F3's expected properties, measured per activation.
+
+    1. ``lam = 0``: the fitted log-log slope is negative (alignment decays with p)
+       and the alignment at the largest width is below that at the smallest.
+    2. Every ``lam > 0`` decays more slowly than ``lam = 0`` (larger slope).
+    3. Bounded away from 0: the smallest mean alignment over the widths is at
+       least 0.1 and at least twice the ``lam = 0`` value at the largest width;
+       for every ``lam > 0`` when ``strict`` (paper scale), else for the largest
+       lam only: a short run has not yet reached the regime of a small lam,
+       which acts on the time scale ``1 / (eta * lam)`` steps.
+    4. Higher for larger ``lam``: at the largest width the alignment rises with lam.
+    5. Dropout (where run): the largest rate is above no dropout at the largest width.
+    """
+    table = summary(runs)
+    fits = slopes(runs).set_index("activation")
+    out = []
+    for act, here in table.groupby("activation", sort=False):
+        tag = f"F3 {act}"
+        l2 = here[here["regularizer"] == "l2"]
+        free = l2[l2["strength"] == 0.0].sort_values("width")
+        p_max = l2["width"].max()
+        slope = fits.loc[act, "slope"]
+        out.append(Claim(tag, "λ=0: alignment decays with p (log-log slope < 0)",
+                         f"slope {slope:.2f}; {free['alignment'].iloc[0]:.3f} at p="
+                         f"{free['width'].iloc[0]} → {free['alignment'].iloc[-1]:.3f} at p={p_max}",
+                         bool(slope < 0 and free["alignment"].iloc[-1] < free["alignment"].iloc[0])))
+        free_at_max = free["alignment"].iloc[-1]
+        regularised = sorted(v for v in l2["strength"].unique() if v > 0)
+        at_max = []
+        for lam in regularised:
+            g = l2[l2["strength"] == lam]
+            at_max.append(g[g["width"] == p_max]["alignment"].iloc[0])
+            lam_slope, _ = fit_power_law(g["width"], g["alignment"])
+            out.append(Claim(tag, f"λ={lam:g}: decays more slowly than λ=0",
+                             f"slope {lam_slope:.2f} vs {slope:.2f}", bool(lam_slope > slope)))
+            if strict or lam == regularised[-1]:
+                low = g["alignment"].min()
+                out.append(Claim(tag, f"λ={lam:g}: bounded away from 0 (min over p ≥ 0.1 and "
+                                      f"≥ 2x λ=0 at p={p_max})",
+                                 f"min {low:.3f}; λ=0 at p={p_max}: {free_at_max:.3f}",
+                                 bool(low >= 0.1 and low >= 2 * free_at_max)))
+        values = [free_at_max] + at_max
+        out.append(Claim(tag, f"at p={p_max} alignment rises with λ",
+                         ", ".join(f"{v:.3f}" for v in values),
+                         bool(np.all(np.diff(values) > 0))))
+        drop = here[here["regularizer"] == "dropout"]
+        if len(drop):
+            wmax = drop["width"].max()
+            top = drop[drop["width"] == wmax].sort_values("strength")
+            out.append(Claim(f"F3-dropout {act}",
+                             f"at p={wmax} the largest dropout rate is more aligned than none",
+                             f"q={top['strength'].iloc[-1]:g}: {top['alignment'].iloc[-1]:.3f} vs "
+                             f"q=0: {top['alignment'].iloc[0]:.3f}",
+                             bool(top["alignment"].iloc[-1] > top["alignment"].iloc[0])))
+    return out
