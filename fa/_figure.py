@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pandas as pd
 
@@ -58,7 +56,3 @@ def mean_sd(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:
     g["high"] = g["mean"] + g["std"]
     return g
 
-
-def as_dict(s: FigureSettings) -> dict:
-    """Settings as a plain dict for manifests and tables."""
-    return dataclasses.asdict(s)

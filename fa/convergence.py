@@ -51,7 +51,7 @@ def plot(curves: pd.DataFrame):
     """Loss vs step on a log scale, one panel per activation (geometric mean x/÷ sd)."""
     plotting.use_style()
     activations = list(dict.fromkeys(curves["activation"]))
-    fig, axes = plotting.subplots(len(activations), height=3.4)
+    fig, axes = plotting.subplots(len(activations), width=4.0, height=4.6)
     stats = _figure.log_mean_sd(curves, ["activation", "rule", "lam", "step"], "loss")
     for ax, act in zip(axes[0], activations):
         here = stats[stats["activation"] == act]
@@ -68,10 +68,10 @@ def plot(curves: pd.DataFrame):
         ax.set_yscale("log")
         ax.set_title(plotting.TITLES[act])
         ax.set_xlabel("step t")
-    axes[0, 0].set_ylabel("training loss  $L = \\frac{1}{n}\\sum_i (f(x_i) - y_i)^2$")
+    axes[0, 0].set_ylabel("training loss L (mean squared error)")
     for ax in axes[0]:
         ax.legend(title="rule, λ", fontsize="small", title_fontsize="small", ncol=2,
-                  loc="upper center", bbox_to_anchor=(0.5, -0.22))
+                  loc="upper center", bbox_to_anchor=(0.5, -0.2))
     fig.tight_layout()
     return fig
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from datetime import datetime, timezone
@@ -38,11 +39,12 @@ def band(ax, x, mean, low, high, *, label, color, **kwargs):
 
 
 def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
-                settings: dict, seeds) -> list[Path]:
+                settings) -> list[Path]:
     """Write ``fig`` as ``<name>.png`` and ``<name>.pdf`` and record it in MANIFEST.json.
 
     The manifest entry says which notebook made the figure, at which scale and
-    settings, with which seeds, from which commit of this repository.
+    settings (a :class:`fa.presets.FigureSettings` or any dataclass with
+    ``n_seeds``), with which seeds, from which commit of this repository.
     """
     out = paths.resolve(figures_dir, paths.FIGURES_DIR)
     out.mkdir(parents=True, exist_ok=True)
@@ -51,12 +53,12 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
     fig.savefig(files[1], bbox_inches="tight", metadata={"CreationDate": None})
     manifest_path = out / "MANIFEST.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    seeds = list(seeds)
+    seeds = list(range(settings.n_seeds))
     manifest[name] = {
         "files": [f.name for f in files],
         "notebook": notebook,
         "scale": scale,
-        "settings": settings,
+        "settings": dataclasses.asdict(settings),
         "seeds": f"{len(seeds)} seeds: {seeds[0]}..{seeds[-1]}" if len(seeds) > 3 else seeds,
         "commit": _commit(),
         "fa_version": __version__,

@@ -106,7 +106,7 @@ def plot(runs: pd.DataFrame):
     fits = slopes(runs).set_index("activation")
     activations = list(dict.fromkeys(runs["activation"]))
     regs = [r for r in ("l2", "dropout") if r in set(runs["regularizer"])]
-    fig, axes = plotting.subplots(len(activations), len(regs), height=3.4)
+    fig, axes = plotting.subplots(len(activations), len(regs), width=4.0, height=4.8)
     for i, reg in enumerate(regs):
         for j, act in enumerate(activations):
             ax = axes[i, j]
@@ -121,13 +121,17 @@ def plot(runs: pd.DataFrame):
                 p = np.geomspace(here["width"].min(), here["width"].max(), 50)
                 slope, intercept = fits.loc[act, ["slope", "intercept"]]
                 ax.plot(p, np.exp(intercept) * p**slope, color="black", ls="--", lw=1,
-                        label=f"fit λ=0: ∝ p^{slope:.2f}")
+                        label=f"fit to λ=0: $\\propto p^{{{slope:.2f}}}$")
             ax.set_xscale("log")
+            ax.set_xticks(sorted(here["width"].unique()),
+                          [f"{w:g}" for w in sorted(here["width"].unique())])
+            ax.minorticks_off()
             ax.set_ylim(bottom=0)
             ax.set_title(f"{plotting.TITLES[act]}, {'L2 on β' if reg == 'l2' else 'dropout'}")
             ax.set_xlabel("width p")
-            ax.legend(title="λ" if reg == "l2" else "dropout rate q", fontsize="x-small",
-                      title_fontsize="x-small", loc="best")
+            ax.legend(title="λ" if reg == "l2" else "dropout rate q", fontsize="small",
+                      title_fontsize="small", ncol=2, loc="upper center",
+                      bbox_to_anchor=(0.5, -0.2))
         axes[i, 0].set_ylabel("final alignment cos(β, b)")
     fig.tight_layout()
     return fig
@@ -140,7 +144,7 @@ def claims(runs: pd.DataFrame, *, strict: bool = True) -> list[Claim]:
        and the alignment at the largest width is below that at the smallest.
     2. Every ``lam > 0`` decays more slowly than ``lam = 0`` (larger slope).
     3. Bounded away from 0: the smallest mean alignment over the widths is at
-       least 0.1 and at least twice the ``lam = 0`` value at the largest width;
+       least 0.1, and at the largest width it is at least 1.5x the ``lam = 0`` value;
        for every ``lam > 0`` when ``strict`` (paper scale), else for the largest
        lam only: a short run has not yet reached the regime of a small lam,
        which acts on the time scale ``1 / (eta * lam)`` steps.
@@ -171,10 +175,11 @@ def claims(runs: pd.DataFrame, *, strict: bool = True) -> list[Claim]:
                              f"slope {lam_slope:.2f} vs {slope:.2f}", bool(lam_slope > slope)))
             if strict or lam == regularised[-1]:
                 low = g["alignment"].min()
-                out.append(Claim(tag, f"λ={lam:g}: bounded away from 0 (min over p ≥ 0.1 and "
-                                      f"≥ 2x λ=0 at p={p_max})",
-                                 f"min {low:.3f}; λ=0 at p={p_max}: {free_at_max:.3f}",
-                                 bool(low >= 0.1 and low >= 2 * free_at_max)))
+                out.append(Claim(tag, f"λ={lam:g}: bounded away from 0 (min over p ≥ 0.1; "
+                                      f"at p={p_max} ≥ 1.5x λ=0)",
+                                 f"min {low:.3f}; at p={p_max}: {at_max[-1]:.3f} vs λ=0 "
+                                 f"{free_at_max:.3f}",
+                                 bool(low >= 0.1 and at_max[-1] >= 1.5 * free_at_max)))
         values = [free_at_max] + at_max
         out.append(Claim(tag, f"at p={p_max} alignment rises with λ",
                          ", ".join(f"{v:.3f}" for v in values),
