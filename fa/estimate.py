@@ -55,6 +55,7 @@ def report(notebooks, *, n_jobs: int = 1, results_dir=None) -> str:
     lines = [f"Estimated paper-scale time on this machine ({n_jobs} worker"
              f"{'s' if n_jobs > 1 else ''}; measured just now):"]
     total = 0.0
+    counted = set()   # runs shared between notebooks (F2 reuses F1's) are trained once
     for name in notebooks:
         if name not in FIGURES:
             lines.append(f"  {name:<24} see the notebook's own estimate")
@@ -63,14 +64,16 @@ def report(notebooks, *, n_jobs: int = 1, results_dir=None) -> str:
         for config in dict.fromkeys(FIGURES[name]()):
             for seed in range(SEEDS[name]):
                 runs += 1
-                if _load(cache, config, seed) is not None:
+                if (config, seed) in counted or _load(cache, config, seed) is not None:
                     cached += 1
                     continue
+                counted.add((config, seed))
                 unit = rate[config.activation, 0.5 if config.dropout > 0 else 0.0]
                 seconds += unit * config.steps * config.width
         seconds /= n_jobs
         total += seconds
-        lines.append(f"  {name:<24} {_human(seconds):>10}  ({runs} runs, {cached} cached)")
+        lines.append(f"  {name:<24} {_human(seconds):>10}  ({runs} runs, {cached} cached "
+                     "or shared with an earlier notebook)")
     lines.append(f"  {'total':<24} {_human(total):>10}  (runs with the stopping protocol may "
                  "take longer: this counts their minimum T(p) steps)")
     return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""The project's layout promises: notebooks, parameters, the README's table, the protocol."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+import fa
+from fa import paths, presets, reproduce, width_dependence
+
+COMMON = {"scale", "activations", "widths", "lambdas", "n_seeds", "steps", "until_converged",
+          "n_jobs", "results_dir", "figures_dir"}
+MNIST = {"scale", "n_seeds", "steps", "n_jobs", "results_dir", "figures_dir", "hidden",
+         "depth", "batch_size", "lr", "lambdas", "data_dir"}
+
+
+def parameters(name):
+    nb = json.loads((paths.NOTEBOOKS_DIR / f"{name}.ipynb").read_text())
+    cells = [c for c in nb["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    assert len(cells) == 1, f"{name}: exactly one cell tagged 'parameters'"
+    source = "".join(cells[0]["source"])
+    return set(re.findall(r"^(\w+)\s*=", source, flags=re.M)), nb
+
+
+@pytest.mark.parametrize("name", list(reproduce.NOTEBOOKS))
+def test_every_figure_notebook_exists_with_its_parameters(name):
+    assert (paths.NOTEBOOKS_DIR / f"{name}.ipynb").exists()
+    names, nb = parameters(name)
+    expected = MNIST if name == "04_mnist" else COMMON
+    if name in ("02_alignment_dynamics", "03_width_dependence"):
+        expected = expected | {"dropout_rates"}
+    assert expected <= names, expected - names
+    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), \
+        "source notebooks are committed without outputs"
+
+
+def test_readme_names_every_notebook_and_figure():
+    readme = (paths.PROJ_ROOT / "README.md").read_text()
+    for name in reproduce.NOTEBOOKS:
+        assert f"notebooks/{name}.ipynb" in readme
+    for fig in ("convergence", "alignment_dynamics", "width_dependence", "mnist"):
+        assert f"figures/{fig}.png" in readme
+
+
+def test_paper_scale_is_papers_protocol():
+    for act, lr, lams in (("linear", 1e-3, (0, .2, .3, .5)), ("relu", 1e-2, (0, .02, .05, .2)),
+                          ("tanh", 1e-1, (0, .001, .002, .005)),
+                          ("sigmoid", 1e-1, (0, .001, .003, .01))):
+        assert presets.PROTOCOL[act].lr == lr and presets.PROTOCOL[act].lambdas == lams
+    f1 = fa.settings("convergence", "paper")
+    assert (f1.widths, f1.steps, f1.n_seeds, f1.n, f1.d) == ((3200,), 5000, 50, 50, 150)
+    f3 = fa.settings("width_dependence", "paper")
+    assert f3.widths == (200, 400, 800, 1600, 3200, 6400, 12800)
+    assert f3.n_seeds == 50 and f3.until_converged
+    assert presets.DROPOUT_WIDTHS["paper"] == (200, 800, 3200, 12800)
+
+
+def test_width_sweep_steps_follow_the_authors_formula():
+    s = fa.settings("width_dependence", "paper", widths=[200, 12800], n_seeds=2)
+    configs = width_dependence.configs(s)
+    for c in configs:
+        T = int(np.rint(5000 * np.sqrt(c.width) // np.rint(np.sqrt(200))))
+        assert c.steps == T and c.until_converged and c.check_every == 1000
+        assert (c.converge_on, c.tol) == (("loss", 1e-3) if c.regularizer == "l2" else ("alignment", 1e-4))
+    assert {c.steps for c in configs} == {5050, 40406}
+
+
+def test_settings_reject_unknown_names_and_wrong_types():
+    with pytest.raises(ValueError, match="Unknown setting 'width'"):
+        fa.settings("convergence", "quick", width=[100])
+    with pytest.raises(ValueError, match="'n_seeds'"):
+        fa.settings("convergence", "quick", n_seeds=2.5)
+    with pytest.raises(ValueError, match="'activations'"):
+        fa.settings("convergence", "quick", activations=["gelu"])
+    with pytest.raises(ValueError, match="'scale'"):
+        fa.settings("convergence", "huge")
+    assert fa.settings("convergence", "quick", widths=None) == fa.settings("convergence")
