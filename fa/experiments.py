@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
+from tqdm import tqdm
 
 from . import paths
 from ._validation import check_float, check_int, check_option, check_seeds
@@ -358,8 +359,11 @@ def _cost(config: RunConfig) -> int:
 
 
 def _progress_bar(progress, desc, total, done):
-    from tqdm.auto import tqdm
+    # The plain text bar: it renders in a terminal, in Jupyter and in the executed
+    # notebooks papermill saves (a widget bar needs ipywidgets and a live frontend).
+    # Updates at most every 2 s keep the saved notebooks small.
     return tqdm(total=total, initial=done, desc=desc or "sweep", disable=not progress,
+                mininterval=2.0,
                 bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
 
 
