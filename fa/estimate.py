@@ -14,7 +14,7 @@ import time
 
 from threadpoolctl import threadpool_limits
 
-from . import _figure, alignment_dynamics, convergence, width_dependence
+from . import _figure, alignment_dynamics, convergence, mnist_figure, width_dependence
 from .data import make_data
 from .experiments import _load
 from .presets import DROPOUT_WIDTHS, PROTOCOL, settings
@@ -57,8 +57,11 @@ def report(notebooks, *, n_jobs: int = 1, results_dir=None) -> str:
     total = 0.0
     counted = set()   # runs shared between notebooks (F2 reuses F1's) are trained once
     for name in notebooks:
-        if name not in FIGURES:
-            lines.append(f"  {name:<24} see the notebook's own estimate")
+        if name == "04_mnist":
+            seconds, runs, cached = mnist_figure.estimate_seconds(
+                mnist_figure.settings("paper"), n_jobs=n_jobs, results_dir=results_dir)
+            total += seconds
+            lines.append(f"  {name:<24} {_human(seconds):>10}  ({runs} runs, {cached} cached)")
             continue
         seconds, runs, cached = 0.0, 0, 0
         for config in dict.fromkeys(FIGURES[name]()):
