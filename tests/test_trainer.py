@@ -357,3 +357,16 @@ def test_claim_regularisation_raises_alignment(dtype):
     reg = fa.train(X, y, lam=0.1, **kw).final_alignment
     assert reg.mean() > free.mean() + 0.3, (reg, free)
     assert reg.min() > free.max()
+
+
+def test_rowspace_needs_independent_rows_and_auto_falls_back():
+    X, y = fa.make_data("teacher", N, D, width=P, activation="relu", seed=0)
+    X = X.copy()
+    X[1] = X[0]                                   # K = X X^T is singular
+    y = y.copy()
+    y[1] = y[0]
+    with pytest.raises(ValueError, match="'method'"):
+        fa.train(X, y, **{**GOOD, "method": "rowspace"})
+    auto = fa.train(X, y, **GOOD)
+    assert auto.config["method"] == "direct"
+    assert fa.train(*fa.make_data("linear", N, D), **GOOD).config["method"] == "rowspace"
