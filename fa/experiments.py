@@ -37,7 +37,7 @@ from .trainer import (CONVERGE_ON, DTYPES, LAM_SCHEDULES, RULES, DivergenceWarni
 
 # Bump whenever fa.train / fa.make_data would produce different numbers for the same
 # arguments: every cached run then misses and is recomputed.
-NUMERICS_VERSION = 2   # 2: incremental H <- H - K M in the row-space path
+NUMERICS_VERSION = 3   # 3: fused loops (fa._kernels); 2: H <- H - K M in the row-space path
 
 CHUNK_BUDGET_BYTES = 512 * 2**20  # memory one fa.train call may use
 MAX_CHUNK = 8                     # seeds per fa.train call: small, so progress is saved often

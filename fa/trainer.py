@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import _random
+from . import _kernels, _random
 from ._validation import (check_finite_array, check_float, check_int, check_option,
                           check_seeds)
-from .activations import ACTIVATIONS, psi_and_derivative
+from .activations import ACTIVATIONS, psi_into
 
 RULES = ("fa", "bp")
 LAM_SCHEDULES = ("constant", "release", "decay")
@@ -359,10 +359,11 @@ def bytes_per_replica(n: int, d: int, width: int, *, dtype="float64", method="ro
     itemsize = np.dtype(dtype).itemsize
     p = width
     if method == "rowspace":
-        # H0, H, A, D, M, K M (n x p each); W0 and the returned W (p x d).
+        # H0, H, A (tanh, sigmoid), M, K M, a dropout mask (n x p each);
+        # W0 and the returned W (p x d).
         floats = 6 * n * p + 2 * p * d
     else:
-        # H, A, D, M (n x p); W, G_W and the returned W (p x d).
+        # H, A, M, a dropout mask (n x p); W, G_W and the returned W (p x d).
         floats = 4 * n * p + 3 * p * d
     # W is drawn in float64 before the cast to dtype.
     return itemsize * (floats + n * d + n * n + 4 * p) + 8 * (p * d + steps + 1)
@@ -378,10 +379,10 @@ def max_replicas(n: int, d: int, width: int, *, dtype="float64", method="rowspac
 def replicas_per_stack(n: int, width: int, *, dtype="float64") -> int:
     """Replicas whose per-step (n, p) arrays fit in ``CACHE_BYTES`` (at least one).
 
-    A step makes about a dozen passes over six (n, p) arrays per replica; while a
+    A step passes several times over up to six (n, p) arrays per replica; while a
     stack's arrays fit in the last-level cache those passes run at cache speed
-    rather than memory speed (measured: up to 1.4x faster per replica-step at
-    p = 3200, benchmarks/README.md). More replicas are trained one stack after another.
+    rather than memory speed (benchmarks/README.md). More replicas are trained one
+    stack after another.
     """
     return max(1, CACHE_BYTES // (6 * n * width * np.dtype(dtype).itemsize))
 
@@ -481,15 +482,22 @@ def _train_stack(X, y, seeds, cfg, first_check, cap):
     b_out = b.copy()
     live = np.arange(R)
     previous = np.zeros(R)              # monitored value at the previous check
-    A = np.empty_like(state.H)
-    D = np.empty_like(state.H)
-    M = np.empty_like(state.H)
+    reads_A = act in _kernels.READS_A
+    A = np.empty_like(state.H) if reads_A else None   # psi(H), for tanh and sigmoid
+    M = np.empty_like(state.H)          # eta * c * D * (e v^T), so that eta * G_W = M^T X
+    f = np.empty((R, n), dtype=dtype)   # network outputs
+    g = np.empty(p, dtype=dtype)        # work buffer of the backward loop
+    forward, _ = _kernels.loops(act, masked=False)
+    forward_dropped, backward = _kernels.loops(act, masked=q > 0)
+    mask, scale = _kernels.NO_MASK, 1.0 / np.sqrt(p)
 
     with np.errstate(over="ignore", invalid="ignore"):
         t = 0
         while True:
-            psi_and_derivative(act, state.H, A, D)                      # (R, n, p)
-            f = np.matmul(A, beta[:, :, None])[:, :, 0] / np.sqrt(p)   # (R, n)
+            if reads_A:
+                psi_into(act, state.H, A)                               # (R, n, p)
+            Z = A if reads_A else state.H
+            forward(Z, _kernels.NO_MASK, beta, scale, f)                # f = psi(H) beta / sqrt(p)
             e = f - Y                                                   # (R, n)
             L = np.mean(e * e, axis=1)                                  # (R,)
             loss[live, t] = L
@@ -521,27 +529,26 @@ def _train_stack(X, y, seeds, cfg, first_check, cap):
                 if live.size == 0:
                     break
                 state.keep(keep)
-                beta, b, Y, e = beta[keep], b[keep], Y[keep], e[keep]
-                A, D, M = A[keep], D[keep], M[keep]
+                beta, b, Y, e, f = beta[keep], b[keep], Y[keep], e[keep], f[keep]
+                M = M[keep]
+                A = A[keep] if reads_A else None
+                Z = A if reads_A else state.H
                 if drop_rngs is not None:
                     drop_rngs = [g for g, k in zip(drop_rngs, keep) if k]
 
             # One step of gradient descent on the live replicas.
             if q > 0:
-                # Inverted dropout: A and D see the same mask, scaled by 1/(1-q).
-                mask = np.stack([g.random((n, p)) >= q for g in drop_rngs])
+                # Inverted dropout: psi(H) and psi'(H) see the same mask, scaled by
+                # 1/(1-q); the error is that of the thinned network.
+                mask = np.stack([r.random((n, p)) >= q for r in drop_rngs])
                 mask = mask * dtype.type(1.0 / (1.0 - q))              # (R, n, p)
-                A *= mask
-                D *= mask
-                e = np.matmul(A, beta[:, :, None])[:, :, 0] / np.sqrt(p) - Y
+                forward_dropped(Z, mask, beta, scale, f)
+                e = f - Y
             v = b if rule == "fa" else beta                 # the one FA/BP difference
             lam_t = lam_at(t, cfg["lam"], cfg["lam_schedule"], cfg["lam_until"],
                            cfg["lam_gamma"])
-            g_beta = c * np.matmul(e[:, None, :], A)[:, 0, :] + lam_t * beta   # (R, p)
-            # M = eta * c * D * (e v^T), so that eta * G_W = M^T X.
-            np.multiply((lr * c) * e[:, :, None], v[:, None, :], out=M)      # (R, n, p)
-            M *= D
-            beta -= lr * g_beta
+            # beta -= eta (c A^T e + lam beta);  M = eta c psi'(H) * (e v^T)   (fa._kernels)
+            backward(Z, mask, e, v, beta, c, lr, lam_t, M, g)
             state.step_first_layer(M)
             t += 1
 

@@ -1,0 +1,114 @@
+"""The elementwise work of one training step, fused into two compiled loops (numba).
+
+Per step every replica ``r`` needs, with ``A = psi(H)`` and ``D = psi'(H)``::
+
+    f     = A beta / sqrt(p)                       # forward: the outputs, then e = f - y
+    g     = c * A^T e                              # backward: second-layer gradient,
+    beta <- beta - eta * (g + lam * beta)          #   its step,
+    M     = eta * c * D * (e v^T)                  #   and the first-layer factor (eta G_W = M^T X)
+
+As numpy expressions that is about a dozen passes over the (n, p) arrays (``A``,
+``D`` and ``M`` each written and read back). Here ``forward`` reads one (n, p)
+array and ``backward`` reads it again and writes ``M``. For relu and linear that
+array is ``H`` itself (``psi`` and ``psi'`` are cheap to recompute); for tanh and
+sigmoid it is ``A``, computed by numpy (whose ``tanh`` is vectorised), and ``psi'``
+is taken from ``psi``'s output: ``1 - a^2`` and ``a (1 - a)``.
+
+numba compiles one pair of loops per activation (with and without a dropout mask)
+on first use in each process, in about a second. benchmarks/README.md has the numbers.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+#: Stands for "no dropout mask" (the mask argument is then never read).
+NO_MASK = np.empty((0, 0, 0))
+
+# Reassociation lets the compiler vectorise the loops; no fast-math assumptions
+# about NaN or inf, which the divergence check relies on.
+_FLAGS = dict(fastmath={"reassoc", "contract", "nsz", "arcp"}, nogil=True)
+
+
+# (psi, psi') from the array the loops read: H for linear and relu, A for tanh, sigmoid.
+@numba.njit(inline="always")
+def _linear(h):
+    return h, 1.0
+
+
+@numba.njit(inline="always")
+def _relu(h):
+    return max(h, 0.0), (1.0 if h > 0.0 else 0.0)
+
+
+@numba.njit(inline="always")
+def _tanh_from_a(a):
+    return a, 1.0 - a * a
+
+
+@numba.njit(inline="always")
+def _sigmoid_from_a(a):
+    return a, a * (1.0 - a)
+
+
+_PAIRS = {"linear": _linear, "relu": _relu, "tanh": _tanh_from_a, "sigmoid": _sigmoid_from_a}
+
+#: Activations whose loops read ``A = psi(H)`` rather than ``H``.
+READS_A = ("tanh", "sigmoid")
+
+
+def _compile(pair, masked: bool):
+    # One pair of functions per (activation, mask): no branch on either in the inner loops.
+    @numba.njit(**_FLAGS)
+    def forward(Z, mask, beta, scale, f):
+        R, n, p = Z.shape
+        for r in range(R):
+            for i in range(n):
+                s = 0.0
+                for j in range(p):
+                    a, _ = pair(Z[r, i, j])
+                    if masked:
+                        a *= mask[r, i, j]
+                    s += a * beta[r, j]
+                f[r, i] = scale * s
+
+    @numba.njit(**_FLAGS)
+    def backward(Z, mask, e, v, beta, c, lr, lam, M, g):
+        R, n, p = Z.shape
+        for r in range(R):
+            g[:] = 0.0
+            for i in range(n):
+                e_i = e[r, i]
+                s = lr * c * e_i
+                for j in range(p):
+                    a, d = pair(Z[r, i, j])
+                    if masked:
+                        a *= mask[r, i, j]
+                        d *= mask[r, i, j]
+                    g[j] += a * e_i
+                    M[r, i, j] = s * d * v[r, j]
+            for j in range(p):
+                beta[r, j] -= lr * (c * g[j] + lam * beta[r, j])
+
+    return forward, backward
+
+
+_COMPILED = {}
+
+
+def loops(activation: str, masked: bool):
+    """``(forward, backward)`` for ``activation``, compiled on first use in this process.
+
+    ``Z`` is ``A = psi(H)`` if ``activation`` is in :data:`READS_A`, else ``H``.
+    ``forward(Z, mask, beta, scale, f)`` writes
+    ``f[r, i] = scale * sum_j A[r, i, j] (* mask) * beta[r, j]``.
+    ``backward(Z, mask, e, v, beta, c, lr, lam, M, g)`` writes
+    ``M = lr * c * D (* mask) * (e v^T)`` and updates
+    ``beta -= lr * (c * (A (* mask))^T e + lam * beta)`` in place; ``v`` (``b`` for
+    FA, ``beta`` for BP) is read before ``beta`` changes; ``g`` is a (p,) buffer.
+    """
+    key = (activation, bool(masked))
+    if key not in _COMPILED:
+        _COMPILED[key] = _compile(_PAIRS[activation], bool(masked))
+    return _COMPILED[key]
