@@ -390,6 +390,7 @@ def run(args):
     for i, p in enumerate(args.widths):
         X, y = data[p]
         for dt in args.dtypes:
+            time_trainer(X, y, seeds, p, dt, 2, "rowspace")   # compile fa's loops for dt
             if args.steps is not None:
                 s = args.steps[0] if len(args.steps) == 1 else args.steps[i]
                 plan[p, dt] = dict(baseline=s, rowspace=s, direct=s)
