@@ -16,12 +16,15 @@ Two exact formulations of the same iteration are implemented:
 ``"rowspace"``
     uses that every first-layer update is ``(p x n) @ X``, so
     ``W_t = W_0 + C_t X``. With ``K = X X^T`` and ``H_0 = X W_0^T``,
-    ``H_t = H_0 + K C_t^T``: about ``2 n^2 p`` flops per step, 6x fewer for
-    the paper's n = 50, d = 150. ``W`` is rebuilt once at the end.
+    ``H_t = H_0 + K C_t^T``, so each step moves ``H`` by ``-K M`` with
+    ``eta G_W = M^T X``: about ``2 n^2 p`` flops per step, 6x fewer for the
+    paper's n = 50, d = 150. ``W = W_0 + (K^{-1} (H - H_0))^T X`` is rebuilt
+    once at the end.
 
-Many seeds (replicas) are trained as one stacked computation: every state array
-has a leading replica axis, and replicas that stop (converged, diverged or at
-their step budget) are dropped from the stack.
+The elementwise work of a step (``A``, ``D``, ``g_beta``, ``M``) runs in two
+compiled loops (:mod:`fa._kernels`). Many seeds (replicas) are trained as stacked
+computations: every state array has a leading replica axis, and replicas that
+stop (converged, diverged or at their step budget) are dropped from the stack.
 """
 
 from __future__ import annotations
@@ -179,8 +182,8 @@ def train(X, y, *, width, activation="relu", rule="fa", lam=0.0, lr, steps, seed
         Number of updates; with ``until_converged`` the minimum number.
     seed : int or sequence of int, default 0
         One seed trains one network; a sequence of ``R`` seeds trains ``R``
-        independent networks (own ``W``, ``beta``, ``b``, dropout masks) as
-        one stacked computation, and every returned array gains a leading
+        independent networks (own ``W``, ``beta``, ``b``, dropout masks) as a
+        stacked computation, and every returned array gains a leading
         replica axis. Results equal the replicas trained one at a time.
     record_every : int, default 1
         Record ``cos(beta, b)`` every this many steps (and at the end).
