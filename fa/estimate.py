@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from . import _figure, alignment_dynamics, convergence, mnist_figure, width_dependence
 from .data import make_data
-from .experiments import _load
+from .experiments import is_cached
 from .presets import DROPOUT_WIDTHS, PROTOCOL, settings
 from .trainer import train
 
@@ -67,7 +67,7 @@ def report(notebooks, *, n_jobs: int = 1, results_dir=None) -> str:
         for config in dict.fromkeys(FIGURES[name]()):
             for seed in range(SEEDS[name]):
                 runs += 1
-                if (config, seed) in counted or _load(cache, config, seed) is not None:
+                if (config, seed) in counted or is_cached(cache, config, seed):
                     cached += 1
                     continue
                 counted.add((config, seed))

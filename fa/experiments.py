@@ -373,6 +373,11 @@ def _path(cache: Path, config: RunConfig, seed: int) -> Path:
     return cache / f"{cache_key(config, seed)}.npz"
 
 
+def is_cached(cache_dir, config: RunConfig, seed: int) -> bool:
+    """Whether ``(config, seed)`` has a result file under ``cache_dir`` (not read)."""
+    return _path(paths.resolve(cache_dir, paths.CACHE_DIR), config, seed).exists()
+
+
 def _load(cache, config, seed):
     """Return the cached record of ``(config, seed)``, or None if absent or unreadable."""
     if cache is None:
