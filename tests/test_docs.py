@@ -103,8 +103,8 @@ def tracked_files() -> list[Path]:
             cwd=ROOT, capture_output=True, check=True, timeout=30).stdout
         return sorted(ROOT / name for name in listing.decode().split("\0") if name)
     except (OSError, subprocess.SubprocessError):
-        return sorted(p for p in ROOT.rglob("*")
-                      if p.is_file() and not SKIP_DIRS & set(p.relative_to(ROOT).parts))
+        return sorted(p for p in ROOT.rglob("*") if p.is_file() and not any(
+            part in SKIP_DIRS or part.endswith(".egg-info") for part in p.relative_to(ROOT).parts))
 
 
 def docstrings(source: str) -> list[str]:
