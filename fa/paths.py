@@ -1,30 +1,59 @@
-"""Where things live, independent of the working directory."""
+"""Where things live, independent of the working directory.
+
+Inputs
+    The figure notebooks: ``notebooks/`` of a checkout, or the copies shipped inside
+    an installed package (``fa/notebooks/``).
+Outputs
+    Everything a run writes (figures, tidy CSVs, the sweep cache, executed notebooks)
+    goes under the *output root*: ``$FA_OUTPUT_ROOT`` if set, else ``build/`` of the
+    checkout, else ``build/`` in the current directory (an installed package never
+    writes into its own folder). Relative output paths are taken from there.
+The gallery (a checkout only)
+    The committed figures (``figures/``), the data behind them (``figures/data/``) and
+    their executed notebooks (``gallery/``). Only ``python -m fa.reproduce --gallery``
+    writes there; exploration never does.
+"""
 
 import os
 from pathlib import Path
 
-PROJ_ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS_DIR = PROJ_ROOT / "notebooks"
-FIGURES_DIR = PROJ_ROOT / "figures"
-RESULTS_DIR = PROJ_ROOT / "results"
-BUILD_DIR = PROJ_ROOT / "build"
-CACHE_DIR = RESULTS_DIR / "cache"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _checkout() -> Path | None:
+    root = PACKAGE_DIR.parent
+    return root if (root / "pyproject.toml").is_file() and (root / "notebooks").is_dir() else None
+
+
+#: The repository this package runs from, or None when it is installed without one.
+CHECKOUT = _checkout()
+NOTEBOOKS_DIR = CHECKOUT / "notebooks" if CHECKOUT else PACKAGE_DIR / "notebooks"
+GALLERY_FIGURES_DIR = CHECKOUT / "figures" if CHECKOUT else None
+GALLERY_DATA_DIR = CHECKOUT / "figures" / "data" if CHECKOUT else None
+GALLERY_NOTEBOOKS_DIR = CHECKOUT / "gallery" if CHECKOUT else None
+
+#: Default output folders, relative to :func:`output_root`.
+FIGURES_DIR = "figures"
+RESULTS_DIR = "results"
+CACHE_DIR = "results/cache"
+NOTEBOOKS_OUT_DIR = "notebooks"
 
 
 def output_root() -> Path:
-    """Where relative output paths point: the project root, or ``$FA_OUTPUT_ROOT``.
+    """The folder relative output paths are taken from.
 
-    The test suite sets ``FA_OUTPUT_ROOT`` to a temporary folder so that
-    executing the notebooks neither overwrites the committed figures nor reuses
-    a local sweep cache.
+    ``$FA_OUTPUT_ROOT`` if set (the test suite points it at a temporary folder),
+    else ``build/`` of the checkout, else ``build/`` in the current directory.
     """
     root = os.environ.get("FA_OUTPUT_ROOT")
-    return Path(root).resolve() if root else PROJ_ROOT
+    if root:
+        return Path(root).resolve()
+    return (CHECKOUT if CHECKOUT else Path.cwd()) / "build"
 
 
-def resolve(path, default: Path) -> Path:
-    """Return ``path`` as an absolute path; relative paths are taken from :func:`output_root`."""
-    if path is None:
-        path = default.relative_to(PROJ_ROOT)
-    path = Path(path)
+def resolve(path, default: str) -> Path:
+    """``path`` as an absolute path; ``None`` means ``default``; relative paths are
+    taken from :func:`output_root`."""
+    path = Path(default if path is None else path).expanduser()
     return path if path.is_absolute() else output_root() / path
+

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-import matplotlib
+# No backend is chosen here: Jupyter shows figures inline, and with no display
+# matplotlib falls back to a non-interactive backend by itself.
+import matplotlib.pyplot as plt
+import seaborn as sns
 
-matplotlib.use("Agg")  # figures are files; no screen is needed or assumed
-import matplotlib.pyplot as plt  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from . import __version__, paths  # noqa: E402
+from . import __version__, paths
 
 #: Panel titles, as the paper names the activations.
 TITLES = {"linear": "linear", "relu": "ReLU", "tanh": "tanh", "sigmoid": "sigmoid"}
@@ -39,23 +40,41 @@ def band(ax, x, mean, low, high, *, label, color, **kwargs):
 
 
 def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
-                settings) -> list[Path]:
-    """Write ``fig`` as ``<name>.png`` and ``<name>.pdf`` and record it in MANIFEST.json.
+                settings, about: dict | None = None) -> list[Path]:
+    """Write ``fig`` as ``<name>.png`` and ``<name>.pdf``, with its manifest ``<name>.json``.
 
-    The manifest entry says which notebook made the figure, at which scale and
-    settings (a :class:`fa.presets.FigureSettings` or any dataclass with
-    ``n_seeds``), with which seeds, from which commit of this repository.
+    The manifest says which notebook made the figure, at which scale and settings
+    (a dataclass with ``n_seeds``, e.g. :class:`fa.presets.FigureSettings`), with which
+    seeds, from which commit, plus ``about`` (e.g. the data set used). Each file is
+    written under a temporary name and renamed when complete, so an interrupted or
+    concurrent save never leaves a partial figure; one manifest per figure means two
+    figures saved at once cannot clobber each other's entry.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    name : str
+        File stem, e.g. ``"convergence"``.
+    figures_dir : path, optional
+        Output folder; relative paths are taken from :func:`fa.paths.output_root`.
+        Default ``figures`` there (``build/figures`` in a checkout).
+    notebook, scale : str
+        Provenance recorded in the manifest.
+    settings : dataclass
+        The run's settings, recorded in full.
+    about : dict, optional
+        More JSON-able facts for the manifest.
+
+    Returns
+    -------
+    list of Path
+        The PNG, PDF and manifest files.
     """
     out = paths.resolve(figures_dir, paths.FIGURES_DIR)
     out.mkdir(parents=True, exist_ok=True)
-    files = [out / f"{name}.png", out / f"{name}.pdf"]
-    fig.savefig(files[0], bbox_inches="tight", metadata={"Software": None})
-    fig.savefig(files[1], bbox_inches="tight", metadata={"CreationDate": None})
-    manifest_path = out / "MANIFEST.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     seeds = list(range(settings.n_seeds))
-    manifest[name] = {
-        "files": [f.name for f in files],
+    manifest = {
+        "files": [f"{name}.png", f"{name}.pdf"],
         "notebook": notebook,
         "scale": scale,
         "settings": dataclasses.asdict(settings),
@@ -63,18 +82,39 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
         "commit": _commit(),
         "fa_version": __version__,
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        **(about or {}),
     }
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    files = [out / f"{name}.png", out / f"{name}.pdf", out / f"{name}.json"]
+    _atomic(files[0], lambda f: fig.savefig(f, format="png", bbox_inches="tight",
+                                            metadata={"Software": None}))
+    _atomic(files[1], lambda f: fig.savefig(f, format="pdf", bbox_inches="tight",
+                                            metadata={"CreationDate": None}))
+    text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
+    _atomic(files[2], lambda f: f.write(text.encode()))
     return files
 
 
-def _commit() -> str:
-    """The current commit, marked ``+dirty`` if the work tree has changes."""
+def _atomic(path: Path, write) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=paths.PROJ_ROOT,
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _commit() -> str:
+    """The current commit, marked ``+dirty`` if the package or notebooks have changes."""
+    if paths.CHECKOUT is None:
+        return "unknown (installed package, not a git checkout)"
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=paths.CHECKOUT,
                              capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", "fa", "notebooks"],
-                               cwd=paths.PROJ_ROOT, capture_output=True, text=True,
+                               cwd=paths.CHECKOUT, capture_output=True, text=True,
                                check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"

@@ -1,44 +1,51 @@
-"""Regenerate the paper's figures: run every notebook through papermill.
+"""Regenerate the paper's figures: run every figure notebook through papermill.
 
 Usage::
 
     python -m fa.reproduce                       # every figure, quick scale (minutes)
-    python -m fa.reproduce --scale paper         # PAPER.md's protocol (prints an estimate first)
+    python -m fa.reproduce --scale paper         # the paper's protocol (prints an estimate first)
     python -m fa.reproduce --only 01 03 --jobs 2
+    python -m fa.reproduce --scale paper --gallery   # replace the committed gallery
 
-Executed notebooks go to ``build/notebooks/`` (the sources stay clean),
-figures to ``figures/``, tidy CSVs and the sweep cache to ``results/``.
-An interrupted run resumes: finished training runs come from the cache.
+Everything goes under the output folder (``build/`` of a checkout, ``./build`` for an
+installed package, or ``--output``): executed notebooks in ``notebooks/``, figures in
+``figures/``, tidy CSVs and the sweep cache in ``results/``. Nothing tracked by git is
+touched, except with ``--gallery``, which writes the committed figures (``figures/``), the
+data behind them (``figures/data/``) and the executed notebooks (``gallery/``).
+
+An interrupted run resumes: rerun the same command and finished training runs come
+from the cache. A notebook is executed under a temporary name and renamed only when it
+completed, so a complete executed notebook is never replaced by a partial one.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
 import time
+from pathlib import Path
 
 from . import paths
 from .presets import SCALES
-
-#: The figure notebooks in reading order, with the figure each one regenerates.
-NOTEBOOKS = {
-    "01_convergence": "F1 convergence (loss curves)",
-    "02_alignment_dynamics": "F2 alignment with and without regularisation",
-    "03_width_dependence": "F3 width dependence (and F3-dropout)",
-    "04_mnist": "F4 MNIST, beyond two layers",
-}
+from .registry import FIGURES
 
 
 def available() -> dict[str, str]:
-    """The notebooks of :data:`NOTEBOOKS` that exist in ``notebooks/``."""
-    return {name: title for name, title in NOTEBOOKS.items()
-            if (paths.NOTEBOOKS_DIR / f"{name}.ipynb").exists()}
+    """The registered figure notebooks that exist, name -> title."""
+    return {f.notebook: f.title for f in FIGURES
+            if (paths.NOTEBOOKS_DIR / f"{f.notebook}.ipynb").exists()}
 
 
 def select(only: list[str] | None) -> list[str]:
     """Names of the notebooks to run; ``only`` holds prefixes such as ``01`` or ``mnist``."""
     names = list(available())
+    if not names:
+        raise ValueError(f"No figure notebooks found in {paths.NOTEBOOKS_DIR}. They ship with "
+                         "the package and with the repository; reinstall fa, or run from a "
+                         "clone of the repository.")
     if not only:
         return names
     chosen = []
@@ -51,55 +58,126 @@ def select(only: list[str] | None) -> list[str]:
     return chosen
 
 
-def main(argv=None) -> int:
-    """Command-line entry point; returns the exit status."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fa.reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=SCALES, default="quick",
-                        help="quick (minutes) or paper (PAPER.md section 3 exactly)")
+                        help="quick (minutes) or paper (the paper's protocol exactly; "
+                             "see docs/protocols.md)")
     parser.add_argument("--only", nargs="+", metavar="NAME",
                         help="notebooks to run, by prefix (e.g. 01 03); default: all")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="worker processes per sweep (default: all cores)")
+    parser.add_argument("--output", metavar="DIR", type=Path,
+                        help="output folder (default: build/ of the checkout, or ./build)")
+    parser.add_argument("--gallery", action="store_true",
+                        help="write the committed gallery (figures/, figures/data/, gallery/) "
+                             "instead of the output folder; a checkout only")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print what would run and where it would write, then stop")
     parser.add_argument("--yes", action="store_true",
                         help="at paper scale, start without asking after the estimate")
+    return parser
+
+
+def plan(args) -> dict:
+    """Where each kind of output goes for these arguments (absolute paths)."""
+    if args.output is not None:
+        os.environ["FA_OUTPUT_ROOT"] = str(args.output.expanduser().resolve())
+    root = paths.output_root()
+    where = dict(root=root, notebooks=root / paths.NOTEBOOKS_OUT_DIR,
+                 figures=root / paths.FIGURES_DIR, results=root / paths.RESULTS_DIR)
+    if args.gallery:
+        if paths.CHECKOUT is None:
+            raise ValueError("The '--gallery' option writes the repository's committed "
+                             "figures, so it needs a checkout (git clone); this fa is an "
+                             "installed package.")
+        where.update(notebooks=paths.GALLERY_NOTEBOOKS_DIR, figures=paths.GALLERY_FIGURES_DIR)
+    return where
+
+
+def main(argv=None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be an int >= 1, got {args.jobs}")
     try:
         names = select(args.only)
+        where = plan(args)
     except ValueError as err:
         parser.error(str(err))
 
+    print(f"Notebooks from {paths.NOTEBOOKS_DIR}; executed copies to {where['notebooks']}, "
+          f"figures to {where['figures']}, data and cache to {where['results']}")
+    if args.dry_run:
+        print("Would run:", ", ".join(names), f"(scale {args.scale}, {args.jobs} jobs)")
+        return 0
     if args.scale == "paper":
         from .estimate import report
 
-        print(report(names, n_jobs=args.jobs))
+        print(report(names, n_jobs=args.jobs, results_dir=where["results"]))
         if not args.yes and sys.stdin.isatty():
             if input("Start? [y/N] ").strip().lower() not in ("y", "yes"):
                 return 1
 
-    import papermill  # only needed here: a notebook extra
-
-    out_dir = paths.BUILD_DIR / "notebooks"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # SIGTERM (a scheduler or `kill`) stops the run like Ctrl-C: cleanly, resumable.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     timings = []
-    for name in names:
-        print(f"\n== {name}: {NOTEBOOKS[name]} (scale {args.scale}, {args.jobs} jobs)", flush=True)
-        start = time.perf_counter()
-        papermill.execute_notebook(
-            str(paths.NOTEBOOKS_DIR / f"{name}.ipynb"), str(out_dir / f"{name}.ipynb"),
-            parameters={"scale": args.scale, "n_jobs": args.jobs}, cwd=str(paths.NOTEBOOKS_DIR),
-            progress_bar=False, log_output=False)
-        timings.append((name, time.perf_counter() - start))
-        print(f"   done in {timings[-1][1]:.0f} s -> {out_dir / (name + '.ipynb')}", flush=True)
+    try:
+        for name in names:
+            print(f"\n== {name}: {available()[name]} (scale {args.scale}, {args.jobs} jobs)",
+                  flush=True)
+            start = time.perf_counter()
+            _execute(name, where, args)
+            timings.append((name, time.perf_counter() - start))
+            print(f"   done in {timings[-1][1]:.0f} s -> {where['notebooks'] / (name + '.ipynb')}",
+                  flush=True)
+    except KeyboardInterrupt:
+        print(f"\nInterrupted. Finished training runs are cached in {where['results']}/cache; "
+              "run the same command again to resume.", file=sys.stderr)
+        return 130
     print("\nTiming")
     for name, seconds in timings:
         print(f"  {name:<24} {seconds:7.0f} s")
     print(f"  {'total':<24} {sum(s for _, s in timings):7.0f} s")
-    print(f"Figures in {paths.resolve(None, paths.FIGURES_DIR)}, data in "
-          f"{paths.resolve(None, paths.RESULTS_DIR)}, executed notebooks in {out_dir}")
     return 0
+
+
+def _execute(name: str, where: dict, args) -> None:
+    """Run one notebook into ``<name>.partial.ipynb``, renamed to ``<name>.ipynb`` when done."""
+    import papermill  # only needed here: a notebook extra
+
+    out_dir = where["notebooks"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final, partial = out_dir / f"{name}.ipynb", out_dir / f"{name}.partial.ipynb"
+    parameters = {"scale": args.scale, "n_jobs": args.jobs,
+                  "results_dir": str(where["results"]), "figures_dir": str(where["figures"])}
+    try:
+        with _stderr_to(out_dir / f"{name}.log"):
+            papermill.execute_notebook(
+                str(paths.NOTEBOOKS_DIR / f"{name}.ipynb"), str(partial), parameters=parameters,
+                cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False, log_output=False)
+    except papermill.PapermillExecutionError as err:
+        raise SystemExit(f"{name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
+                         f"The partly executed notebook is {partial}.") from None
+    os.replace(partial, final)
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path):
+    """Send file descriptor 2 to ``path`` meanwhile: the kernel inherits it, so its log
+    (and its complaints when an interrupt shuts it down mid-cell) stay out of the terminal."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 if __name__ == "__main__":

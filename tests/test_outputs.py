@@ -1,0 +1,115 @@
+"""Outputs never surprise: saves are atomic and safe under concurrency, the reproduce
+command writes only under its output folder, an interrupt keeps what finished and
+never leaves a partial notebook under the final name, and an installed package (no
+checkout) runs its shipped notebooks and writes into the current directory."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from fa import paths
+
+REPO = paths.CHECKOUT
+PYTHON = sys.executable
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items() if k != "FA_OUTPUT_ROOT"}
+    env.update(extra)
+    return env
+
+
+def test_two_processes_saving_figures_at_once_leave_every_manifest_whole(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys, dataclasses
+        import matplotlib.pyplot as plt
+        from fa.plotting import save_figure
+
+        @dataclasses.dataclass
+        class S:
+            n_seeds: int = 2
+
+        name = sys.argv[1]
+        for i in range(15):
+            fig, ax = plt.subplots()
+            ax.plot([0, i])
+            save_figure(fig, name if i % 2 else "shared", figures_dir={str(tmp_path)!r},
+                        notebook=name, scale="quick", settings=S())
+            plt.close(fig)
+    """)
+    procs = [subprocess.Popen([PYTHON, "-c", script, name]) for name in ("a", "b")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    for name in ("a", "b", "shared"):
+        manifest = json.loads((tmp_path / f"{name}.json").read_text())
+        assert manifest["files"] == [f"{name}.png", f"{name}.pdf"]
+        assert (tmp_path / f"{name}.png").stat().st_size > 0
+    assert not list(tmp_path.glob(".*tmp")), "no temporary file is left behind"
+
+
+def test_reproduce_dry_run_writes_nothing_and_names_build(tmp_path):
+    out = subprocess.run([PYTHON, "-m", "fa.reproduce", "--dry-run"], cwd=tmp_path,
+                         env=_env(), capture_output=True, text=True, check=True).stdout
+    assert f"figures to {REPO / 'build' / 'figures'}" in out
+    assert "Would run: 01_convergence, 02_alignment_dynamics" in out
+    assert not list(tmp_path.iterdir())
+
+
+def _children(pid):
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_reproduce_keeps_finished_runs_and_no_partial_notebook(tmp_path, how):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([PYTHON, "-m", "fa.reproduce", "--only", "03", "--jobs", "2",
+                             "--output", str(out)], env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    cache = out / "results" / "cache"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (cache.exists() and any(cache.glob("*.npz"))):
+        time.sleep(0.2)
+    assert any(cache.glob("*.npz")), "the sweep cached runs before the interrupt"
+    family = _children(proc.pid)
+    proc.send_signal(how)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "run the same command again to resume" in stderr
+    assert len(stderr.strip().splitlines()) <= 3, stderr        # no long traceback
+    assert not (out / "notebooks" / "03_width_dependence.ipynb").exists()
+    time.sleep(2)
+    alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"left behind: {[p.cmdline() for p in alive]}"
+
+
+def test_installed_package_runs_its_shipped_notebooks_into_the_current_directory(tmp_path):
+    site = tmp_path / "site"
+    subprocess.run([PYTHON, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--target", str(site), str(REPO)], check=True,
+                   capture_output=True)
+    assert (site / "fa" / "notebooks" / "01_convergence.ipynb").exists()
+    work = tmp_path / "work"
+    work.mkdir()
+    env = _env(PYTHONPATH=str(site))
+    # An installed fa knows no checkout: notebooks from the package, outputs under ./build.
+    run = subprocess.run([PYTHON, "-m", "fa.reproduce", "--only", "01", "--jobs", "1"],
+                         cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"Notebooks from {site / 'fa' / 'notebooks'}" in run.stdout
+    assert (work / "build" / "notebooks" / "01_convergence.ipynb").exists()
+    assert (work / "build" / "figures" / "convergence.png").exists()
+    assert not (site / "build").exists() and not (site / "fa" / "build").exists()
+    gallery = subprocess.run([PYTHON, "-m", "fa.reproduce", "--gallery", "--dry-run"],
+                             cwd=work, env=env, capture_output=True, text=True)
+    assert gallery.returncode == 2 and "needs a checkout" in gallery.stderr
