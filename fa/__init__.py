@@ -30,6 +30,7 @@ from .experiments import NUMERICS_VERSION, RunConfig, SweepResult, cache_key, ru
 from .presets import settings
 from .deep import DeepResult, init_deep, train_deep
 from .mnist import MnistData, load_mnist, read_idx
+from . import claims, notebook, paths, registry
 
 __all__ = ["ACTIVATIONS", "DeepResult", "DivergenceWarning", "MnistData", "NUMERICS_VERSION",
            "RunConfig", "SweepResult", "TrainResult", "cache_key", "cosine", "init_deep",

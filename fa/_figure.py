@@ -9,11 +9,6 @@ from . import paths
 from .presets import PROTOCOL, FigureSettings
 
 
-def seeds(s: FigureSettings) -> list[int]:
-    """Seeds ``0 .. n_seeds - 1``; each draws fresh data, a fresh network and ``b``."""
-    return list(range(s.n_seeds))
-
-
 def data_kind(activation: str) -> str:
     """``linear`` data for the linear network, ``teacher`` data otherwise (PAPER.md)."""
     return PROTOCOL[activation].data

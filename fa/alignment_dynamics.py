@@ -14,8 +14,8 @@ import pandas as pd
 
 from . import _figure, plotting
 from .claims import Claim
-from .experiments import RunConfig, run_sweep
-from .presets import PROTOCOL, FigureSettings
+from .experiments import RunConfig
+from .presets import PROTOCOL, FigureSettings, settings
 
 NAME = "alignment_dynamics"
 COLUMNS = ["activation", "regularizer", "strength", "seed", "step", "alignment", "loss"]
@@ -41,26 +41,33 @@ def configs(s: FigureSettings) -> list[RunConfig]:
             lams = s.lambdas_for(act)
             out += [RunConfig(lr=proto.lr, lam=lam, regularizer="l2", strength=lam, **common)
                     for lam in lams]
-            out.append(RunConfig(lr=proto.lr, lam=max(lams), lam_schedule="release",
-                                 lam_until=release_step(s), regularizer="release",
-                                 strength=max(lams), **common))
+            if max(lams) > 0:   # releasing a penalty needs one
+                out.append(RunConfig(lr=proto.lr, lam=max(lams), lam_schedule="release",
+                                     lam_until=release_step(s), regularizer="release",
+                                     strength=max(lams), **common))
             out += [RunConfig(lr=proto.dropout_lr, dropout=q, regularizer="dropout",
                               strength=q, **common)
                     for q in s.dropout_rates_for(act)]
     return out
 
 
-def run(s: FigureSettings, *, n_jobs: int = 1, results_dir=None, progress=True) -> pd.DataFrame:
-    """Run (or load) the sweep; write ``results/alignment_dynamics.csv``; return the curves."""
-    sweep = run_sweep(configs(s), _figure.seeds(s), cache_dir=_figure.cache_dir(results_dir),
-                      n_jobs=n_jobs, progress=progress, desc="F2 alignment dynamics")
+def sweep_plan(scale: str = "paper") -> tuple[list[RunConfig], list[int]]:
+    """The configurations and seeds the notebook runs at ``scale`` with its defaults
+    (for estimates)."""
+    s = settings(NAME, scale)
+    return configs(s), list(range(s.n_seeds))
+
+
+def tidy(sweep, results_dir=None) -> pd.DataFrame:
+    """The figure's table from the sweep of :func:`configs`; also written to
+    ``<results_dir>/alignment_dynamics.csv``."""
     curves = sweep.curves[COLUMNS]
     _figure.write_csv(curves, NAME, results_dir)
     return curves
 
 
 def plot(curves: pd.DataFrame, s: FigureSettings):
-    """Four rows, one column per activation.
+    """One column per activation; rows as far as the sweep has them.
 
     (a) alignment under constant L2 at each lam; (b) alignment and (c) loss for
     "regularise, then release" against constant L2 at the same lam and lam = 0;
@@ -68,9 +75,13 @@ def plot(curves: pd.DataFrame, s: FigureSettings):
     """
     plotting.use_style()
     activations = list(dict.fromkeys(curves["activation"]))
-    fig, axes = plotting.subplots(len(activations), 4, height=3.0, sharex=True)
-    align = _figure.mean_sd(curves, ["activation", "regularizer", "strength", "step"], "alignment")
-    loss = _figure.log_mean_sd(curves, ["activation", "regularizer", "strength", "step"], "loss")
+    present = set(curves["regularizer"])
+    rows = ["l2"] + (["release", "release loss"] if "release" in present else []) \
+        + (["dropout"] if "dropout" in present else [])
+    fig, axes = plotting.subplots(len(activations), len(rows), height=3.0, sharex=True)
+    by = ["activation", "regularizer", "strength", "step"]
+    align = _figure.mean_sd(curves, by, "alignment")
+    loss = _figure.log_mean_sd(curves, by, "loss")
     t_release = release_step(s)
     for j, act in enumerate(activations):
         a = align[align["activation"] == act]
@@ -81,33 +92,41 @@ def plot(curves: pd.DataFrame, s: FigureSettings):
             g = l2[l2["strength"] == lam]
             plotting.band(axes[0, j], g["step"], g["mean"], g["low"], g["high"],
                           label=f"λ = {lam:g}", color=colors[lam])
-        rel = a[a["regularizer"] == "release"]
-        lam_r = rel["strength"].iloc[0]
-        lo = loss[loss["activation"] == act]
-        for row, frame, ylabel in ((1, a, "cos(β, b)"), (2, lo, "training loss")):
-            ax = axes[row, j]
-            for label, sel, color, ls in (
-                    ("λ = 0", (frame["regularizer"] == "l2") & (frame["strength"] == 0), colors[0.0] if 0.0 in colors else "grey", "-"),
-                    (f"λ = {lam_r:g} throughout", (frame["regularizer"] == "l2") & (frame["strength"] == lam_r), colors.get(lam_r, "navy"), "-"),
-                    (f"λ = {lam_r:g}, off at t = {t_release}", frame["regularizer"] == "release", "crimson", "--")):
-                g = frame[sel]
-                plotting.band(ax, g["step"], g["mean"], g["low"], g["high"], label=label,
-                              color=color, ls=ls)
-            ax.axvline(t_release, color="grey", lw=0.8, ls=":")
-            if row == 2:
-                ax.set_yscale("log")
-        drop = a[a["regularizer"] == "dropout"]
-        rates = sorted(drop["strength"].unique())
-        for q, color in zip(rates, plotting.palette(len(rates))):
-            g = drop[drop["strength"] == q]
-            plotting.band(axes[3, j], g["step"], g["mean"], g["low"], g["high"],
-                          label=f"q = {q:g}", color=color)
+        if "release" in rows:
+            lam_r = a[a["regularizer"] == "release"]["strength"].iloc[0]
+            lo = loss[loss["activation"] == act]
+            for row, frame in ((rows.index("release"), a), (rows.index("release loss"), lo)):
+                ax = axes[row, j]
+                for label, sel, color, ls in (
+                        ("λ = 0", (frame["regularizer"] == "l2") & (frame["strength"] == 0),
+                         colors.get(0.0, "grey"), "-"),
+                        (f"λ = {lam_r:g} throughout",
+                         (frame["regularizer"] == "l2") & (frame["strength"] == lam_r),
+                         colors.get(lam_r, "navy"), "-"),
+                        (f"λ = {lam_r:g}, off at t = {t_release}",
+                         frame["regularizer"] == "release", "crimson", "--")):
+                    g = frame[sel]
+                    if len(g):
+                        plotting.band(ax, g["step"], g["mean"], g["low"], g["high"],
+                                      label=label, color=color, ls=ls)
+                ax.axvline(t_release, color="grey", lw=0.8, ls=":")
+                if frame is lo:
+                    ax.set_yscale("log")
+        if "dropout" in rows:
+            drop = a[a["regularizer"] == "dropout"]
+            rates = sorted(drop["strength"].unique())
+            for q, color in zip(rates, plotting.palette(len(rates))):
+                g = drop[drop["strength"] == q]
+                plotting.band(axes[rows.index("dropout"), j], g["step"], g["mean"], g["low"],
+                              g["high"], label=f"q = {q:g}", color=color)
         axes[0, j].set_title(plotting.TITLES[act])
-        axes[3, j].set_xlabel("step t")
-    row_labels = ["alignment cos(β, b)\nL2 on β", "alignment cos(β, b)\nregularise, then release",
-                  "training loss\nregularise, then release", "alignment cos(β, b)\ndropout rate q"]
-    for row, label in enumerate(row_labels):
-        axes[row, 0].set_ylabel(label)
+        axes[-1, j].set_xlabel("step t")
+    labels = {"l2": "alignment cos(β, b)\nL2 on β",
+              "release": "alignment cos(β, b)\nregularise, then release",
+              "release loss": "training loss\nregularise, then release",
+              "dropout": "alignment cos(β, b)\ndropout rate q"}
+    for row, name in enumerate(rows):
+        axes[row, 0].set_ylabel(labels[name])
         for ax in axes[row]:
             ax.legend(fontsize="x-small", loc="best")
     fig.tight_layout()
@@ -140,33 +159,43 @@ def claims(curves: pd.DataFrame, s: FigureSettings) -> list[Claim]:
         tag = f"F2 {act}"
         l2 = here[here["regularizer"] == "l2"].sort_values("strength")
         values = l2["alignment"].to_numpy()
-        out.append(Claim(tag, "final alignment rises with λ (λ=0 lowest)",
-                         ", ".join(f"λ={lam:g}: {v:.3f}" for lam, v in
-                                   zip(l2["strength"], values)),
-                         bool(np.all(np.diff(values) > 0))))
-        c = curves[(curves["activation"] == act)]
-        rel = c[c["regularizer"] == "release"]
-        at_release = rel[rel["step"] == _nearest(rel["step"], t_release)]["alignment"].mean()
-        rel_final = here[here["regularizer"] == "release"].iloc[0]
-        lam_r = rel_final["strength"]
-        constant = l2[l2["strength"] == lam_r].iloc[0]
         free = l2[l2["strength"] == 0.0]
-        free_alignment = free["alignment"].iloc[0] if len(free) else np.nan
-        out.append(Claim(tag, "release: alignment persists (end ≥ 80% of value at release, "
-                              "above λ=0)",
-                         f"{at_release:.3f} at release → {rel_final['alignment']:.3f}; "
-                         f"λ=0: {free_alignment:.3f}",
-                         bool(rel_final["alignment"] >= 0.8 * at_release
-                              and rel_final["alignment"] > free_alignment)))
-        out.append(Claim(tag, "release: loss then falls ≥ 10x below the constant-λ floor",
-                         f"{rel_final['loss']:.2e} vs {constant['loss']:.2e}",
-                         bool(rel_final["loss"] <= 0.1 * constant["loss"])))
+        free_alignment = free["alignment"].iloc[0] if len(free) else None
+        if len(l2) > 1:
+            out.append(Claim(tag, "final alignment rises with λ",
+                             ", ".join(f"λ={lam:g}: {v:.3f}" for lam, v in
+                                       zip(l2["strength"], values)),
+                             bool(np.all(np.diff(values) > 0))))
+        else:
+            out.append(Claim.skipped(tag, "final alignment rises with λ",
+                                     "only one λ in this sweep"))
+        release = here[here["regularizer"] == "release"]
+        if len(release):
+            c = curves[(curves["activation"] == act) & (curves["regularizer"] == "release")]
+            at_release = c[c["step"] == _nearest(c["step"], t_release)]["alignment"].mean()
+            rel_final = release.iloc[0]
+            constant = l2[l2["strength"] == rel_final["strength"]].iloc[0]
+            above_free = free_alignment is None or rel_final["alignment"] > free_alignment
+            out.append(Claim(tag, "release: alignment persists (end ≥ 80% of value at "
+                                  "release" + (", above λ=0)" if len(free) else ")"),
+                             f"{at_release:.3f} at release → {rel_final['alignment']:.3f}"
+                             + (f"; λ=0: {free_alignment:.3f}" if len(free) else ""),
+                             bool(rel_final["alignment"] >= 0.8 * at_release and above_free)))
+            out.append(Claim(tag, "release: loss then falls ≥ 10x below the constant-λ floor",
+                             f"{rel_final['loss']:.2e} vs {constant['loss']:.2e}",
+                             bool(rel_final["loss"] <= 0.1 * constant["loss"])))
+        else:
+            out.append(Claim.skipped(tag, "release: alignment persists, loss falls",
+                                     "no λ > 0 to release"))
         drop = here[here["regularizer"] == "dropout"].sort_values("strength")
-        if len(drop) > 1:
+        if len(drop) > 1 and drop["strength"].iloc[0] == 0:
             out.append(Claim(tag, "dropout raises alignment (largest rate vs none)",
                              f"q={drop['strength'].iloc[-1]:g}: {drop['alignment'].iloc[-1]:.3f}"
                              f" vs q=0: {drop['alignment'].iloc[0]:.3f}",
                              bool(drop["alignment"].iloc[-1] > drop["alignment"].iloc[0])))
+        elif len(drop):
+            out.append(Claim.skipped(tag, "dropout raises alignment",
+                                     "needs q = 0 and a rate > 0 in dropout_rates"))
     return out
 
 

@@ -4,8 +4,9 @@ The estimate times a short stacked training run per activation on this
 machine (one BLAS thread, as the sweep's workers use), converts it into
 seconds per unit of work (``steps x width``), and multiplies by the work of
 every run the paper-scale sweep still has to do (cached runs are free).
-Runs with the stopping protocol take at least ``T(p)`` steps; the estimate
-counts that minimum, so it is a lower bound for them.
+Runs with the stopping rule take at least ``T(p)`` steps; the estimate counts
+that minimum, so it is a lower bound for them. Figures whose module has its own
+``estimate_seconds`` (the MNIST figure) are estimated by it.
 """
 
 from __future__ import annotations
@@ -14,22 +15,12 @@ import time
 
 from threadpoolctl import threadpool_limits
 
-from . import _figure, alignment_dynamics, convergence, mnist_figure, width_dependence
+from . import paths
 from .data import make_data
 from .experiments import is_cached
-from .presets import DROPOUT_WIDTHS, PROTOCOL, settings
+from .presets import PROTOCOL
+from .registry import BY_NOTEBOOK
 from .trainer import train
-
-FIGURES = {
-    "01_convergence": lambda: convergence.configs(settings("convergence", "paper")),
-    "02_alignment_dynamics": lambda: alignment_dynamics.configs(
-        settings("alignment_dynamics", "paper")),
-    "03_width_dependence": lambda: width_dependence.configs(
-        settings("width_dependence", "paper"), dropout_widths=DROPOUT_WIDTHS["paper"]),
-}
-SEEDS = {name: settings(fig, "paper").n_seeds for name, fig in
-         (("01_convergence", "convergence"), ("02_alignment_dynamics", "alignment_dynamics"),
-          ("03_width_dependence", "width_dependence"))}
 
 
 def seconds_per_unit(activation: str, *, width: int = 1600, replicas: int = 8,
@@ -51,21 +42,23 @@ def report(notebooks, *, n_jobs: int = 1, results_dir=None) -> str:
     """A table of the estimated paper-scale time per notebook on this machine."""
     rate = {(a, drop): seconds_per_unit(a, dropout=drop)
             for a in PROTOCOL for drop in (0.0, 0.5)}
-    cache = _figure.cache_dir(results_dir)
+    cache = paths.resolve(results_dir, paths.RESULTS_DIR) / "cache"
     lines = [f"Estimated paper-scale time on this machine ({n_jobs} worker"
              f"{'s' if n_jobs > 1 else ''}; measured just now):"]
     total = 0.0
     counted = set()   # runs shared between notebooks (F2 reuses F1's) are trained once
     for name in notebooks:
-        if name == "04_mnist":
-            seconds, runs, cached = mnist_figure.estimate_seconds(
-                mnist_figure.settings("paper"), n_jobs=n_jobs, results_dir=results_dir)
+        module = BY_NOTEBOOK[name].load()
+        if hasattr(module, "estimate_seconds"):
+            seconds, runs, cached = module.estimate_seconds(
+                module.settings("paper"), n_jobs=n_jobs, results_dir=results_dir)
             total += seconds
             lines.append(f"  {name:<24} {_human(seconds):>10}  ({runs} runs, {cached} cached)")
             continue
+        configs, seeds = module.sweep_plan("paper")
         seconds, runs, cached = 0.0, 0, 0
-        for config in dict.fromkeys(FIGURES[name]()):
-            for seed in range(SEEDS[name]):
+        for config in dict.fromkeys(configs):
+            for seed in seeds:
                 runs += 1
                 if (config, seed) in counted or is_cached(cache, config, seed):
                     cached += 1
@@ -77,8 +70,8 @@ def report(notebooks, *, n_jobs: int = 1, results_dir=None) -> str:
         total += seconds
         lines.append(f"  {name:<24} {_human(seconds):>10}  ({runs} runs, {cached} cached "
                      "or shared with an earlier notebook)")
-    lines.append(f"  {'total':<24} {_human(total):>10}  (runs with the stopping protocol may "
-                 "take longer: this counts their minimum T(p) steps)")
+    lines.append(f"  {'total':<24} {_human(total):>10}  (runs that keep going past T(p) under "
+                 "the stopping rule take longer: this counts their minimum T(p) steps)")
     return "\n".join(lines)
 
 
@@ -88,4 +81,3 @@ def _human(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
-

@@ -183,7 +183,7 @@ def _coerce(name, value, default):
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise fail("a list")
     items = tuple(value)
-    if not items:
+    if not items and name != "dropout_rates":   # no dropout rates: no dropout row
         raise fail("a non-empty list")
     if name == "activations":
         for a in items:

@@ -13,8 +13,8 @@ import pandas as pd
 
 from . import _figure, plotting
 from .claims import Claim
-from .experiments import RunConfig, run_sweep
-from .presets import DROPOUT_WIDTHS, PROTOCOL, FigureSettings, width_steps
+from .experiments import RunConfig
+from .presets import DROPOUT_WIDTHS, PROTOCOL, FigureSettings, settings, width_steps
 
 NAME = "width_dependence"
 COLUMNS = ["activation", "regularizer", "strength", "width", "seed", "alignment", "loss", "steps"]
@@ -51,17 +51,16 @@ def configs(s: FigureSettings, *, dropout_widths=None) -> list[RunConfig]:
     return out
 
 
-def default_dropout_widths(s: FigureSettings, scale: str, widths_overridden: bool):
-    """F3-dropout's widths: PAPER.md's own list unless the caller chose widths."""
-    return None if widths_overridden else DROPOUT_WIDTHS[scale]
+def sweep_plan(scale: str = "paper") -> tuple[list[RunConfig], list[int]]:
+    """The configurations and seeds the notebook runs at ``scale`` with its defaults
+    (for estimates)."""
+    s = settings(NAME, scale)
+    return configs(s, dropout_widths=DROPOUT_WIDTHS[scale]), list(range(s.n_seeds))
 
 
-def run(s: FigureSettings, *, dropout_widths=None, n_jobs: int = 1, results_dir=None,
-        progress=True) -> pd.DataFrame:
-    """Run (or load) the sweep; write ``results/width_dependence.csv``; return one row per run."""
-    sweep = run_sweep(configs(s, dropout_widths=dropout_widths), _figure.seeds(s),
-                      cache_dir=_figure.cache_dir(results_dir), n_jobs=n_jobs,
-                      progress=progress, desc="F3 width dependence")
+def tidy(sweep, results_dir=None) -> pd.DataFrame:
+    """One row per run from the sweep of :func:`configs` (diverged runs left out); also
+    written to ``<results_dir>/width_dependence.csv``."""
     runs = sweep.runs.rename(columns={"final_alignment": "alignment", "final_loss": "loss",
                                       "steps_taken": "steps_taken_"})
     runs["steps"] = runs.pop("steps_taken_")
@@ -94,6 +93,8 @@ def slopes(runs: pd.DataFrame) -> pd.DataFrame:
     free = table[(table["regularizer"] == "l2") & (table["strength"] == 0.0)]
     rows = []
     for act, g in free.groupby("activation", sort=False):
+        if g["width"].nunique() < 2:   # one width: no slope to fit
+            continue
         slope, intercept = fit_power_law(g["width"], g["alignment"])
         rows.append(dict(activation=act, slope=slope, intercept=intercept))
     return pd.DataFrame(rows, columns=["activation", "slope", "intercept"])
@@ -159,38 +160,57 @@ def claims(runs: pd.DataFrame, *, strict: bool = True) -> list[Claim]:
         l2 = here[here["regularizer"] == "l2"]
         free = l2[l2["strength"] == 0.0].sort_values("width")
         p_max = l2["width"].max()
-        slope = fits.loc[act, "slope"]
-        out.append(Claim(tag, "λ=0: alignment decays with p (log-log slope < 0)",
-                         f"slope {slope:.2f}; {free['alignment'].iloc[0]:.3f} at p="
-                         f"{free['width'].iloc[0]} → {free['alignment'].iloc[-1]:.3f} at p={p_max}",
-                         bool(slope < 0 and free["alignment"].iloc[-1] < free["alignment"].iloc[0])))
-        free_at_max = free["alignment"].iloc[-1]
         regularised = sorted(v for v in l2["strength"].unique() if v > 0)
+        if len(free) and act in fits.index:
+            slope = fits.loc[act, "slope"]
+            out.append(Claim(tag, "λ=0: alignment decays with p (log-log slope < 0)",
+                             f"slope {slope:.2f}; {free['alignment'].iloc[0]:.3f} at p="
+                             f"{free['width'].iloc[0]} → {free['alignment'].iloc[-1]:.3f} at "
+                             f"p={p_max}", bool(slope < 0 and free["alignment"].iloc[-1]
+                                                < free["alignment"].iloc[0])))
+        else:
+            slope = None
+            out.append(Claim.skipped(tag, "λ=0: alignment decays with p",
+                                     "needs λ = 0 in lambdas" if not len(free)
+                                     else "a single width: no slope to fit"))
+        free_at_max = free["alignment"].iloc[-1] if len(free) else None
         at_max = []
         for lam in regularised:
             g = l2[l2["strength"] == lam]
             at_max.append(g[g["width"] == p_max]["alignment"].iloc[0])
-            lam_slope, _ = fit_power_law(g["width"], g["alignment"])
-            out.append(Claim(tag, f"λ={lam:g}: decays more slowly than λ=0",
-                             f"slope {lam_slope:.2f} vs {slope:.2f}", bool(lam_slope > slope)))
+            if slope is not None:
+                lam_slope, _ = fit_power_law(g["width"], g["alignment"])
+                out.append(Claim(tag, f"λ={lam:g}: decays more slowly than λ=0",
+                                 f"slope {lam_slope:.2f} vs {slope:.2f}",
+                                 bool(lam_slope > slope)))
             if strict or lam == regularised[-1]:
                 low = g["alignment"].min()
-                out.append(Claim(tag, f"λ={lam:g}: bounded away from 0 (min over p ≥ 0.1; "
-                                      f"at p={p_max} ≥ 1.5x λ=0)",
-                                 f"min {low:.3f}; at p={p_max}: {at_max[-1]:.3f} vs λ=0 "
-                                 f"{free_at_max:.3f}",
-                                 bool(low >= 0.1 and at_max[-1] >= 1.5 * free_at_max)))
-        values = [free_at_max] + at_max
-        out.append(Claim(tag, f"at p={p_max} alignment rises with λ",
-                         ", ".join(f"{v:.3f}" for v in values),
-                         bool(np.all(np.diff(values) > 0))))
+                if free_at_max is None:
+                    out.append(Claim(tag, f"λ={lam:g}: bounded away from 0 (min over p ≥ 0.1)",
+                                     f"min {low:.3f}", bool(low >= 0.1)))
+                else:
+                    out.append(Claim(tag, f"λ={lam:g}: bounded away from 0 (min over p ≥ 0.1; "
+                                          f"at p={p_max} ≥ 1.5x λ=0)",
+                                     f"min {low:.3f}; at p={p_max}: {at_max[-1]:.3f} vs λ=0 "
+                                     f"{free_at_max:.3f}",
+                                     bool(low >= 0.1 and at_max[-1] >= 1.5 * free_at_max)))
+        values = ([free_at_max] if free_at_max is not None else []) + at_max
+        if len(values) > 1:
+            out.append(Claim(tag, f"at p={p_max} alignment rises with λ",
+                             ", ".join(f"{v:.3f}" for v in values),
+                             bool(np.all(np.diff(values) > 0))))
         drop = here[here["regularizer"] == "dropout"]
         if len(drop):
             wmax = drop["width"].max()
             top = drop[drop["width"] == wmax].sort_values("strength")
-            out.append(Claim(f"F3-dropout {act}",
-                             f"at p={wmax} the largest dropout rate is more aligned than none",
-                             f"q={top['strength'].iloc[-1]:g}: {top['alignment'].iloc[-1]:.3f} vs "
-                             f"q=0: {top['alignment'].iloc[0]:.3f}",
-                             bool(top["alignment"].iloc[-1] > top["alignment"].iloc[0])))
+            if len(top) > 1 and top["strength"].iloc[0] == 0:
+                out.append(Claim(f"F3-dropout {act}",
+                                 f"at p={wmax} the largest dropout rate is more aligned than "
+                                 "none", f"q={top['strength'].iloc[-1]:g}: "
+                                 f"{top['alignment'].iloc[-1]:.3f} vs q=0: "
+                                 f"{top['alignment'].iloc[0]:.3f}",
+                                 bool(top["alignment"].iloc[-1] > top["alignment"].iloc[0])))
+            else:
+                out.append(Claim.skipped(f"F3-dropout {act}", "dropout raises alignment",
+                                         "needs q = 0 and a rate > 0 in dropout_rates"))
     return out

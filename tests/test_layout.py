@@ -1,4 +1,5 @@
-"""The project's layout promises: notebooks, parameters, the README's table, the protocol."""
+"""The project's layout promises: the registry, the notebooks' parameters, the README's
+table, the protocol."""
 
 import json
 import re
@@ -7,12 +8,7 @@ import numpy as np
 import pytest
 
 import fa
-from fa import paths, presets, reproduce, width_dependence
-
-COMMON = {"scale", "activations", "widths", "lambdas", "n_seeds", "steps", "until_converged",
-          "n_jobs", "results_dir", "figures_dir"}
-MNIST = {"scale", "n_seeds", "steps", "n_jobs", "results_dir", "figures_dir", "hidden",
-         "depth", "batch_size", "lr", "lambdas", "data_dir"}
+from fa import paths, presets, registry, width_dependence
 
 
 def parameters(name):
@@ -23,24 +19,37 @@ def parameters(name):
     return set(re.findall(r"^(\w+)\s*=", source, flags=re.M)), nb
 
 
-@pytest.mark.parametrize("name", list(reproduce.NOTEBOOKS))
-def test_every_figure_notebook_exists_with_its_parameters(name):
-    assert (paths.NOTEBOOKS_DIR / f"{name}.ipynb").exists()
-    names, nb = parameters(name)
-    expected = MNIST if name == "04_mnist" else COMMON
-    if name in ("02_alignment_dynamics", "03_width_dependence"):
-        expected = expected | {"dropout_rates"}
-    assert expected <= names, expected - names
+@pytest.mark.parametrize("figure", registry.FIGURES, ids=lambda f: f.notebook)
+def test_every_registered_notebook_defines_exactly_its_accepted_parameters(figure):
+    names, nb = parameters(figure.notebook)
+    assert names == set(figure.accepted)
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    assert any(f'check_parameters(globals(), "{figure.notebook}")' in c for c in code), \
+        "the notebook checks its parameters right after the parameters cell"
     assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), \
         "source notebooks are committed without outputs"
+    assert hasattr(figure.load(), "claims") and hasattr(figure.load(), "plot")
 
 
-def test_readme_names_every_notebook_and_figure():
-    readme = (paths.PROJ_ROOT / "README.md").read_text()
-    for name in reproduce.NOTEBOOKS:
-        assert f"notebooks/{name}.ipynb" in readme
-    for fig in ("convergence", "alignment_dynamics", "width_dependence", "mnist"):
-        assert f"figures/{fig}.png" in readme
+def test_every_notebook_is_registered():
+    on_disk = {p.stem for p in paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")}
+    assert on_disk == set(registry.BY_NOTEBOOK)
+
+
+def test_readme_table_lists_every_registered_figure():
+    readme = (paths.CHECKOUT / "README.md").read_text()
+    for f in registry.FIGURES:
+        assert f"notebooks/{f.notebook}.ipynb" in readme
+        assert f"figures/{f.key}.png" in readme
+
+
+def test_check_parameters_names_the_unknown_and_lists_the_accepted():
+    ok = {"scale": "quick", "widths": [200], "np": np, "In": [], "_": None}
+    fa.notebook.check_parameters(ok, "03_width_dependence")
+    with pytest.raises(ValueError, match=r"Unknown parameter 'widht'.*accepted names: scale, "):
+        fa.notebook.check_parameters({**ok, "widht": 800}, "03_width_dependence")
+    with pytest.raises(ValueError, match="'notebook' parameter of figure"):
+        fa.notebook.check_parameters(ok, "99_nothing")
 
 
 def test_paper_scale_is_papers_protocol():
@@ -75,4 +84,7 @@ def test_settings_reject_unknown_names_and_wrong_types():
         fa.settings("convergence", "quick", activations=["gelu"])
     with pytest.raises(ValueError, match="'scale'"):
         fa.settings("convergence", "huge")
+    with pytest.raises(ValueError, match="'lambdas'"):
+        fa.settings("convergence", "quick", lambdas=[])
     assert fa.settings("convergence", "quick", widths=None) == fa.settings("convergence")
+    assert fa.settings("alignment_dynamics", "quick", dropout_rates=[]).dropout_rates == ()

@@ -1,0 +1,60 @@
+"""Every figure declared once: the reproduce command, the estimate, the notebooks'
+parameter checks, the layout tests and the README table all read this table.
+
+Adding a figure is a module (``configs / plot / summary / claims``), a notebook and one
+:class:`Figure` entry here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from ._validation import check_option
+
+#: Parameters every figure notebook takes.
+RUN_PARAMETERS = ("scale", "n_seeds", "n_jobs", "results_dir", "figures_dir")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of the paper and what regenerates it."""
+
+    key: str                      # settings name and file stem: figures/<key>.png
+    notebook: str                 # notebooks/<notebook>.ipynb
+    paper: str                    # where it is in the paper
+    title: str                    # one line for listings
+    module: str                   # the figure module: configs / plot / summary / claims
+    parameters: tuple[str, ...]   # the notebook's parameters, besides RUN_PARAMETERS
+
+    def load(self):
+        """The figure module."""
+        return importlib.import_module(self.module)
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        """Every name the notebook's parameters cell defines."""
+        return RUN_PARAMETERS + self.parameters
+
+
+_TWO_LAYER = ("activations", "widths", "lambdas", "steps")
+
+FIGURES = (
+    Figure("convergence", "01_convergence", "Fig. 1", "F1 convergence (loss curves)",
+           "fa.convergence", _TWO_LAYER),
+    Figure("alignment_dynamics", "02_alignment_dynamics", "Fig. 2",
+           "F2 alignment with and without regularisation", "fa.alignment_dynamics",
+           _TWO_LAYER + ("dropout_rates",)),
+    Figure("width_dependence", "03_width_dependence", "Fig. 3 and appendix",
+           "F3 width dependence (and F3-dropout)", "fa.width_dependence",
+           _TWO_LAYER + ("dropout_rates", "until_converged")),
+    Figure("mnist", "04_mnist", "Fig. 4 and appendix", "F4 MNIST, beyond two layers",
+           "fa.mnist_figure", ("steps", "hidden", "depth", "batch_size", "lr", "lambdas",
+                               "data_dir")),
+)
+BY_NOTEBOOK = {f.notebook: f for f in FIGURES}
+
+
+def figure(notebook: str) -> Figure:
+    """The entry of ``notebook`` (e.g. ``"03_width_dependence"``)."""
+    return BY_NOTEBOOK[check_option(notebook, "notebook", "figure", BY_NOTEBOOK)]

@@ -1,0 +1,71 @@
+"""Any reasonable combination of a figure's parameters runs, plots and checks its claims:
+a lambda list without 0, no dropout row, a single width."""
+
+import matplotlib.pyplot as plt
+import pytest
+
+import fa
+from fa import alignment_dynamics, convergence, width_dependence
+
+TINY = dict(activations=["relu"], n_seeds=2, steps=300, n=20, d=40)
+
+
+def sweep(configs, s):
+    return fa.run_sweep(configs, range(s.n_seeds), cache_dir=None, progress=False)
+
+
+def skipped(claims):
+    return [c for c in claims if c.holds is None]
+
+
+def test_f1_without_lambda_zero_skips_the_claims_that_need_it():
+    s = fa.settings("convergence", "quick", lambdas=[0.05, 0.2], widths=[100], **TINY)
+    curves = convergence.tidy(sweep(convergence.configs(s), s))
+    plt.close(convergence.plot(curves))
+    claims = convergence.claims(curves)
+    assert [c.claim for c in skipped(claims)] == ["FA, λ=0: loss falls exponentially"]
+    assert "no λ = 0 run" in skipped(claims)[0].measured
+    assert fa.claims.table(claims)["holds"].iloc[0] == "skipped"
+
+
+def test_f2_without_dropout_has_no_dropout_row():
+    s = fa.settings("alignment_dynamics", "quick", dropout_rates=[], widths=[100], **TINY)
+    configs = alignment_dynamics.configs(s)
+    assert not any(c.dropout > 0 for c in configs)
+    curves = alignment_dynamics.tidy(sweep(configs, s))
+    fig = alignment_dynamics.plot(curves, s)
+    assert len(fig.axes) == 3          # L2, release alignment, release loss
+    plt.close(fig)
+    assert all(c.holds is not None for c in alignment_dynamics.claims(curves, s))
+
+
+def test_f2_with_lambda_zero_only_has_no_release():
+    s = fa.settings("alignment_dynamics", "quick", lambdas=[0.0], dropout_rates=[],
+                    widths=[100], **TINY)
+    configs = alignment_dynamics.configs(s)
+    assert {c.lam_schedule for c in configs} == {"constant"}     # nothing to release
+    curves = alignment_dynamics.tidy(sweep(configs, s))
+    plt.close(alignment_dynamics.plot(curves, s))
+    assert len(skipped(alignment_dynamics.claims(curves, s))) == 2
+
+
+@pytest.mark.parametrize("lambdas", [[0.0, 0.2], [0.05, 0.2]])
+def test_f3_single_width_says_there_is_no_slope(lambdas):
+    s = fa.settings("width_dependence", "quick", widths=[100], lambdas=lambdas,
+                    dropout_rates=[], **TINY)
+    runs = width_dependence.tidy(sweep(width_dependence.configs(s), s))
+    assert width_dependence.slopes(runs).empty
+    fig = width_dependence.plot(runs)
+    assert len(fig.axes) == 1          # no dropout row
+    plt.close(fig)
+    why = [c.measured for c in skipped(width_dependence.claims(runs, strict=False))]
+    assert why == ["skipped: " + ("a single width: no slope to fit" if 0.0 in lambdas
+                                  else "needs λ = 0 in lambdas")]
+
+
+def test_claims_check_ignores_skipped_but_fails_on_a_false_claim():
+    ok = fa.claims.Claim("F", "holds", "1", True)
+    skip = fa.claims.Claim.skipped("F", "needs λ=0", "no λ = 0 run")
+    assert len(fa.claims.check([ok, skip])) == 2
+    with pytest.raises(AssertionError, match="1 of 3 claims do not hold"):
+        fa.claims.check([ok, skip, fa.claims.Claim("F", "broken", "0", False)])
