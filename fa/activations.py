@@ -10,8 +10,17 @@ derivative ``dpsi``, each written twice side by side,
   the reference step (:mod:`fa.reference`), the array-API backends and the data
   generator.
 
-A new activation is one more entry (see :func:`register`); the fused loops compile
-it from its scalar pair. ``dpsi_of_psi`` is an optional shortcut for activations
+A new activation is one more entry, e.g.::
+
+    ACTIVATIONS["softplus"] = Activation(
+        psi=lambda h: math.log1p(math.exp(-abs(h))) + max(h, 0.0),
+        dpsi=lambda h: 1.0 / (1.0 + math.exp(-h)),
+        psi_array=lambda xp, H: xp.log1p(xp.exp(-xp.abs(H))) + xp.maximum(H, 0.0),
+        dpsi_array=lambda xp, H: 1.0 / (1.0 + xp.exp(-H)))
+
+after which every function of the package accepts ``activation="softplus"``; the
+fused loops compile it from its scalar pair (which must be self-contained
+arithmetic and ``math`` calls, no calls to other Python functions). ``dpsi_of_psi`` is an optional shortcut for activations
 whose derivative is cheap given ``a = psi(h)`` (tanh, sigmoid): the fused loops
 then read ``A = psi(H)``, computed by the vectorised array function, instead of
 evaluating the scalar ``psi`` (numba's ``tanh`` is slower than numpy's).
@@ -81,24 +90,6 @@ def get(name) -> Activation:
         raise ValueError(f"The 'activation' parameter must be one of {listed}. "
                          f"Got {name!r} instead.")
     return ACTIVATIONS[name]
-
-
-def register(name: str, activation: Activation) -> None:
-    """Add ``activation`` to :data:`ACTIVATIONS` under ``name`` (the extension point).
-
-    Examples
-    --------
-    >>> register("softplus", Activation(
-    ...     psi=lambda h: math.log1p(math.exp(-abs(h))) + max(h, 0.0),
-    ...     dpsi=lambda h: 1.0 / (1.0 + math.exp(-h)),
-    ...     psi_array=lambda xp, H: xp.logaddexp(H, 0.0 * H),
-    ...     dpsi_array=lambda xp, H: 1.0 / (1.0 + xp.exp(-H))))
-    >>> _ = ACTIVATIONS.pop("softplus")
-    """
-    if not isinstance(name, str) or not isinstance(activation, Activation):
-        raise ValueError("register needs a str name and an Activation. "
-                         f"Got {name!r}, {activation!r} instead.")
-    ACTIVATIONS[name] = activation
 
 
 def psi(name: str, H):
