@@ -35,6 +35,7 @@ numbers do not depend on the backend or device.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import warnings
 from dataclasses import dataclass, field
@@ -386,14 +387,31 @@ def _train_chunks(X, y, seeds, cfg, xp):
     parts = []
     # One BLAS thread: the per-replica products are small (n x n by n x p), and a
     # multi-threaded BLAS spends more on synchronising than it gains (measured up to
-    # 30x slower on 2 cores). Use processes (run_sweep's n_jobs) for parallelism.
-    with threadpool_limits(limits=1, user_api="blas"):
+    # 30x slower on 2 cores; torch's CPU threads up to 100x). Use processes
+    # (run_sweep's n_jobs) for parallelism.
+    with threadpool_limits(limits=1, user_api="blas"), _torch_threads(xp, 1):
         for start in range(0, len(seeds), chunk):
             idx = slice(start, start + chunk)
             Xc = X[idx] if X.ndim == 3 else X
             yc = y[idx] if y.ndim == 2 else y
             parts.append(_train_stack(Xc, yc, seeds[idx], cfg, xp))
     return _concatenate(parts)
+
+
+@contextlib.contextmanager
+def _torch_threads(xp, k):
+    """Run torch's CPU operations on ``k`` threads (when ``xp`` is torch)."""
+    from array_api_compat import is_torch_namespace
+    if xp is None or not is_torch_namespace(xp):
+        yield
+        return
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(k)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _chunk_size(n, d, cfg, xp) -> int:
@@ -705,7 +723,7 @@ class _ArrayAPI:
             self.W = self._to(W)                                          # (R, p, d)
 
     def _to(self, a):
-        return self.xp.asarray(np.ascontiguousarray(a), device=self.device)
+        return self.xp.asarray(np.array(a), device=self.device)     # a writable copy
 
     def loss(self, mask, lam_t):
         m = None if mask is None else self._to(mask)
