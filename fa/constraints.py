@@ -260,7 +260,7 @@ def validate(params: dict, caller: str) -> dict:
 
     Parameters are checked in the table's order (a bound naming another parameter
     sees its normalised value). A parameter of :data:`ONLY_WITH` must be None unless
-    its partner has the value that uses it.
+    its partner has the value that uses it, and is then required.
 
     Raises
     ------
@@ -274,11 +274,11 @@ def validate(params: dict, caller: str) -> dict:
                          "add it to fa.constraints.CONSTRAINTS.")
     out = {}
     for name in CONSTRAINTS:
-        if name not in params:
+        other, used_with = ONLY_WITH.get(name, (None, None))
+        if name not in params and (other is None or params.get(other) != used_with):
             continue
-        value = params[name]
-        if name in ONLY_WITH:
-            other, used_with = ONLY_WITH[name]
+        value = params.get(name)
+        if other is not None:
             if params.get(other) != used_with:
                 if value is not None:
                     raise ValueError(f"The '{name}' parameter of {caller} is only used with "
