@@ -12,7 +12,9 @@ As numpy expressions that is about a dozen passes over the (n, p) arrays (``A``,
 array and ``backward`` reads it again and writes ``M``. For relu and linear that
 array is ``H`` itself (``psi`` and ``psi'`` are cheap to recompute); for tanh and
 sigmoid it is ``A``, computed by numpy (whose ``tanh`` is vectorised), and ``psi'``
-is taken from ``psi``'s output: ``1 - a^2`` and ``a (1 - a)``.
+is taken from ``psi``'s output: ``1 - a^2`` and ``a (1 - a)``. Both come from the
+one table of :mod:`fa.activations`: the scalar ``psi``/``dpsi`` (or ``dpsi_of_psi``)
+of an entry are compiled into its loops.
 
 numba compiles one pair of loops per activation (with and without a dropout mask)
 on first use in each process, in about a second. benchmarks/README.md has the numbers.
@@ -23,6 +25,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .activations import Activation
+
 #: Stands for "no dropout mask" (the mask argument is then never read).
 NO_MASK = np.empty((0, 0, 0))
 
@@ -31,31 +35,27 @@ NO_MASK = np.empty((0, 0, 0))
 _FLAGS = dict(fastmath={"reassoc", "contract", "nsz", "arcp"}, nogil=True)
 
 
-# (psi, psi') from the array the loops read: H for linear and relu, A for tanh, sigmoid.
-@numba.njit(inline="always")
-def _linear(h):
-    return h, 1.0
+def reads_A(activation: Activation) -> bool:
+    """Whether the loops of ``activation`` read ``A = psi(H)`` (else ``H``)."""
+    return activation.dpsi_of_psi is not None
 
 
-@numba.njit(inline="always")
-def _relu(h):
-    return max(h, 0.0), (1.0 if h > 0.0 else 0.0)
+def _pair(activation: Activation):
+    """``z -> (psi, psi')`` compiled from the table entry, ``z`` the array the loops read."""
+    if reads_A(activation):
+        dpsi = numba.njit(inline="always")(activation.dpsi_of_psi)
 
+        @numba.njit(inline="always")
+        def pair(a):
+            return a, dpsi(a)
+    else:
+        psi = numba.njit(inline="always")(activation.psi)
+        dpsi = numba.njit(inline="always")(activation.dpsi)
 
-@numba.njit(inline="always")
-def _tanh_from_a(a):
-    return a, 1.0 - a * a
-
-
-@numba.njit(inline="always")
-def _sigmoid_from_a(a):
-    return a, a * (1.0 - a)
-
-
-_PAIRS = {"linear": _linear, "relu": _relu, "tanh": _tanh_from_a, "sigmoid": _sigmoid_from_a}
-
-#: Activations whose loops read ``A = psi(H)`` rather than ``H``.
-READS_A = ("tanh", "sigmoid")
+        @numba.njit(inline="always")
+        def pair(h):
+            return psi(h), dpsi(h)
+    return pair
 
 
 def _compile(pair, masked: bool):
@@ -97,10 +97,10 @@ def _compile(pair, masked: bool):
 _COMPILED = {}
 
 
-def loops(activation: str, masked: bool):
+def loops(activation: Activation, masked: bool):
     """``(forward, backward)`` for ``activation``, compiled on first use in this process.
 
-    ``Z`` is ``A = psi(H)`` if ``activation`` is in :data:`READS_A`, else ``H``.
+    ``Z`` is ``A = psi(H)`` if :func:`reads_A`, else ``H``.
     ``forward(Z, mask, beta, scale, f)`` writes
     ``f[r, i] = scale * sum_j A[r, i, j] (* mask) * beta[r, j]``.
     ``backward(Z, mask, e, v, beta, c, lr, lam, M, g)`` writes
@@ -108,7 +108,7 @@ def loops(activation: str, masked: bool):
     ``beta -= lr * (c * (A (* mask))^T e + lam * beta)`` in place; ``v`` (``b`` for
     FA, ``beta`` for BP) is read before ``beta`` changes; ``g`` is a (p,) buffer.
     """
-    key = (activation, bool(masked))
+    key = (activation, bool(masked))     # the entry itself: a re-registered name recompiles
     if key not in _COMPILED:
-        _COMPILED[key] = _compile(_PAIRS[activation], bool(masked))
+        _COMPILED[key] = _compile(_pair(activation), bool(masked))
     return _COMPILED[key]

@@ -1,0 +1,306 @@
+"""Parameter constraints as data, and the one function that checks them.
+
+:data:`CONSTRAINTS` maps every parameter name used by :func:`fa.train` and
+:class:`fa.experiments.RunConfig` to the values it accepts: a list of
+constraints, any of which may hold (like scikit-learn's ``_parameter_constraints``):
+
+* :class:`Interval` ``(int | float, low, high, closed=...)``; a bound may name
+  another parameter (``max_steps >= steps``);
+* :class:`Options` (one of a set of names; the set may be a live table such as
+  :data:`fa.activations.ACTIVATIONS`, so registered names are accepted);
+* :class:`Boolean`, :class:`Text`, :class:`Seeds`, :class:`Dtype`;
+* ``None`` (the value ``None`` is allowed).
+
+:data:`ONLY_WITH` lists parameters used by one value of another parameter only:
+required with it, refused (must be None) otherwise.
+
+:func:`validate` checks a dict of parameters against the table, normalises numbers
+(``int``/``float``) and raises ``ValueError`` in the project's one message form:
+"The 'lam' parameter of train must be a finite float in the range [0.0, inf). Got -1.0
+instead."
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+
+import numpy as np
+
+from . import data
+from .activations import ACTIVATIONS
+from .reference import RULES
+
+LAM_SCHEDULES = ("constant", "release", "decay")
+CONVERGE_ON = ("loss", "alignment")
+METHODS = ("auto", "rowspace", "direct", "reference")
+DTYPES = ("float64", "float32")
+BACKENDS = ("numpy", "array_api_strict", "torch", "cupy")
+_CLOSED = ("both", "left", "right", "neither")
+
+
+class Interval:
+    """A real or integer number in ``[low, high]`` (ends per ``closed``; None: unbounded).
+
+    ``low`` / ``high`` may be the name of another parameter, whose (validated) value
+    is then the bound.
+    """
+
+    def __init__(self, kind, low=None, high=None, *, closed="both"):
+        assert kind in (int, float) and closed in _CLOSED
+        self.kind, self.low, self.high, self.closed = kind, low, high, closed
+
+    def _bounds(self, params):
+        def value(bound):
+            return params.get(bound) if isinstance(bound, str) else bound
+        return value(self.low), value(self.high)
+
+    def accepts(self, x, params) -> bool:
+        if isinstance(x, (bool, np.bool_)) or not isinstance(
+                x, numbers.Integral if self.kind is int else numbers.Real):
+            return False
+        if not math.isfinite(x):
+            return False
+        low, high = self._bounds(params)
+        left_open = self.closed in ("right", "neither")
+        right_open = self.closed in ("left", "neither")
+        if low is not None and (x < low or (left_open and x == low)):
+            return False
+        return high is None or not (x > high or (right_open and x == high))
+
+    def normalise(self, x):
+        return self.kind(x)
+
+    def describe(self, params) -> str:
+        low, high = self._bounds(params)
+        if self.kind is int:
+            low = None if low is None else low + (self.closed in ("right", "neither"))
+            high = None if high is None else high - (self.closed in ("left", "neither"))
+            if low is not None and high is not None:
+                return f"an int in the range [{low}, {high}]"
+            if low is not None or high is not None:
+                return f"an int {'>=' if high is None else '<='} {low if high is None else high}"
+            return "an int"
+        left = "(" if low is None or self.closed in ("right", "neither") else "["
+        right = ")" if high is None or self.closed in ("left", "neither") else "]"
+        lo = "-inf" if low is None else float(low)
+        hi = "inf" if high is None else float(high)
+        return f"a finite float in the range {left}{lo}, {hi}{right}"
+
+    def examples(self, params) -> list:
+        """Values outside the interval (and of the wrong type), for tests."""
+        low, high = self._bounds(params)
+        out = ["1", float("nan")]
+        if self.kind is int:
+            out.append(2.5)
+        if low is not None:
+            out.append(self.kind(low) - 1)
+            if self.closed in ("right", "neither"):
+                out.append(self.kind(low))
+        if high is not None:
+            out.append(self.kind(high) + 1)
+            if self.closed in ("left", "neither"):
+                out.append(self.kind(high))
+        return out
+
+
+class Options:
+    """One of a set of names (a tuple, or a live mapping whose keys are the names)."""
+
+    def __init__(self, names):
+        self.names = names
+
+    def accepts(self, x, params) -> bool:
+        return isinstance(x, str) and x in self.names
+
+    def normalise(self, x):
+        return x
+
+    def describe(self, params) -> str:
+        return "one of " + ", ".join(repr(o) for o in self.names)
+
+    def examples(self, params) -> list:
+        return ["not-an-option", 1]
+
+
+class Dtype(Options):
+    """A floating-point type by name or as a numpy dtype (normalised to its name)."""
+
+    def _name(self, x):
+        if isinstance(x, str):
+            return x
+        try:
+            return str(np.dtype(x))
+        except TypeError:
+            return None
+
+    def accepts(self, x, params) -> bool:
+        return self._name(x) in self.names
+
+    def normalise(self, x):
+        return self._name(x)
+
+    def examples(self, params) -> list:
+        return ["float16", np.int32, "x"]
+
+
+class Boolean:
+    """``True`` or ``False`` (numpy's bool too)."""
+
+    def accepts(self, x, params) -> bool:
+        return isinstance(x, (bool, np.bool_))
+
+    def normalise(self, x):
+        return bool(x)
+
+    def describe(self, params) -> str:
+        return "a bool"
+
+    def examples(self, params) -> list:
+        return ["yes", 1]
+
+
+class Text:
+    """Any string (a label)."""
+
+    def accepts(self, x, params) -> bool:
+        return isinstance(x, str)
+
+    def normalise(self, x):
+        return x
+
+    def describe(self, params) -> str:
+        return "a str"
+
+    def examples(self, params) -> list:
+        return [1]
+
+
+class Seeds:
+    """A non-negative int, or a non-empty sequence of them (normalised to a list)."""
+
+    def accepts(self, x, params) -> bool:
+        if isinstance(x, (str, bytes)):
+            return False
+        seeds = [x] if isinstance(x, numbers.Integral) else \
+            list(x) if isinstance(x, Iterable) else []
+        return bool(seeds) and all(
+            isinstance(s, numbers.Integral) and not isinstance(s, (bool, np.bool_)) and s >= 0
+            for s in seeds)
+
+    def normalise(self, x):
+        return int(x) if isinstance(x, numbers.Integral) else [int(s) for s in x]
+
+    def describe(self, params) -> str:
+        return "a non-negative int or a non-empty sequence of them"
+
+    def examples(self, params) -> list:
+        return [-1, [], [0, -1], "0", True]
+
+
+#: The values each parameter accepts (any listed constraint may hold).
+CONSTRAINTS = {
+    "activation": [Options(ACTIVATIONS)],
+    "width": [Interval(int, 1)],
+    "rule": [Options(RULES)],
+    "data": [Options(data.KINDS)],
+    "n": [Interval(int, 1)],
+    "d": [Interval(int, 1)],
+    "lr": [Interval(float, 0.0, closed="neither")],
+    "steps": [Interval(int, 1)],
+    "seed": [Seeds()],
+    "lam": [Interval(float, 0.0)],
+    "lam_schedule": [Options(LAM_SCHEDULES)],
+    "lam_until": [Interval(int, 0)],
+    "lam_gamma": [Interval(float, 0.0, 1.0, closed="right")],
+    "dropout": [Interval(float, 0.0, 1.0, closed="left")],
+    "until_converged": [Boolean()],
+    "check_every": [Interval(int, 1)],
+    "tol": [Interval(float, 0.0, closed="neither")],
+    "converge_on": [Options(CONVERGE_ON)],
+    "max_steps": [Interval(int, "steps"), None],
+    "record_every": [Interval(int, 1)],
+    "dtype": [Dtype(DTYPES)],
+    "method": [Options(METHODS)],
+    "memory_budget": [Interval(int, 1)],
+    "backend": [Options(BACKENDS), None],
+    "device": [Text(), None],
+    "regularizer": [Text(), None],
+    "strength": [Interval(float), None],
+}
+
+#: Parameters only used with one value of another: ``name -> (other, value)``.
+ONLY_WITH = {"lam_until": ("lam_schedule", "release"), "lam_gamma": ("lam_schedule", "decay")}
+
+
+def _fail(name, caller, expected, got) -> ValueError:
+    return ValueError(f"The '{name}' parameter of {caller} must be {expected}. "
+                      f"Got {got!r} instead.")
+
+
+def check(name: str, value, caller: str, params: dict | None = None):
+    """Return ``value`` normalised if :data:`CONSTRAINTS` ``[name]`` accepts it, else raise.
+
+    ``params`` holds the already validated parameters that bounds may refer to.
+    """
+    params = {} if params is None else params
+    allowed = CONSTRAINTS[name]
+    if value is None and None in allowed:
+        return None
+    for c in allowed:
+        if c is not None and c.accepts(value, params):
+            return c.normalise(value)
+    expected = " or ".join("None" if c is None else c.describe(params) for c in allowed)
+    raise _fail(name, caller, expected, value)
+
+
+def validate(params: dict, caller: str) -> dict:
+    """Check every entry of ``params`` against :data:`CONSTRAINTS`; return them normalised.
+
+    Parameters are checked in the table's order (a bound naming another parameter
+    sees its normalised value). A parameter of :data:`ONLY_WITH` must be None unless
+    its partner has the value that uses it, and is then required.
+
+    Raises
+    ------
+    ValueError
+        "The '<name>' parameter of <caller> must be <what the table allows>. Got <value>
+        instead." for the first invalid parameter; also for a name not in the table.
+    """
+    unknown = [k for k in params if k not in CONSTRAINTS]
+    if unknown:
+        raise ValueError(f"validate knows no parameter {unknown[0]!r} (called by {caller}); "
+                         "add it to fa.constraints.CONSTRAINTS.")
+    out = {}
+    for name in CONSTRAINTS:
+        other, used_with = ONLY_WITH.get(name, (None, None))
+        if name not in params and (other is None or params.get(other) != used_with):
+            continue
+        value = params.get(name)
+        if other is not None:
+            if params.get(other) != used_with:
+                if value is not None:
+                    raise ValueError(f"The '{name}' parameter of {caller} is only used with "
+                                     f"{other}={used_with!r}. Got {name}={value!r} with "
+                                     f"{other}={params.get(other)!r} instead.")
+                out[name] = None
+                continue
+        out[name] = check(name, value, caller, {**params, **out})
+    return out
+
+
+def invalid_examples(name: str, params: dict) -> list:
+    """Values of ``name`` that :func:`validate` refuses given the other ``params`` (tests)."""
+    allowed = CONSTRAINTS[name]
+    candidates = [None] + [x for c in allowed if c is not None for x in c.examples(params)]
+    other = ONLY_WITH.get(name)
+    if other and params.get(other[0]) != other[1]:
+        candidates.append(allowed[0].examples(params)[-1])
+    out = []
+    for x in candidates:
+        try:
+            validate({**params, name: x}, "test")
+        except ValueError:
+            out.append(x)
+    return out
