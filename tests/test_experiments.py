@@ -128,9 +128,11 @@ def test_cache_key_changes_with_every_numeric_field_and_seed(monkeypatch):
     # Labels do not change the numbers, so they do not change the key...
     assert cache_key(dataclasses.replace(base, regularizer="foo", strength=9.0), 0) == \
         cache_key(base, 0)
-    # ... but a new numerics version does.
-    monkeypatch.setattr(experiments, "NUMERICS_VERSION", experiments.NUMERICS_VERSION + 1)
+    # ... but other numerics source does, and so does a backend.
+    monkeypatch.setattr(RunConfig, "numerics_modules", ("fa.trainer",))
     assert cache_key(base, 0) not in keys
+    monkeypatch.undo()
+    assert cache_key(base, 0, backend="numpy") not in keys
 
 
 def test_cache_key_is_stable_across_int_and_float_spellings():
@@ -210,10 +212,10 @@ class LoggingTrain:
 
 
 def test_chunk_size_comes_from_memory_not_from_n_jobs(tmp_path):
-    assert experiments._default_chunk_size(tiny()) == experiments.MAX_CHUNK
+    assert tiny().chunk_size() == experiments.MAX_CHUNK
     # Only a few replicas of 40000 hidden units fit in 512 MiB.
-    assert 1 < experiments._default_chunk_size(RunConfig(width=40000)) < experiments.MAX_CHUNK
-    assert experiments._default_chunk_size(RunConfig(width=10**7)) == 1
+    assert 1 < RunConfig(width=40000).chunk_size() < experiments.MAX_CHUNK
+    assert RunConfig(width=10**7).chunk_size() == 1
     # The chunks handed to the trainer are the same whatever n_jobs is.
     chunks = []
     for n_jobs in (1, 2):
