@@ -226,8 +226,9 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
               "again to resume.", file=sys.stderr)
         raise KeyboardInterrupt from None   # the pool's internals are not the user's concern
     except _LostExecutor as lost:
-        raise ConnectionError(f"Lost {lost.args[0]}: {_where(len(results), n_runs, folder)}; "
-                              f"restart it and run again to resume.") from None
+        what, restart = lost.args
+        raise ConnectionError(f"Lost {what}: {_where(len(results), n_runs, folder)}; "
+                              f"restart {restart} and run again to resume.") from None
     finally:
         bar.close()
     return _tabulate(configs, seeds, results)
@@ -271,7 +272,7 @@ def _run_all(todo, n_jobs, executor, options):
         for future in as_completed(futures):
             if future.cancelled():
                 if error is None:    # not cancelled by us
-                    raise _LostExecutor(_describe(pool))
+                    raise _LostExecutor(*_describe(pool))
                 continue
             if future.exception() is not None:
                 if error is None:
@@ -295,13 +296,12 @@ def _run_all(todo, n_jobs, executor, options):
             pool.shutdown(wait=finished, cancel_futures=True)
 
 
-def _describe(executor) -> str:
+def _describe(executor) -> tuple[str, str]:
+    """What was lost, and what to restart."""
     client = getattr(executor, "_client", None)   # a Dask ClientExecutor
     if client is not None:
-        from .cluster import scheduler_address
-
-        return f"the Dask scheduler at {scheduler_address(client)}"
-    return f"the executor {executor!r}"
+        return f"the Dask scheduler at {client.scheduler.address}", "the scheduler"
+    return f"the workers of {executor!r}", "them"
 
 
 def run_chunk(experiment, seeds: list[int], options: dict) -> list[dict]:
