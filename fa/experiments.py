@@ -39,8 +39,8 @@ class RunConfig:
     """One training configuration of a sweep; the seed is given separately.
 
     An experiment of :mod:`fa.sweep`. Every field except the two labels is passed
-    on to :func:`fa.make_data` / :func:`fa.train` and enters the cache key. Values are validated (and numbers
-    normalised to int / float) on construction.
+    on to :func:`fa.make_data` / :func:`fa.train` and enters the cache key. Values
+    are validated (and numbers normalised to int / float) on construction.
 
     Examples
     --------
