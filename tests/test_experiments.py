@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -128,9 +129,11 @@ def test_cache_key_changes_with_every_numeric_field_and_seed(monkeypatch):
     # Labels do not change the numbers, so they do not change the key...
     assert cache_key(dataclasses.replace(base, regularizer="foo", strength=9.0), 0) == \
         cache_key(base, 0)
-    # ... but a new numerics version does.
-    monkeypatch.setattr(experiments, "NUMERICS_VERSION", experiments.NUMERICS_VERSION + 1)
+    # ... but other numerics source does, and so does a backend.
+    monkeypatch.setattr(RunConfig, "numerics_modules", ("fa.trainer",))
     assert cache_key(base, 0) not in keys
+    monkeypatch.undo()
+    assert cache_key(base, 0, backend="numpy") not in keys
 
 
 def test_cache_key_is_stable_across_int_and_float_spellings():
@@ -210,10 +213,10 @@ class LoggingTrain:
 
 
 def test_chunk_size_comes_from_memory_not_from_n_jobs(tmp_path):
-    assert experiments._default_chunk_size(tiny()) == experiments.MAX_CHUNK
+    assert tiny().chunk_size() == experiments.MAX_CHUNK
     # Only a few replicas of 40000 hidden units fit in 512 MiB.
-    assert 1 < experiments._default_chunk_size(RunConfig(width=40000)) < experiments.MAX_CHUNK
-    assert experiments._default_chunk_size(RunConfig(width=10**7)) == 1
+    assert 1 < RunConfig(width=40000).chunk_size() < experiments.MAX_CHUNK
+    assert RunConfig(width=10**7).chunk_size() == 1
     # The chunks handed to the trainer are the same whatever n_jobs is.
     chunks = []
     for n_jobs in (1, 2):
@@ -374,3 +377,99 @@ def test_labels_are_derived_unless_given():
 def test_bad_sweep_arguments_raise_clear_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         run_sweep(cache_dir=None, progress=False, train_fn=fake_train, **kwargs)
+
+
+# --- any experiment through the protocol of fa.sweep ----------------------------------
+
+TOY_CALLS = []   # seeds of every Toy.run call in this process
+TOY_FAIL_AT = []  # seeds whose chunk raises KeyboardInterrupt (a simulated Ctrl-C)
+
+
+@dataclasses.dataclass(frozen=True)
+class Toy:
+    """A tiny experiment: a seeded random walk of `length` steps, scaled."""
+
+    scale: float = 1.0
+    length: int = 5
+    name: str = dataclasses.field(default="", metadata={"label": True})
+
+    numerics_modules: ClassVar[tuple[str, ...]] = (__name__,)
+    scalars: ClassVar[dict[str, type]] = {"end": float, "up": bool}
+    curves: ClassVar[tuple[str, ...]] = ("t", "position")
+
+    def run(self, seeds, **options):
+        if set(seeds) & set(TOY_FAIL_AT):
+            raise KeyboardInterrupt
+        TOY_CALLS.append(list(seeds))
+        records = []
+        for seed in seeds:
+            walk = self.scale * np.cumsum(np.random.default_rng(seed).normal(size=self.length))
+            records.append(dict(end=float(walk[-1]), up=bool(walk[-1] > 0),
+                                t=np.arange(self.length), position=walk))
+        return records
+
+    def cost(self):
+        return self.length
+
+    def chunk_size(self):
+        return 3
+
+
+TOYS = [Toy(1.0, name="one"), Toy(2.0, length=3)]
+
+
+@pytest.fixture
+def toy_log():
+    TOY_CALLS.clear(), TOY_FAIL_AT.clear()
+    yield TOY_CALLS
+    TOY_CALLS.clear(), TOY_FAIL_AT.clear()
+
+
+def test_toy_experiment_tables_cache_and_resume(tmp_path, toy_log, capsys):
+    TOY_FAIL_AT.append(4)   # the second chunk of the first toy is interrupted
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(TOYS, range(7), cache_dir=tmp_path, progress=False)
+    assert toy_log == [[0, 1, 2]]
+    assert f"Interrupted: 3 of 14 runs are cached in {tmp_path}" in capsys.readouterr().err
+    TOY_FAIL_AT.clear()
+    res = run_sweep(TOYS, range(7), cache_dir=tmp_path, progress=True, desc="toy")
+    assert toy_log == [[0, 1, 2], [3, 4, 5], [6], [0, 1, 2], [3, 4, 5], [6]]
+    assert "toy: 14 runs, 3 from the cache" in capsys.readouterr().err
+    assert list(res.runs) == ["run", "scale", "length", "name", "seed", "end", "up"]
+    assert list(res.curves) == ["run", "scale", "length", "name", "seed", "t", "position"]
+    assert len(res.curves) == 7 * 5 + 7 * 3
+    walk = 2.0 * np.cumsum(np.random.default_rng(6).normal(size=3))
+    last = res.curves[(res.curves["run"] == 1) & (res.curves["seed"] == 6)]
+    np.testing.assert_array_equal(last["position"], walk)
+    assert res.runs["end"].iloc[-1] == walk[-1]
+    # Everything is cached now; a relabelled toy is the same experiment.
+    again = run_sweep([Toy(1.0, name="relabelled"), TOYS[1]], range(7), cache_dir=tmp_path,
+                      progress=False)
+    assert len(toy_log) == 6
+    assert again.runs["name"].iloc[0] == "relabelled"
+    for table in ("runs", "curves"):
+        pd.testing.assert_frame_equal(getattr(again, table).drop(columns="name"),
+                                      getattr(res, table).drop(columns="name"), check_exact=True)
+
+
+def test_toy_experiment_in_two_workers_equals_serial(tmp_path):
+    serial = run_sweep(TOYS, range(7), cache_dir=None, progress=False)
+    parallel = run_sweep(TOYS, range(7), cache_dir=tmp_path, progress=False, n_jobs=2)
+    assert_same(serial, parallel)
+    assert len(list(tmp_path.glob("*.npz"))) == 14
+
+
+def test_experiments_of_two_kinds_are_refused():
+    with pytest.raises(ValueError, match="experiments of one kind"):
+        run_sweep([TOYS[0], tiny()], [0], cache_dir=None, progress=False)
+
+
+def test_a_record_breaking_the_protocol_is_an_error(tmp_path):
+    @dataclasses.dataclass(frozen=True)
+    class Broken(Toy):
+        def run(self, seeds, **options):
+            return [dict(end="far", up=True, t=np.arange(2), position=np.zeros(2))
+                    for _ in seeds]
+
+    with pytest.raises(ValueError, match="'end' is not a float scalar"):
+        run_sweep(Broken(), [0], cache_dir=None, progress=False)

@@ -1,0 +1,145 @@
+"""The run cache: one ``.npz`` file per (experiment, seed), named by what produced it.
+
+A file's name is the sha256 of the experiment's kind and fields (labels left out),
+the seed, the ``backend`` when one is chosen, and a fingerprint of the source text
+of the modules that compute the numbers (``experiment.numerics_modules``). Editing
+the trainer therefore changes every key and the runs are recomputed; an untouched
+package reuses them. Files are written atomically, and a file that cannot be read
+back as a valid record (empty, truncated, not a zip, missing or mistyped entries)
+counts as absent: the run is trained again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import paths
+
+#: dtype kinds a record's scalars may have, by declared Python type.
+_KINDS = {bool: "b", int: "iu", float: "f"}
+
+
+@functools.lru_cache(maxsize=None)
+def source_fingerprint(modules: tuple[str, ...]) -> str:
+    """Return the sha256 of the source text of ``modules`` (names such as ``"fa.trainer"``).
+
+    Modules that do not exist are skipped, so an optional module can be listed.
+    Computed once per process, from the files as first read: the code this
+    process runs.
+    """
+    digest = hashlib.sha256()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            continue
+        digest.update(name.encode() + b"\0" + Path(spec.origin).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def label_fields(experiment) -> set[str]:
+    """Names of the fields marked ``metadata={"label": True}``: they never change numbers."""
+    return {f.name for f in dataclasses.fields(experiment) if f.metadata.get("label")}
+
+
+def cache_key(experiment, seed: int, *, backend: str | None = None) -> str:
+    """Return the sha256 hex digest naming the cached result of ``(experiment, seed)``.
+
+    The key covers the experiment's kind (class name) and every field except the
+    labels, the seed, ``backend`` when not None, and the fingerprint of the source
+    of ``experiment.numerics_modules`` (:func:`source_fingerprint`). Relabelling a
+    curve reuses its runs; editing the trainer recomputes them.
+    """
+    fields = dataclasses.asdict(experiment)
+    for name in label_fields(experiment):
+        del fields[name]
+    fields.update(kind=type(experiment).__qualname__, seed=int(seed),
+                  source=source_fingerprint(tuple(experiment.numerics_modules)))
+    if backend is not None:
+        fields["backend"] = backend
+    text = json.dumps(fields, sort_keys=True)  # floats written with repr: exact
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def path(cache: Path, experiment, seed: int, *, backend: str | None = None) -> Path:
+    """The file of ``(experiment, seed)`` in the folder ``cache``."""
+    return cache / f"{cache_key(experiment, seed, backend=backend)}.npz"
+
+
+def is_cached(cache_dir, experiment, seed: int, *, backend: str | None = None) -> bool:
+    """Whether ``(experiment, seed)`` has a result file under ``cache_dir`` (not read)."""
+    folder = paths.resolve(cache_dir, paths.CACHE_DIR)
+    return path(folder, experiment, seed, backend=backend).exists()
+
+
+def check_record(record: dict, experiment) -> dict:
+    """Return ``record`` with scalars as Python numbers, or raise ``ValueError``.
+
+    A record holds every scalar of ``experiment.scalars`` with its type, every curve
+    of ``experiment.curves`` as 1-D numeric arrays of one length, and possibly
+    further (optional) bool / int / float scalars.
+    """
+    out = {}
+    for name, kind in experiment.scalars.items():
+        value = np.asarray(record[name])   # KeyError for a missing one
+        if value.ndim != 0 or value.dtype.kind not in _KINDS[kind]:
+            raise ValueError(f"record entry {name!r} is not a {kind.__name__} scalar")
+        out[name] = kind(value)
+    lengths = set()
+    for name in experiment.curves:
+        value = np.asarray(record[name])
+        if value.ndim != 1 or value.dtype.kind not in "biuf":
+            raise ValueError(f"record entry {name!r} is not a 1-D numeric array")
+        out[name] = value
+        lengths.add(len(value))
+    if len(lengths) > 1:
+        raise ValueError(f"record curves have different lengths {sorted(lengths)}")
+    for name in record.keys() - out.keys():
+        value = np.asarray(record[name])
+        if value.ndim != 0 or value.dtype.kind not in "biuf":
+            raise ValueError(f"record entry {name!r} is not a bool, int or float scalar")
+        out[name] = value.item()
+    return out
+
+
+def load(cache: Path | None, experiment, seed: int, *, backend=None) -> dict | None:
+    """Return the cached record of ``(experiment, seed)``, or None if absent or unreadable."""
+    if cache is None:
+        return None
+    try:
+        with np.load(path(cache, experiment, seed, backend=backend), allow_pickle=False) as f:
+            record = {name: f[name] for name in f.files if name != "about"}
+        return check_record(record, experiment)
+    # Whatever went wrong reading it (absent, empty, truncated, not a zip, wrong
+    # entries), the file is not a usable result: the run is trained again.
+    except Exception:
+        return None
+
+
+def save(cache: Path | None, experiment, seed: int, record: dict, *, backend=None) -> None:
+    """Write the record to a temporary file beside the target, then rename it.
+
+    ``os.replace`` is atomic, so a reader (or a rerun after a kill) sees either the
+    whole file or none: a crash can leave no half-written ``.npz``.
+    """
+    if cache is None:
+        return
+    # The experiment goes along, so a cache file says what it holds.
+    about = json.dumps(dict(dataclasses.asdict(experiment), kind=type(experiment).__qualname__,
+                            seed=int(seed), backend=backend), sort_keys=True)
+    fd, tmp = tempfile.mkstemp(dir=cache, prefix=".tmp-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, about=np.array(about), **record)
+        os.replace(tmp, path(cache, experiment, seed, backend=backend))
+    except BaseException:
+        os.unlink(tmp)
+        raise

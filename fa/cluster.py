@@ -1,0 +1,92 @@
+"""Run sweeps on a Dask cluster: many machines, one cache (the optional extra ``fa[cluster]``).
+
+:func:`fa.run_sweep` takes any :class:`concurrent.futures.Executor`; a Dask
+client's executor runs the chunks on the cluster's workers and sends the results
+back, and the process that called :func:`fa.run_sweep` writes them to its cache.
+The workers need ``fa`` importable (the same version) but no shared disk. A worker
+that dies costs only the chunk it was running (Dask runs it again elsewhere); if
+the scheduler goes away, the sweep stops with a message and what finished is cached.
+
+Start a cluster from a shell, e.g. on one machine::
+
+    dask scheduler --host 127.0.0.1 --port 8786
+    dask worker tcp://127.0.0.1:8786 --nworkers 2 --nthreads 1
+
+and sweep on it::
+
+    with fa.cluster.connect("tcp://127.0.0.1:8786") as executor:
+        fa.run_sweep(configs, range(50), executor=executor)
+
+Use one thread per worker process (``--nthreads 1``): each chunk runs on one
+BLAS thread, so a worker's threads would only share a core.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from concurrent.futures import Executor, ProcessPoolExecutor
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError("fa.cluster needs dask.distributed: pip install 'fa[cluster]' "
+                          "(or pip install 'dask[distributed]').") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def connect(address: str, *, timeout: float = 10.0):
+    """Connect to the Dask scheduler at ``address``; yield an executor for :func:`fa.run_sweep`.
+
+    Parameters
+    ----------
+    address : str
+        The scheduler, e.g. ``"tcp://10.0.0.5:8786"`` (what ``dask scheduler`` prints).
+    timeout : float, default 10.0
+        Seconds to wait for the scheduler.
+
+    Yields
+    ------
+    concurrent.futures.Executor
+        ``distributed.Client(address).get_executor()``; the client is closed on exit
+        (the cluster keeps running).
+
+    Raises
+    ------
+    ConnectionError
+        If no scheduler answers at ``address`` within ``timeout``.
+    """
+    if not isinstance(address, str) or "://" not in address:
+        raise ValueError("The 'address' parameter of connect must be a scheduler address "
+                         f"such as 'tcp://127.0.0.1:8786'. Got {address!r} instead.")
+    distributed = _distributed()
+    try:
+        client = distributed.Client(address, timeout=timeout, set_as_default=False)
+    except OSError as err:   # includes distributed's timeouts
+        raise ConnectionError(f"No Dask scheduler answered at {address} within {timeout:g} s "
+                              f"({err}). Start one with `dask scheduler` and workers with "
+                              f"`dask worker {address}`.") from None
+    try:
+        yield client.get_executor()
+    finally:
+        client.close()
+
+
+def n_workers(executor: Executor | None = None, *, n_jobs: int = 1) -> int:
+    """How many chunks ``executor`` runs at once (for time estimates).
+
+    A Dask executor: the threads of all its workers now. A local process pool: its
+    processes. ``None``: ``n_jobs``, what :func:`fa.run_sweep` would start.
+    """
+    if executor is None:
+        return n_jobs
+    client = getattr(executor, "_client", None)   # a Dask ClientExecutor
+    if client is not None:
+        return max(1, sum(client.nthreads().values()))
+    if isinstance(executor, ProcessPoolExecutor):
+        return executor._max_workers
+    raise ValueError("The 'executor' parameter of n_workers must be a Dask executor, a "
+                     f"ProcessPoolExecutor or None. Got {executor!r} instead.")
+

@@ -1,0 +1,403 @@
+"""The sweep engine: many seeded runs of any experiment, cached, resumable, parallel.
+
+A sweep is a list of experiments (one per curve or point) times a list of seeds.
+:func:`run_sweep` runs every (experiment, seed) pair not yet in the cache
+(:mod:`fa.cache`), in chunks of one experiment's seeds, on this process, a local
+process pool or any :class:`concurrent.futures.Executor` (a Dask cluster: see
+:mod:`fa.cluster`), and returns tidy tables. The process that called
+:func:`run_sweep` writes every finished chunk to the cache as it arrives, so an
+interrupted sweep resumes where it stopped and workers need no shared disk.
+
+The experiment protocol
+-----------------------
+An experiment is a frozen (hashable) dataclass instance whose fields say what it
+runs; the seed is given separately. Its class provides:
+
+``numerics_modules`` : tuple of str (class attribute)
+    Names of the modules whose source computes its numbers (``"fa.trainer"``, ...);
+    their text enters the cache key, so editing one recomputes the runs.
+``scalars`` : dict of str to type (class attribute)
+    Name and type (``bool``, ``int`` or ``float``) of every scalar a record holds:
+    the ``runs`` table's columns after the fields and ``seed``. A record may carry
+    further optional scalars (columns too).
+``curves`` : tuple of str (class attribute)
+    Names of the equal-length 1-D arrays a record holds: the ``curves`` table's
+    columns, one row per array entry.
+``run(seeds, **options) -> list[dict]``
+    Runs the experiment for every seed of the list (in a worker, on one BLAS
+    thread) and returns one record per seed. ``options`` are the pass-through
+    arguments of :func:`run_sweep` that were given (``train_fn``, ``backend``,
+    ``device``). The same seeds must give the same records wherever they run.
+``cost() -> float``
+    Relative cost of one seed (for the progress bar and for ordering chunks).
+``chunk_size() -> int``
+    Most seeds per ``run`` call; it must depend on the experiment only, so the
+    chunks (and the numbers) do not depend on the executor.
+
+Fields marked ``dataclasses.field(..., metadata={"label": True})`` are labels for
+tables and legends: they stay out of the cache key. A record entry may not be
+named ``about`` (the cache file's description).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import ctypes
+import dataclasses
+import os
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from . import cache, paths
+from ._validation import check_int, check_seeds
+from .trainer import DivergenceWarning
+
+_PROTOCOL = ("numerics_modules", "scalars", "curves", "run", "cost", "chunk_size")
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """Tidy tables of a sweep.
+
+    Attributes
+    ----------
+    runs : pandas.DataFrame
+        One row per (experiment, seed), in experiment order then seed order:
+        ``run`` (the experiment's position in the list), every field of the
+        experiment, ``seed``, then the record's scalars (for
+        :class:`fa.RunConfig`: ``steps_taken``, ``final_loss``,
+        ``final_alignment``, ``diverged``, and ``capped`` when the trainer
+        reports it).
+    curves : pandas.DataFrame
+        One row per (experiment, seed, curve entry): ``run``, every field,
+        ``seed``, then the record's curves (for :class:`fa.RunConfig`: ``step``,
+        ``loss`` (training MSE after ``step`` updates) and ``alignment``
+        (cos(beta, b)); a diverged run stops at its last finite row).
+    """
+
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+
+
+def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=None,
+              progress=True, desc=None, chunk_size=None, train_fn=None, backend=None,
+              device=None) -> SweepResult:
+    """Run every ``(config, seed)`` pair, reusing cached runs, and tabulate them.
+
+    Parameters
+    ----------
+    configs : experiment or sequence of experiments
+        :class:`fa.RunConfig` instances (two-layer training runs) or any other
+        experiments of one kind following the protocol of :mod:`fa.sweep`, in
+        the order the tables list them.
+    seeds : int or sequence of int
+        Seeds run for every config (an int is one seed: use ``range(50)`` for 50).
+        For a :class:`fa.RunConfig`, seed ``s`` draws the data
+        (``fa.make_data(..., seed=s)``) and the network and ``b``
+        (``fa.train(..., seed=s)``).
+    cache_dir : path or None, default ``fa.paths.CACHE_DIR``
+        Folder of the per-run ``.npz`` files (relative paths are taken from the
+        project root); ``None`` caches nothing.
+    n_jobs : int, default 1
+        Local worker processes when no ``executor`` is given; 1 runs in this
+        process. Every chunk runs on one BLAS thread, so the results do not
+        depend on ``n_jobs``: to use more cores, raise ``n_jobs``.
+    executor : concurrent.futures.Executor, optional
+        Where to run the chunks instead, e.g. ``distributed.Client(...).get_executor()``
+        or :func:`fa.cluster.connect`; ``n_jobs`` is then unused. The results
+        come back to this process, which caches them.
+    progress : bool, default True
+        Print how many runs come from the cache and show a progress bar with an
+        ETA, advancing by estimated cost; cached runs count as done at once.
+    desc : str, optional
+        Label of the progress bar and of the messages.
+    chunk_size : int, optional
+        Most seeds per chunk. Default: the experiment's ``chunk_size()``.
+    train_fn : callable, optional
+        Stand-in for :func:`fa.train` with the same signature (tests, benchmarks);
+        it must be picklable when the chunks run elsewhere.
+    backend, device : str, optional
+        Passed on to the experiment's ``run`` (for :class:`fa.RunConfig`, to
+        :func:`fa.train`) when given. ``backend`` enters the cache key.
+
+    Returns
+    -------
+    SweepResult
+        ``.runs`` (one row per run) and ``.curves`` (one row per recorded step).
+
+    Raises
+    ------
+    KeyboardInterrupt
+        On Ctrl-C, SIGTERM or a Jupyter interrupt, after stopping the workers and
+        printing how many runs are cached and how to resume.
+    ConnectionError
+        If the executor lost its cluster (a Dask scheduler went away); every run
+        finished before that is cached.
+
+    Warns
+    -----
+    fa.DivergenceWarning
+        Once, if any run diverged (such runs are kept, with ``diverged=True``).
+
+    Examples
+    --------
+    >>> cfgs = [RunConfig(activation="relu", width=200, lr=1e-2, steps=500, lam=lam)
+    ...         for lam in (0.0, 0.05)]
+    >>> res = run_sweep(cfgs, range(5), progress=False)  # doctest: +SKIP
+    >>> res.runs.groupby("lam").final_alignment.mean()  # doctest: +SKIP
+    """
+    caller = "run_sweep"
+    single = _is_experiment(configs) or not isinstance(configs, Iterable)
+    configs = [configs] if single else list(configs)
+    if not configs or not all(_is_experiment(c) for c in configs) or \
+            len({type(c) for c in configs}) > 1:
+        raise ValueError(f"The 'configs' parameter of {caller} must be a RunConfig (or another "
+                         "experiment) or a non-empty sequence of experiments of one kind. "
+                         f"Got {configs!r} instead.")
+    seeds, _ = check_seeds(seeds, "seeds", caller)
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"The 'seeds' parameter of {caller} must not repeat a seed. "
+                         f"Got {seeds!r} instead.")
+    n_jobs = check_int(n_jobs, "n_jobs", caller, low=1)
+    if executor is not None and not isinstance(executor, concurrent.futures.Executor):
+        raise ValueError(f"The 'executor' parameter of {caller} must be a "
+                         f"concurrent.futures.Executor or None. Got {executor!r} instead.")
+    if chunk_size is not None:
+        chunk_size = check_int(chunk_size, "chunk_size", caller, low=1)
+    for name, value in (("backend", backend), ("device", device)):
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"The '{name}' parameter of {caller} must be a str or None. "
+                             f"Got {value!r} instead.")
+    options = {name: value for name, value in
+               (("train_fn", train_fn), ("backend", backend), ("device", device))
+               if value is not None}
+    folder = None if cache_dir is None else paths.resolve(cache_dir, paths.CACHE_DIR)
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    label = desc or "sweep"
+
+    # Plan: load what is cached, and cut the rest into chunks of one experiment's seeds.
+    # Chunks are cut from the full seed list, so a resumed sweep runs the same chunks.
+    results = {}  # (experiment, seed) -> record
+    todo = []     # (experiment, missing seeds of one chunk)
+    unique = list(dict.fromkeys(configs))  # a repeated experiment is run once
+    for experiment in unique:
+        size = chunk_size or experiment.chunk_size()
+        for start in range(0, len(seeds), size):
+            missing = []
+            for seed in seeds[start:start + size]:
+                record = cache.load(folder, experiment, seed, backend=backend)
+                if record is None:
+                    missing.append(seed)
+                else:
+                    results[experiment, seed] = record
+            if missing:
+                todo.append((experiment, missing))
+
+    n_runs = len(unique) * len(seeds)
+    total = sum(c.cost() for c in unique) * len(seeds)
+    done = total - sum(c.cost() * len(s) for c, s in todo)
+    if progress:
+        print(f"{label}: {n_runs} runs, {len(results)} from the cache", file=sys.stderr)
+    bar = _progress_bar(progress, label, total, done)
+    try:
+        with _sigterm_as_interrupt(), \
+                contextlib.closing(_run_all(todo, n_jobs, executor, options)) as chunks:
+            for experiment, chunk_seeds, records in chunks:
+                for seed, record in zip(chunk_seeds, records):
+                    record = cache.check_record(record, experiment)
+                    cache.save(folder, experiment, seed, record, backend=backend)
+                    results[experiment, seed] = record
+                bar.update(experiment.cost() * len(chunk_seeds))
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"Interrupted: {_where(len(results), n_runs, folder)}; run the same command "
+              "again to resume.", file=sys.stderr)
+        raise KeyboardInterrupt from None   # the pool's internals are not the user's concern
+    except _LostExecutor as lost:
+        what, restart = lost.args
+        raise ConnectionError(f"Lost {what}: {_where(len(results), n_runs, folder)}; "
+                              f"restart {restart} and run again to resume.") from None
+    finally:
+        bar.close()
+    return _tabulate(configs, seeds, results)
+
+
+def _is_experiment(obj) -> bool:
+    return dataclasses.is_dataclass(obj) and not isinstance(obj, type) and \
+        all(hasattr(obj, name) for name in _PROTOCOL)
+
+
+def _where(n_cached: int, n_runs: int, folder: Path | None) -> str:
+    if folder is None:
+        return f"{n_cached} of {n_runs} runs finished, none cached (cache_dir=None)"
+    return f"{n_cached} of {n_runs} runs are cached in {folder}"
+
+
+class _LostExecutor(Exception):
+    """The executor cancelled work we did not cancel: its cluster went away."""
+
+
+def _run_all(todo, n_jobs, executor, options):
+    """Yield ``(experiment, seeds, records)`` per chunk as each one finishes.
+
+    If a chunk fails, the chunks already finished have been yielded (and saved by
+    the caller) before the error is raised again.
+    """
+    if executor is None and (n_jobs == 1 or len(todo) <= 1):
+        for experiment, seeds in todo:
+            yield experiment, seeds, run_chunk(experiment, seeds, options)
+        return
+    own = executor is None
+    pool = _local_pool(min(n_jobs, len(todo))) if own else executor
+    # Largest chunks first, so no worker is left with a long one at the end.
+    todo = sorted(todo, key=lambda job: -job[0].cost() * len(job[1]))
+    futures = {}
+    finished = False
+    try:
+        for experiment, seeds in todo:
+            futures[pool.submit(run_chunk, experiment, seeds, options)] = (experiment, seeds)
+        error = None
+        for future in as_completed(futures):
+            if future.cancelled():
+                if error is None:    # not cancelled by us
+                    raise _LostExecutor(*_describe(pool))
+                continue
+            if future.exception() is not None:
+                if error is None:
+                    error = future.exception()
+                    for other in futures:  # running chunks still finish and are saved
+                        other.cancel()
+                continue
+            yield (*futures[future], future.result())
+        if error is not None:
+            raise error
+        finished = True
+    finally:
+        for future in futures:
+            future.cancel()
+        if own:
+            if not finished:
+                # Interrupted or failed: nobody would save what still runs, and a
+                # worker stuck in a long chunk must not keep this process alive.
+                for process in list(pool._processes.values()):
+                    process.kill()
+            pool.shutdown(wait=finished, cancel_futures=True)
+
+
+def _describe(executor) -> tuple[str, str]:
+    """What was lost, and what to restart."""
+    client = getattr(executor, "_client", None)   # a Dask ClientExecutor
+    if client is not None:
+        return f"the Dask scheduler at {client.scheduler.address}", "the scheduler"
+    return f"the workers of {executor!r}", "them"
+
+
+def run_chunk(experiment, seeds: list[int], options: dict) -> list[dict]:
+    """Run one chunk of seeds of ``experiment`` (in a worker); one record per seed."""
+    # One BLAS thread, here as in a worker: multithreaded BLAS rounds differently
+    # (results would depend on the executor), and on the small products of a chunk it
+    # is slower anyway, badly so when cores are shared. Parallelise over chunks.
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        # run_sweep warns once for the whole sweep instead of once per chunk.
+        warnings.simplefilter("ignore", DivergenceWarning)
+        return experiment.run(list(seeds), **options)
+
+
+# --- the local pool: workers that never outlive the sweep ----------------------------
+
+def _local_pool(n_workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=n_workers, initializer=_init_worker,
+                               initargs=(os.getpid(),))
+
+
+def _init_worker(parent: int) -> None:
+    """Tie a worker's life to the sweep's process.
+
+    Ctrl-C in a terminal reaches the whole process group: the workers ignore it and
+    the parent, which owns the results, stops them. If the parent dies (even by
+    SIGKILL), Linux kills the worker (``PR_SET_PDEATHSIG``); elsewhere a thread
+    notices that the parent is gone.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, inherited by fork
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    else:
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if os.getppid() != parent:   # the parent died before the line above took effect
+        os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        threading.Event().wait(1.0)
+    os._exit(1)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """In the main thread, turn SIGTERM into KeyboardInterrupt: the same clean stop."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _progress_bar(progress, desc, total, done):
+    # The plain text bar: it renders in a terminal, in Jupyter and in the executed
+    # notebooks papermill saves (a widget bar needs ipywidgets and a live frontend).
+    # Updates at most every 2 s keep the saved notebooks small.
+    return tqdm(total=total, initial=done, desc=desc, disable=not progress, mininterval=2.0,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+
+
+# --- tidy tables -----------------------------------------------------------------------
+
+def _tabulate(configs, seeds, results) -> SweepResult:
+    kind = type(configs[0])
+    field_names = [f.name for f in dataclasses.fields(kind)]
+    rows, lengths = [], []
+    for i, experiment in enumerate(configs):
+        for seed in seeds:
+            record = results[experiment, seed]
+            scalars = {name: value for name, value in record.items()
+                       if name not in kind.curves}
+            rows.append({"run": i, **{f: getattr(experiment, f) for f in field_names},
+                         "seed": seed, **scalars})
+            lengths.append(len(record[kind.curves[0]]) if kind.curves else 0)
+    runs = pd.DataFrame(rows)
+
+    curves = runs.loc[runs.index.repeat(lengths), ["run", *field_names, "seed"]]
+    curves = curves.reset_index(drop=True)
+    for column in kind.curves:
+        curves[column] = np.concatenate(
+            [results[c, s][column] for c in configs for s in seeds])
+
+    n_diverged = int(runs["diverged"].sum()) if "diverged" in runs else 0
+    if n_diverged:
+        which = runs.loc[runs["diverged"], "run"].unique().tolist()
+        warnings.warn(f"{n_diverged} of {len(runs)} runs diverged (configs {which}); they "
+                      "are kept with diverged=True and curves up to divergence. "
+                      "Lower 'lr' for those configs.", DivergenceWarning, stacklevel=3)
+    return SweepResult(runs=runs, curves=curves)

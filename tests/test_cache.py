@@ -1,0 +1,108 @@
+"""The run cache: keyed by the numerics source, robust to damaged files."""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fa
+from fa.experiments import RunConfig, cache_key, run_sweep
+from test_experiments import CountingTrain, assert_same, fake_train, tiny
+
+
+def good_file(tmp_path):
+    """A cached sweep of 3 seeds; returns (its result, the path of seed 1's file)."""
+    first = run_sweep(tiny(), range(3), cache_dir=tmp_path, progress=False, train_fn=fake_train)
+    return first, tmp_path / f"{cache_key(tiny(), 1)}.npz"
+
+
+def rewrite(path, **changes):
+    """Rewrite the npz at `path` with entries replaced (None: removed)."""
+    with np.load(path) as f:
+        entries = {k: f[k] for k in f.files}
+    entries.update(changes)
+    np.savez(path, **{k: v for k, v in entries.items() if v is not None})
+
+
+DAMAGES = {
+    "empty": lambda p: p.write_bytes(b""),
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+    "not a zip": lambda p: p.write_bytes(b"garbage, not a zip"),
+    "missing key": lambda p: rewrite(p, loss=None),
+    "renamed key": lambda p: rewrite(p, steps_taken=None, steps=np.int64(50)),
+    "float for int": lambda p: rewrite(p, steps_taken=np.float64(50.0)),
+    "text for float": lambda p: rewrite(p, final_loss=np.array("0.1")),
+    "2-d curve": lambda p: rewrite(p, loss=np.zeros((2, 3))),
+    "curves of two lengths": lambda p: rewrite(p, alignment=np.zeros(2)),
+    "text curve": lambda p: rewrite(p, step=np.array(["a"] * 6)),
+    "pickled object": lambda p: rewrite(p, diverged=np.array([None], dtype=object)),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_damaged_file_is_retrained(tmp_path, damage):
+    first, path = good_file(tmp_path)
+    DAMAGES[damage](path)
+    train = CountingTrain()
+    again = run_sweep(tiny(), range(3), cache_dir=tmp_path, progress=False, train_fn=train)
+    assert train.calls == [[1]]
+    assert_same(first, again)
+
+
+def test_cache_key_follows_the_source_of_the_numerics_modules(monkeypatch):
+    key = cache_key(tiny(), 0)
+    monkeypatch.setattr(RunConfig, "numerics_modules", RunConfig.numerics_modules + ("fa.deep",))
+    assert cache_key(tiny(), 0) != key
+    # Absent modules (optional ones) are skipped rather than failing.
+    monkeypatch.setattr(RunConfig, "numerics_modules", ("fa.trainer",))
+    trainer_only = cache_key(tiny(), 0)
+    monkeypatch.setattr(RunConfig, "numerics_modules", ("fa.trainer", "fa.no_such_module"))
+    assert cache_key(tiny(), 0) == trainer_only
+
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import fa
+    from fa.experiments import RunConfig, run_sweep
+    from fa.trainer import train
+    assert fa.__file__.startswith(sys.argv[2]), fa.__file__
+
+    def fake(X, y, *, seed, steps, **_):   # fast; the key does not depend on it
+        return train(X, y, seed=seed, steps=2, width=4, lr=1e-3)
+
+    configs = [RunConfig(width=4, n=5, d=8, steps=2, lam=lam) for lam in (0.0, 0.1)]
+    run_sweep(configs, range(2), cache_dir=sys.argv[1], desc="stale", train_fn=fake)
+""")
+
+
+def sweep_in_copy(package: Path, cache: Path) -> str:
+    """Run the sweep with the package copy at `package`; return its 'from the cache' line."""
+    env = dict(os.environ, PYTHONPATH=str(package.parent), FA_OUTPUT_ROOT=str(cache.parent))
+    out = subprocess.run([sys.executable, "-c", SCRIPT, str(cache), str(package)], env=env,
+                         cwd=package.parent, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return next(line for line in out.stderr.splitlines() if "from the cache" in line)
+
+
+def test_edited_trainer_recomputes_untouched_package_reuses(tmp_path):
+    package = tmp_path / "copy" / "fa"
+    shutil.copytree(Path(fa.__file__).parent, package,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    cache = tmp_path / "cache"
+    assert sweep_in_copy(package, cache) == "stale: 4 runs, 0 from the cache"
+    assert sweep_in_copy(package, cache) == "stale: 4 runs, 4 from the cache"
+    # A module outside the numerics (plotting) does not change what was computed ...
+    with open(package / "plotting.py", "a") as f:
+        f.write("\n# an edit that changes no number\n")
+    assert sweep_in_copy(package, cache) == "stale: 4 runs, 4 from the cache"
+    # ... while any edit of the trainer's source does.
+    with open(package / "trainer.py", "a") as f:
+        f.write("\n# an edit of the trainer\n")
+    assert sweep_in_copy(package, cache) == "stale: 4 runs, 0 from the cache"
+    assert len(list(cache.glob("*.npz"))) == 8
