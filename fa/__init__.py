@@ -26,13 +26,13 @@ __version__ = "0.1.0"
 from .activations import ACTIVATIONS, Activation
 from .data import make_data
 from .trainer import DivergenceWarning, Stopping, TrainResult, cosine, train
-from .experiments import NUMERICS_VERSION, RunConfig, SweepResult, cache_key, run_sweep
+from .experiments import RunConfig, SweepResult, cache_key, run_sweep
 from .presets import settings
 from .deep import DeepResult, init_deep, train_deep
 from .mnist import MnistData, load_mnist, read_idx
-from . import claims, constraints, notebook, paths, reference, registry
+from . import claims, cluster, constraints, notebook, paths, reference, registry
 
-__all__ = ["ACTIVATIONS", "Activation", "Stopping", "DeepResult", "DivergenceWarning", "MnistData", "NUMERICS_VERSION",
+__all__ = ["ACTIVATIONS", "Activation", "Stopping", "DeepResult", "DivergenceWarning", "MnistData",
            "RunConfig", "SweepResult", "TrainResult", "cache_key", "cosine", "init_deep",
            "load_mnist", "make_data", "read_idx", "run_sweep", "settings", "train",
            "train_deep"]

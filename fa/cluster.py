@@ -37,19 +37,21 @@ def _distributed():
 
 
 @contextlib.contextmanager
-def connect(address: str, *, timeout: float = 10.0):
+def connect(address: str | None, *, timeout: float = 10.0):
     """Connect to the Dask scheduler at ``address``; yield an executor for :func:`fa.run_sweep`.
 
     Parameters
     ----------
-    address : str
+    address : str or None
         The scheduler, e.g. ``"tcp://10.0.0.5:8786"`` (what ``dask scheduler`` prints).
+        None yields None: :func:`fa.run_sweep` then uses its local process pool, so a
+        notebook's ``scheduler`` parameter can be passed through unchanged.
     timeout : float, default 10.0
         Seconds to wait for the scheduler.
 
     Yields
     ------
-    concurrent.futures.Executor
+    concurrent.futures.Executor or None
         ``distributed.Client(address).get_executor()``; the client is closed on exit
         (the cluster keeps running).
 
@@ -58,6 +60,9 @@ def connect(address: str, *, timeout: float = 10.0):
     ConnectionError
         If no scheduler answers at ``address`` within ``timeout``.
     """
+    if address is None:
+        yield None
+        return
     if not isinstance(address, str) or "://" not in address:
         raise ValueError("The 'address' parameter of connect must be a scheduler address "
                          f"such as 'tcp://127.0.0.1:8786'. Got {address!r} instead.")

@@ -16,15 +16,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._validation import check_float, check_int, check_option
-from .activations import ACTIVATIONS
-from .cache import cache_key, is_cached, source_fingerprint
-from .data import KINDS as DATA_KINDS
+from .cache import cache_key, is_cached
+from .constraints import validate
 from .data import make_data
 from .sweep import SweepResult, run_sweep
-from .trainer import CONVERGE_ON, DTYPES, LAM_SCHEDULES, RULES, max_replicas, train
+from .trainer import max_replicas, train
 
-__all__ = ["CHUNK_BUDGET_BYTES", "MAX_CHUNK", "NUMERICS_VERSION", "RunConfig", "SweepResult",
+__all__ = ["CHUNK_BUDGET_BYTES", "MAX_CHUNK", "RunConfig", "SweepResult",
            "cache_key", "is_cached", "run_sweep"]
 
 CHUNK_BUDGET_BYTES = 512 * 2**20  # memory one fa.train call may use
@@ -48,7 +46,7 @@ class RunConfig:
     'l2'
     """
 
-    activation: str = "relu"          # psi: "linear", "relu", "tanh" or "sigmoid"
+    activation: str = "relu"          # psi: a name in fa.ACTIVATIONS ("linear", "relu", "tanh", ...)
     width: int = 200                  # p, hidden units of the student (and of the teacher)
     rule: str = "fa"                  # "fa" (feedback through b) or "bp" (through beta)
     data: str = "teacher"             # "linear" (y = X theta) or "teacher" (random network)
@@ -65,7 +63,7 @@ class RunConfig:
     check_every: int = 1000           # steps between convergence checks
     tol: float = 1e-3                 # stop once a check moves the monitored value by < tol
     converge_on: str = "loss"         # monitored value: "loss" or "alignment"
-    max_steps: int | None = None      # hard cap on updates when until_converged (None: no cap)
+    max_steps: int | None = None      # cap on updates when until_converged (None: 10 x steps)
     record_every: int = 1             # record loss and cos(beta, b) every this many steps
     dtype: str = "float64"            # floating-point type of the computation
     regularizer: str | None = dataclasses.field(default=None, metadata=_LABEL)
@@ -82,65 +80,23 @@ class RunConfig:
     curves: ClassVar[tuple[str, ...]] = ("step", "loss", "alignment")
 
     def __post_init__(self):
-        def put(name, value):  # frozen dataclass: normalise through object.__setattr__
+        # One table of constraints (fa.constraints) for RunConfig and fa.train alike.
+        values = validate({f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+                          _CALLER)
+        if values["regularizer"] is None:
+            lam, schedule = values["lam"], values["lam_schedule"]
+            values["regularizer"] = ("dropout" if values["dropout"] > 0 else "none" if lam == 0
+                                     else "l2" if schedule == "constant" else schedule)
+        if values["strength"] is None:
+            values["strength"] = values["dropout"] if values["dropout"] > 0 else values["lam"]
+        for name, value in values.items():   # frozen: normalise through object.__setattr__
             object.__setattr__(self, name, value)
-
-        put("activation", check_option(self.activation, "activation", _CALLER, ACTIVATIONS))
-        put("width", check_int(self.width, "width", _CALLER, low=1))
-        put("rule", check_option(self.rule, "rule", _CALLER, RULES))
-        put("data", check_option(self.data, "data", _CALLER, DATA_KINDS))
-        put("n", check_int(self.n, "n", _CALLER, low=1))
-        put("d", check_int(self.d, "d", _CALLER, low=1))
-        put("lr", check_float(self.lr, "lr", _CALLER, low=0.0, low_open=True))
-        put("steps", check_int(self.steps, "steps", _CALLER, low=1))
-        put("lam", check_float(self.lam, "lam", _CALLER, low=0.0))
-        put("lam_schedule", check_option(self.lam_schedule, "lam_schedule", _CALLER,
-                                         LAM_SCHEDULES))
-        # Each schedule parameter is required by its schedule and refused by the others,
-        # so two configs that train identically cannot differ (and miss the cache).
-        for name, schedule in (("lam_until", "release"), ("lam_gamma", "decay")):
-            if self.lam_schedule == schedule:
-                check = check_int if name == "lam_until" else check_float
-                bounds = dict(low=0) if name == "lam_until" else \
-                    dict(low=0.0, high=1.0, low_open=True)
-                put(name, check(getattr(self, name), name, _CALLER, **bounds))
-            elif getattr(self, name) is not None:
-                raise ValueError(f"The '{name}' parameter of {_CALLER} is only used with "
-                                 f"lam_schedule={schedule!r}. Got {name}="
-                                 f"{getattr(self, name)!r} with lam_schedule="
-                                 f"{self.lam_schedule!r} instead.")
-        put("dropout", check_float(self.dropout, "dropout", _CALLER,
-                                   low=0.0, high=1.0, high_open=True))
-        if not isinstance(self.until_converged, (bool, np.bool_)):
-            raise ValueError(f"The 'until_converged' parameter of {_CALLER} must be a bool. "
-                             f"Got {self.until_converged!r} instead.")
-        put("until_converged", bool(self.until_converged))
-        put("check_every", check_int(self.check_every, "check_every", _CALLER, low=1))
-        put("tol", check_float(self.tol, "tol", _CALLER, low=0.0, low_open=True))
-        put("converge_on", check_option(self.converge_on, "converge_on", _CALLER, CONVERGE_ON))
-        if self.max_steps is not None:
-            put("max_steps", check_int(self.max_steps, "max_steps", _CALLER, low=self.steps))
-        put("record_every", check_int(self.record_every, "record_every", _CALLER, low=1))
-        put("dtype", check_option(self.dtype, "dtype", _CALLER, DTYPES))
-
-        if self.regularizer is None:
-            put("regularizer", "dropout" if self.dropout > 0 else
-                "none" if self.lam == 0 else
-                "l2" if self.lam_schedule == "constant" else self.lam_schedule)
-        elif not isinstance(self.regularizer, str):
-            raise ValueError(f"The 'regularizer' parameter of {_CALLER} must be a str or "
-                             f"None. Got {self.regularizer!r} instead.")
-        if self.strength is None:
-            put("strength", self.dropout if self.dropout > 0 else self.lam)
-        else:
-            put("strength", check_float(self.strength, "strength", _CALLER))
 
     def train_kwargs(self) -> dict:
         """The keyword arguments of :func:`fa.train` (all but ``X, y, seed``)."""
         skip = {"data", "n", "d", "regularizer", "strength"}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in skip}
-
 
     def run(self, seeds: list[int], *, train_fn=None, **options) -> list[dict]:
         """Train the seeds as stacked replicas on their own data; one record per seed.
@@ -172,11 +128,6 @@ class RunConfig:
                                 memory_budget=CHUNK_BUDGET_BYTES)
                    for method in ("rowspace", "direct"))
         return int(min(MAX_CHUNK, fits))
-
-
-#: Fingerprint of the source of the modules that compute a RunConfig's numbers; it is
-#: part of every cache key, so a changed trainer never reuses old runs.
-NUMERICS_VERSION = source_fingerprint(RunConfig.numerics_modules)
 
 
 def _record(result, r: int) -> dict:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from ._validation import check_option
 
 #: Parameters every figure notebook takes.
-RUN_PARAMETERS = ("scale", "n_seeds", "n_jobs", "results_dir", "figures_dir")
+RUN_PARAMETERS = ("scale", "n_seeds", "n_jobs", "scheduler", "results_dir", "figures_dir")
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class Figure:
         return RUN_PARAMETERS + self.parameters
 
 
-_TWO_LAYER = ("activations", "widths", "lambdas", "steps")
+_TWO_LAYER = ("activations", "widths", "lambdas", "steps", "backend", "device")
 
 FIGURES = (
     Figure("convergence", "01_convergence", "Fig. 1", "F1 convergence (loss curves)",

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import paths
 from .presets import SCALES
-from .registry import FIGURES
+from .registry import BY_NOTEBOOK, FIGURES
 
 
 def available() -> dict[str, str]:
@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="notebooks to run, by prefix (e.g. 01 03); default: all")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="worker processes per sweep (default: all cores)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="run the sweeps on the Dask cluster at ADDRESS (e.g. "
+                             "tcp://10.0.0.5:8786) instead of local processes")
+    parser.add_argument("--backend", choices=("numpy", "array_api_strict", "torch", "cupy"),
+                        help="array library of the two-layer trainer (default: the fused "
+                             "CPU loops); torch and cupy run on a GPU with --device")
+    parser.add_argument("--device", help="device for --backend, e.g. cuda:0")
     parser.add_argument("--output", metavar="DIR", type=Path,
                         help="output folder (default: build/ of the checkout, or ./build)")
     parser.add_argument("--gallery", action="store_true",
@@ -114,9 +121,12 @@ def main(argv=None) -> int:
         print("Would run:", ", ".join(names), f"(scale {args.scale}, {args.jobs} jobs)")
         return 0
     if args.scale == "paper":
+        from . import cluster
         from .estimate import report
 
-        print(report(names, n_jobs=args.jobs, results_dir=where["results"]))
+        with cluster.connect(args.scheduler) as executor:
+            workers = cluster.n_workers(executor, n_jobs=args.jobs)
+        print(report(names, n_jobs=workers, results_dir=where["results"]))
         if not args.yes and sys.stdin.isatty():
             if input("Start? [y/N] ").strip().lower() not in ("y", "yes"):
                 return 1
@@ -151,8 +161,14 @@ def _execute(name: str, where: dict, args) -> None:
     out_dir = where["notebooks"]
     out_dir.mkdir(parents=True, exist_ok=True)
     final, partial = out_dir / f"{name}.ipynb", out_dir / f"{name}.partial.ipynb"
-    parameters = {"scale": args.scale, "n_jobs": args.jobs,
+    parameters = {"scale": args.scale, "n_jobs": args.jobs, "scheduler": args.scheduler,
                   "results_dir": str(where["results"]), "figures_dir": str(where["figures"])}
+    for name_ in ("backend", "device"):
+        if getattr(args, name_) is not None:
+            if name_ not in BY_NOTEBOOK[name].accepted:
+                print(f"   --{name_} does not apply to {name}; it runs on the CPU as usual.")
+                continue
+            parameters[name_] = getattr(args, name_)
     try:
         with _stderr_to(out_dir / f"{name}.log"):
             papermill.execute_notebook(
