@@ -562,7 +562,7 @@ def plot_alignment(runs: pd.DataFrame):
         ax.set_yscale("log")
         ax.set_xlabel("width p")
         ax.set_title(f"FA, λ = {lam:g}")
-        ax.legend(fontsize="x-small", loc="lower left")
+        ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2))
     axes[0, 0].set_ylabel("final alignment and its parts")
     fig.tight_layout()
     return fig
