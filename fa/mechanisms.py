@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from . import _random, plotting
+from . import _figure, _random, plotting
 from ._validation import check_float, check_int, check_option
 from .activations import ACTIVATIONS, psi
 from .claims import Claim
@@ -471,7 +471,7 @@ def release_summary(frame: pd.DataFrame, s: MechanismSettings) -> pd.DataFrame:
     k, T = s.release_step, frame["step"].max()
     rows = []
     for schedule, g in frame.groupby("schedule"):
-        at_k = g[g["step"] == k].set_index("seed")
+        at_k = g[g["step"] == _nearest_step(g["step"].unique(), k)].set_index("seed")
         at_T = g[g["step"] == T].set_index("seed")
         rows.append(dict(
             schedule=schedule,
@@ -481,6 +481,12 @@ def release_summary(frame: pd.DataFrame, s: MechanismSettings) -> pd.DataFrame:
             loss_k=np.exp(np.log(at_k["loss"]).mean()),
             loss_T=np.exp(np.log(at_T["loss"]).mean())))
     return pd.DataFrame(rows)
+
+
+def _nearest_step(steps, k: int) -> int:
+    """The recorded step closest to ``k`` (the release step is always recorded in its run)."""
+    steps = np.asarray(steps)
+    return int(steps[np.argmin(np.abs(steps - k))])
 
 
 # --- the figures ------------------------------------------------------------------
@@ -755,7 +761,8 @@ def claims_dynamics(frame: pd.DataFrame, checks: pd.DataFrame, s: MechanismSetti
     log_loss = np.log10(frame.set_index(["schedule", "step"])["loss"]).groupby(
         ["schedule", "step"]).mean()
     orders = log_loss.loc[("release", k)] - log_loss.loc[("release", T)]
-    orders_const = log_loss.loc[("constant", k)] - log_loss.loc[("constant", T)]
+    k_const = _nearest_step(const.index, k)
+    orders_const = log_loss.loc[("constant", k_const)] - log_loss.loc[("constant", T)]
     out.append(Claim(tag, "release: the alignment stays, the initial part is frozen, the loss "
                           "resumes its exponential fall",
                      f"cos {rel.loc[k, 'alignment']:.3f} → {rel.loc[T, 'alignment']:.3f}; "
@@ -765,3 +772,9 @@ def claims_dynamics(frame: pd.DataFrame, checks: pd.DataFrame, s: MechanismSetti
                           and abs(rel_rms.loc[T] - rel_rms.loc[k]) < 0.2 * rel_rms.loc[k]
                           and orders >= 3 and orders_const < 1)))
     return out
+
+
+def write_results(tables: dict, results_dir=None) -> list:
+    """Write each DataFrame of ``tables`` to ``<results_dir>/mechanisms_<key>.csv``."""
+    return [_figure.write_csv(frame, f"{NAME}_{key}", results_dir)
+            for key, frame in tables.items()]
