@@ -1,0 +1,214 @@
+"""The mechanisms module: every formula checked numerically, every claim shown to fail."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import fa
+from fa import mechanisms as m
+from fa.activations import psi
+
+
+def _data(activation, p, seed=0, n=20, d=40):
+    kind = "linear" if activation == "linear" else "teacher"
+    return fa.make_data(kind, n, d, width=p, activation=activation, seed=seed)
+
+
+def _outputs(X, W, beta, activation):
+    return psi(activation, X @ W.T) @ beta / np.sqrt(W.shape[0])
+
+
+def test_init_params_are_fa_trains():
+    X, y = _data("relu", 30)
+    W, beta, b = m.init_params(X.shape[1], 30, seed=3)
+    r = fa.train(X, y, width=30, activation="relu", lr=1e-2, steps=1, seed=3)
+    e = _outputs(X, W, beta, "relu") - y
+    assert np.array_equal(b, r.b)
+    assert r.loss[0] == pytest.approx(e @ e / len(y), rel=1e-12)
+    assert r.alignment[0] == pytest.approx(fa.cosine(beta, b), rel=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["linear", "tanh", "relu"])
+@pytest.mark.parametrize("rule", ["fa", "bp"])
+def test_one_step_is_a_kernel_step_to_second_order(activation, rule):
+    """f_1 - f_0 = -(2 eta / n) G_0 e_0 - eta lam f_0 + O(eta^2)."""
+    p, lam = 60, 0.3
+    X, y = _data(activation, p)
+    n = len(y)
+    W, beta, b = m.init_params(X.shape[1], p, seed=0)
+    f0 = _outputs(X, W, beta, activation)
+    second, first = m.kernel(X, W, beta, b, activation=activation, rule=rule)
+    errors, sizes = [], []
+    for lr in (1e-4, 2.5e-5):
+        r = fa.train(X, y, width=p, activation=activation, rule=rule, lr=lr, lam=lam,
+                     steps=1, seed=0)
+        change = _outputs(X, r.W, r.beta, activation) - f0
+        predicted = -(2 * lr / n) * (second + first) @ (f0 - y) - lr * lam * f0
+        errors.append(np.linalg.norm(change - predicted))
+        sizes.append(np.linalg.norm(change))
+    # a quarter of eta: the step a quarter, the error a sixteenth (linear: exactly)
+    assert errors[1] < errors[0] / 10
+    assert errors[1] < 1e-3 * sizes[1]
+
+
+def test_kernel_terms():
+    X, _ = _data("relu", 80)
+    W, beta, b = m.init_params(X.shape[1], 80, seed=1)
+    second, fa_first = m.kernel(X, W, beta, b, activation="relu", rule="fa")
+    _, bp_first = m.kernel(X, W, beta, b, activation="relu", rule="bp")
+    _, fa_with_beta = m.kernel(X, W, beta, beta, activation="relu", rule="fa")
+    scale = np.abs(second).max()
+    assert np.linalg.eigvalsh(second)[0] > -1e-12 * scale
+    assert np.linalg.eigvalsh(bp_first)[0] > -1e-12 * scale
+    # FA's term is odd in b, and b and -b are equally likely: no sign is guaranteed
+    _, fa_flipped = m.kernel(X, W, beta, -b, activation="relu", rule="fa")
+    np.testing.assert_allclose(fa_flipped, -fa_first)
+    assert min(np.linalg.eigvalsh(fa_first)[0], np.linalg.eigvalsh(fa_flipped)[0]) < 0
+    np.testing.assert_allclose(fa_with_beta, bp_first)  # FA with b = beta is BP
+    # A A^T / p written as a sum over hidden units
+    A = np.maximum(X @ W.T, 0)
+    np.testing.assert_allclose(second, sum(np.outer(A[:, r], A[:, r]) for r in range(80)) / 80)
+
+
+def test_predicted_loss_iterates_the_linear_recursion():
+    rng = np.random.default_rng(0)
+    B = rng.standard_normal((6, 6))
+    G, e0, lr, n = B @ B.T, rng.standard_normal(6), 0.05, 6
+    e, expected = e0.copy(), []
+    for _ in range(30):
+        expected.append(e @ e / n)
+        e = e - (2 * lr / n) * G @ e
+    np.testing.assert_allclose(m.predicted_loss(G, e0, lr, 29), expected, rtol=1e-10)
+
+
+@pytest.mark.parametrize("rule, until", [("fa", None), ("fa", 150), ("bp", None)])
+def test_trajectory_is_fa_train_and_decomposes_exactly(rule, until):
+    p, lr, lam, steps = 50, 1e-2, 0.2, 300
+    X, y = _data("relu", p, seed=2)
+    kw = dict(lam_schedule="release", lam_until=until) if until is not None else {}
+    r = fa.train(X, y, width=p, activation="relu", rule=rule, lr=lr, lam=lam, steps=steps,
+                 seed=2, **kw)
+    tr = m.trajectory(X, y, width=p, activation="relu", rule=rule, lr=lr, lam=lam,
+                      lam_until=until, steps=steps, seed=2, record_every=7)
+    np.testing.assert_allclose(tr.loss, r.loss, rtol=1e-9)
+    np.testing.assert_allclose(tr.beta[-1], r.beta, rtol=1e-10, atol=1e-12)
+    if until is not None:
+        assert until in tr.record_steps
+    # beta_t = c_t beta_0 + l_t, with l_t accumulated from the gradients alone
+    np.testing.assert_allclose(tr.c[:, None] * tr.beta0 + tr.learned, tr.beta, atol=1e-12)
+    initial, learned = m.decompose(tr.beta, tr.beta0, tr.b, tr.c)
+    np.testing.assert_allclose(initial + learned, fa.cosine(tr.beta, tr.b), atol=1e-14)
+
+
+def test_lam_factor():
+    assert m.lam_factor(0.1, 0.5, 3) == pytest.approx(0.95 ** 3)
+    np.testing.assert_allclose(m.lam_factor(0.1, 0.5, [0, 2, 5], lam_until=2),
+                               [1, 0.95 ** 2, 0.95 ** 2])
+
+
+def test_settings():
+    s = m.settings("quick", widths=[100, 400], n_seeds=2, lam=None)
+    assert s.widths == (100, 400) and s.n_seeds == 2 and s.lam_used == 0.2
+    paper = m.settings("paper")
+    assert paper.n_seeds == 50 and paper.dynamics_width == 3200 and paper.align_steps == 5000
+    with pytest.raises(ValueError, match="accepted names: activation, widths"):
+        m.settings("quick", width=[100])
+    with pytest.raises(ValueError, match="'n_seeds'"):
+        m.settings("quick", n_seeds=1.5)
+    with pytest.raises(ValueError, match="'activation'"):
+        m.settings("quick", activation="gelu")
+    with pytest.raises(ValueError, match="'scale'"):
+        m.settings("huge")
+    with pytest.raises(ValueError, match="'release_fraction'"):
+        m.settings("quick", release_fraction=1.5)
+
+
+# --- the claims: they hold on a small run, and fail on data that violates them ----------
+
+SMALL = dict(widths=[50, 200, 800], n_seeds=2, steps=300, align_steps=2000,
+             dynamics_width=200, record_every=50)
+
+
+@pytest.fixture(scope="module")
+def small():
+    s = m.settings("quick", **SMALL)
+    spectra, curves = m.kernel_experiment(s)
+    runs = m.alignment_experiment(s)
+    frame, checks = m.dynamics(s)
+    return s, spectra, curves, runs, frame, checks
+
+
+def _holds(claims):
+    return [c.holds for c in claims]
+
+
+def test_claims_kernel_hold_then_fail(small):
+    _, spectra, curves, *_ = small
+    fa.claims.check(m.claims_kernel(spectra, curves, max_err=0.2))  # p <= 800 only
+    assert list(m.kernel_summary(spectra, curves)["width"]) == SMALL["widths"]
+    bad = spectra.assign(fa_first_min=spectra["fa_first_min"].abs())     # FA term PSD
+    assert not _holds(m.claims_kernel(bad, curves, max_err=0.2))[1]
+    bad = spectra.assign(second_min=-spectra["second_min"])              # not PD
+    assert not _holds(m.claims_kernel(bad, curves, max_err=0.2))[0]
+    bad = spectra.assign(fa_first_norm=spectra["fa_first_norm"] * spectra["width"])
+    assert not _holds(m.claims_kernel(bad, curves, max_err=0.2))[2]      # grows with p
+    wide = curves["width"] == curves["width"].max()
+    bad = curves.assign(predicted=np.where(wide, curves["measured"] ** 0.5, curves["predicted"]))
+    assert not any(_holds(m.claims_kernel(spectra, bad, max_err=0.2))[3:5])  # prediction off
+    slow_bp = curves.assign(measured=np.where(curves["rule"] == "bp", curves["measured"] ** 0.1,
+                                              curves["measured"]))
+    assert not _holds(m.claims_kernel(spectra, slow_bp, max_err=0.2))[-1]
+
+
+def _synthetic_runs():
+    """Runs that follow statement 2 exactly: initial = +-1/sqrt(p), learned = 20/p at lam = 0."""
+    rows = []
+    for p in (50, 200, 800, 3200):
+        for seed, sign in enumerate((1, -1, 1, -1)):
+            for lam, initial, learned, growth in ((0.0, sign / np.sqrt(p), 20 / p, 1.0),
+                                                  (0.2, sign / p, 0.5, 0.2)):
+                rows.append(dict(width=p, lam=lam, seed=seed, initial=initial, learned=learned,
+                                 alignment=initial + learned, l_dot_b=learned * growth * p,
+                                 learned_share=0.9, growth=growth, loss=1e-3))
+    return pd.DataFrame(rows)
+
+
+def test_claims_alignment_hold_then_fail():
+    runs = _synthetic_runs()
+    fa.claims.check(m.claims_alignment(runs))
+    slopes = m.alignment_slopes(runs).set_index("lam")
+    assert slopes.loc[0.0, "initial_rms_slope"] == pytest.approx(-0.5)
+    assert slopes.loc[0.0, "implied_slope"] == pytest.approx(-1.0)
+    assert slopes.loc[0.0, "measured_slope"] == pytest.approx(-1.0)
+    assert not _holds(m.claims_alignment(runs.assign(initial=runs["initial"] + 1e-6)))[0]
+    free = runs["lam"] == 0
+    flat = runs.assign(learned=np.where(free, 0.3, runs["learned"]))
+    flat["alignment"] = flat["initial"] + flat["learned"]
+    assert not _holds(m.claims_alignment(flat))[1]
+    # the parts imply p^-1 but the measured alignment stays flat: not explained
+    off = runs.assign(l_dot_b=np.where(free, runs["l_dot_b"] * runs["width"], runs["l_dot_b"]))
+    assert not _holds(m.claims_alignment(off))[2]
+    weak = runs.assign(learned=np.where(free, runs["learned"], 0.01))
+    weak["alignment"] = weak["initial"] + weak["learned"]
+    assert not _holds(m.claims_alignment(weak))[-1]
+
+
+def test_claims_dynamics_hold_then_fail(small):
+    s, *_, frame, checks = small
+    fa.claims.check(m.claims_dynamics(frame, checks, s))
+    assert not _holds(m.claims_dynamics(frame, checks.assign(beta_vs_train=1e-3), s))[0]
+    const = frame["schedule"] == "constant"
+    stuck = frame.assign(initial_share=np.where(const, 0.9, frame["initial_share"]))
+    assert not _holds(m.claims_dynamics(stuck, checks, s))[1]
+    late = (frame["schedule"] == "release") & (frame["step"] > s.release_step)
+    lost = frame.assign(alignment=np.where(late, 0.0, frame["alignment"]))
+    assert not _holds(m.claims_dynamics(lost, checks, s))[2]
+    no_fall = frame.assign(loss=np.where(late, 1.0, frame["loss"]))
+    assert not _holds(m.claims_dynamics(no_fall, checks, s))[2]
+
+
+def test_figures(small):
+    s, spectra, curves, runs, frame, _ = small
+    for fig in (m.plot_kernel(spectra, curves), m.plot_alignment(runs),
+                m.plot_dynamics(frame, s)):
+        assert fig.axes
