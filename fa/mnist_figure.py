@@ -299,14 +299,6 @@ def provenance(s: MnistSettings, frame: pd.DataFrame) -> Provenance:
     return Provenance(settings=s, data=frame.attrs.get("source") or frame["source"].iloc[0])
 
 
-def _layer_label(depth: int, layer: int) -> str:
-    if depth == 1:
-        return ""
-    if layer == depth:
-        return f", layer {layer} (top; as the authors)"
-    return f", layer {layer} (this project's addition)"
-
-
 def plot(frame: pd.DataFrame, source: str | None = None):
     """One row per depth: (a) error-signal alignment, the paper's panel, (b) weight
     alignment, (c) test accuracy (BP dashed, chance dotted), each vs SGD step, one line
@@ -331,9 +323,13 @@ def plot(frame: pd.DataFrame, source: str | None = None):
             for lam in lams:
                 for layer in range(depth, 0, -1):
                     g = stats[(stats["lam"] == lam) & (stats["layer"] == layer)]
+                    top = layer == depth
                     plotting.band(ax, g["step"], g["mean"], g["low"], g["high"],
-                                  label=f"FA, λ = {lam:g}{_layer_label(depth, layer)}",
-                                  color=colors[lam], ls="-" if layer == depth else ":")
+                                  label=f"FA, λ = {lam:g}" if top else "_nolegend_",
+                                  color=colors[lam], ls="-" if top else ":")
+            if depth > 1:       # line styles: which curve reproduces the authors
+                ax.plot([], [], color="grey", label=f"layer {depth} (top; as the authors)")
+                ax.plot([], [], color="grey", ls=":", label="layer 1 (this project's addition)")
             ax.set_title(f"({next(letters)}) {label}, {net}")
             ax.set_ylabel(label)
         ax = row[2]
@@ -353,7 +349,11 @@ def plot(frame: pd.DataFrame, source: str | None = None):
         ax.legend(fontsize="small", loc="lower right")
         for ax in row:
             ax.set_xlabel("SGD step")
-        row[0].legend(fontsize="x-small" if depth > 1 else "small", loc="upper left")
+        if depth == 1:
+            row[0].legend(fontsize="small", loc="upper left")
+        else:                   # below the panel: the deep curves fill it
+            row[0].legend(fontsize="small", loc="upper left", bbox_to_anchor=(0.0, -0.2),
+                          ncol=2)
     note = " (not the paper's full MNIST)" if source.startswith(SUBSET_SOURCE) else ""
     fig.suptitle(f"F4 · FA on MNIST, mean ± sd over seeds\ndata: {source}{note}")
     fig.tight_layout()
