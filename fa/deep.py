@@ -15,8 +15,8 @@ root of its fan-in::
 For the paper's 784-1000-10 network this is ``Z = W2 relu(W1 x) / sqrt(1000)``, the
 authors' network, with which their ``eta = 0.01`` trains. (Their two-hidden-layer
 appendix run divided the logits by ``p`` instead; here every layer above the input
-keeps ``1 / sqrt(fan-in)``, see :mod:`fa.mnist_figure`.) ``scale_input=True`` also divides the
-first layer by ``sqrt(784)`` (pre-activations of order 1 instead of about 28); since
+keeps ``1 / sqrt(fan-in)``, see :mod:`fa.mnist_figure`.) ``scale_input=True`` also
+divides the first layer by ``sqrt(784)`` (pre-activations of order 1 instead of 28); since
 relu is positively homogeneous that network is the paper's with its logits divided by
 28, and it needs a step size of order 1-10 (and a correspondingly smaller ``lam``)
 to learn in a few hundred steps.
@@ -200,9 +200,9 @@ def init_deep(hidden=(1000,), *, n_in: int = 784, n_out: int = 10, seed: int = 0
 
 
 def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
-               penalize: str = "above_input", lr: float = 0.01, batch_size: int = 600, steps: int = 1000, seed: int = 0,
-               record_every: int = 100, dtype="float64", scale_input: bool = False,
-               feedback=None) -> DeepResult:
+               penalize: str = "above_input", lr: float = 0.01, batch_size: int = 600,
+               steps: int = 1000, seed: int = 0, record_every: int = 100, dtype="float64",
+               scale_input: bool = False, feedback=None) -> DeepResult:
     """Train a ReLU network on MNIST by mini-batch SGD with BP or FA (the paper's F4).
 
     The model, the two rules and the measurements are defined in the module
@@ -336,8 +336,8 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
     L = len(hidden)
     cols = list(zip(*records)) if records else [()] * 6
     return DeepResult(
-        rule=rule, hidden=hidden, lam=lam, penalize=penalize, lr=lr, batch_size=batch_size, steps=steps,
-        seed=seed, dtype=dtype.name, scale_input=bool(scale_input), source=source,
+        rule=rule, hidden=hidden, lam=lam, penalize=penalize, lr=lr, batch_size=batch_size,
+        steps=steps, seed=seed, dtype=dtype.name, scale_input=bool(scale_input), source=source,
         step=np.array(cols[0], dtype=np.int64),
         test_accuracy=np.array(cols[1], dtype=np.float64),
         test_loss=np.array(cols[2], dtype=np.float64),
