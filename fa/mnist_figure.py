@@ -442,9 +442,10 @@ def estimate_seconds(s: MnistSettings, *, n_jobs: int = 1, results_dir=None,
                      probe_steps: int = 10) -> tuple[float, int, int]:
     """Measured estimate of the time :func:`run` still needs on this machine.
 
-    Times, for each depth, a run of ``probe_steps`` SGD steps and one of 0 steps (a
-    record alone: a test-set pass), with one BLAS thread as the workers run, and
-    scales to the steps and records of every run not yet cached. Returns
+    Times, for each depth, runs of ``probe_steps`` and ``2 probe_steps`` SGD steps,
+    each recorded at its start and end (two test-set passes), with one BLAS thread as
+    the workers run; their difference gives the cost of a step, the rest that of a
+    record. Scales to the steps and records of every run not yet cached. Returns
     ``(seconds, runs, cached)``.
     """
     import time
@@ -458,14 +459,14 @@ def estimate_seconds(s: MnistSettings, *, n_jobs: int = 1, results_dir=None,
     for config in configs(s):
         if config.depth not in cost:
             times = []
-            for steps in (0, probe_steps):
-                probe = dataclasses.replace(config, steps=steps, record_every=probe_steps)
+            for steps in (probe_steps, 2 * probe_steps):
+                probe = dataclasses.replace(config, steps=steps, record_every=2 * probe_steps)
                 with threadpool_limits(1):
                     start = time.perf_counter()
                     train_seeds(probe, [0], data)
                 times.append(time.perf_counter() - start)
-            per_record = times[0]
-            per_step = max(times[1] - 2 * per_record, 0.0) / probe_steps
+            per_step = max(times[1] - times[0], 0.0) / probe_steps
+            per_record = max(times[0] - probe_steps * per_step, 0.0) / 2
             cost[config.depth] = (per_step, per_record)
         per_step, per_record = cost[config.depth]
         n_records = config.steps // config.record_every + 1
