@@ -207,3 +207,10 @@ def test_estimate_counts_every_run(out):
                                                           probe_steps=2)
     assert (runs, cached, seconds) == (9, 9, 0.0)
     assert np.isfinite(seconds)
+
+
+def test_parallel_equals_serial(out):
+    s = mnist_figure.settings("quick", **dict(TINY, n_seeds=2))
+    serial = mnist_figure.run(s, n_jobs=1, results_dir="serial", progress=False)
+    parallel = mnist_figure.run(s, n_jobs=2, results_dir="parallel", progress=False)
+    pd.testing.assert_frame_equal(serial, parallel)
