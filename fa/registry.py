@@ -49,8 +49,12 @@ FIGURES = (
            "F3 width dependence (and F3-dropout)", "fa.width_dependence",
            _TWO_LAYER + ("dropout_rates", "until_converged")),
     Figure("mnist", "04_mnist", "Fig. 4 and appendix", "F4 MNIST, beyond two layers",
-           "fa.mnist_figure", ("steps", "hidden", "depth", "batch_size", "lr", "lambdas",
-                               "data_dir")),
+           "fa.mnist_figure", ("steps", "deep_n_seeds", "deep_steps", "hidden", "depth",
+                               "batch_size", "lr", "lambdas", "subset", "data_dir",
+                               "download")),
+    Figure("mechanisms", "05_mechanisms", "Sections 3-4 (the proofs' mechanisms)",
+           "Why it happens: the mechanisms, measured", "fa.mechanisms",
+           ("widths", "activation")),
 )
 BY_NOTEBOOK = {f.notebook: f for f in FIGURES}
 
