@@ -30,7 +30,7 @@ from .experiments import RunConfig, SweepResult, cache_key, run_sweep
 from .presets import settings
 from .deep import DeepResult, init_deep, train_deep
 from .mnist import MnistData, load_mnist, read_idx
-from . import claims, cluster, constraints, notebook, paths, reference, registry
+from . import claims, cluster, constraints, gallery, notebook, paths, reference, registry
 
 __all__ = ["ACTIVATIONS", "Activation", "Stopping", "DeepResult", "DivergenceWarning", "MnistData",
            "RunConfig", "SweepResult", "TrainResult", "cache_key", "cosine", "init_deep",

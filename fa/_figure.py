@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 
 from . import paths
+from ._io import atomic_write
 from .presets import PROTOCOL, FigureSettings
 
 
 def data_kind(activation: str) -> str:
-    """``linear`` data for the linear network, ``teacher`` data otherwise (PAPER.md)."""
+    """``linear`` data for the linear network, ``teacher`` data otherwise (docs/protocols.md)."""
     return PROTOCOL[activation].data
 
 
@@ -19,7 +20,7 @@ def write_csv(frame: pd.DataFrame, name: str, results_dir=None):
     out = paths.resolve(results_dir, paths.RESULTS_DIR)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.csv"
-    frame.to_csv(path, index=False)
+    atomic_write(path, lambda f: frame.to_csv(f, index=False))
     return path
 
 

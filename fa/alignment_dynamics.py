@@ -1,6 +1,6 @@
 """Figure F2: alignment cos(beta, b) vs step, with and without regularisation.
 
-Claim (PAPER.md 1.2 and 1.3): with ``lam = 0`` a wide network stays near its
+Claim (the paper, and docs/model.md): with ``lam = 0`` a wide network stays near its
 initialisation and ``cos(beta, b)`` stays small; L2 on ``beta`` makes the
 component along ``b`` dominate, so the alignment grows with ``lam``.
 "Regularise, then release": once the penalty is switched off the alignment
@@ -29,7 +29,8 @@ def release_step(s: FigureSettings) -> int:
 def configs(s: FigureSettings) -> list[RunConfig]:
     """Per activation: FA at each lam; release at the largest lam; dropout at each rate.
 
-    Dropout runs use PAPER.md's dropout protocol (its step size and rates).
+    Dropout runs use the dropout protocol of the authors' code (its step sizes and rates;
+    docs/protocols.md).
     """
     out = []
     for act in s.activations:

@@ -16,13 +16,12 @@ import functools
 import hashlib
 import importlib.util
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from . import paths
+from ._io import atomic_write
 
 #: dtype kinds a record's scalars may have, by declared Python type.
 _KINDS = {bool: "b", int: "iu", float: "f"}
@@ -125,21 +124,12 @@ def load(cache: Path | None, experiment, seed: int, *, backend=None) -> dict | N
 
 
 def save(cache: Path | None, experiment, seed: int, record: dict, *, backend=None) -> None:
-    """Write the record to a temporary file beside the target, then rename it.
-
-    ``os.replace`` is atomic, so a reader (or a rerun after a kill) sees either the
-    whole file or none: a crash can leave no half-written ``.npz``.
-    """
+    """Write the record atomically (:func:`fa._io.atomic_write`): a crash can leave no
+    half-written ``.npz``."""
     if cache is None:
         return
     # The experiment goes along, so a cache file says what it holds.
     about = json.dumps(dict(dataclasses.asdict(experiment), kind=type(experiment).__qualname__,
                             seed=int(seed), backend=backend), sort_keys=True)
-    fd, tmp = tempfile.mkstemp(dir=cache, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, about=np.array(about), **record)
-        os.replace(tmp, path(cache, experiment, seed, backend=backend))
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write(path(cache, experiment, seed, backend=backend),
+                 lambda f: np.savez(f, about=np.array(about), **record))

@@ -1,6 +1,6 @@
 """Figure F1: training loss vs step for FA at each lambda, and BP.
 
-Claim (PAPER.md 1.1 and 1.3): without regularisation FA drives the training loss
+Claim (the paper, and docs/model.md): without regularisation FA drives the training loss
 to zero exponentially fast (a straight line on a log scale); with a constant
 ``lam > 0`` the loss levels off at a floor that rises with ``lam``.
 """

@@ -2,7 +2,7 @@
 
 Inputs
     The figure notebooks: ``notebooks/`` of a checkout, or the copies shipped inside
-    an installed package (``fa/notebooks/``).
+    an installed package (the ``fa.notebooks`` folder of the package).
 Outputs
     Everything a run writes (figures, tidy CSVs, the sweep cache, executed notebooks)
     goes under the *output root*: ``$FA_OUTPUT_ROOT`` if set, else ``build/`` of the

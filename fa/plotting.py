@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 from . import __version__, paths
+from ._io import atomic_write
 
 #: Panel titles, as the paper names the activations.
 TITLES = {"linear": "linear", "relu": "ReLU", "tanh": "tanh", "sigmoid": "sigmoid"}
@@ -85,25 +84,13 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
         **(about or {}),
     }
     files = [out / f"{name}.png", out / f"{name}.pdf", out / f"{name}.json"]
-    _atomic(files[0], lambda f: fig.savefig(f, format="png", bbox_inches="tight",
+    atomic_write(files[0], lambda f: fig.savefig(f, format="png", bbox_inches="tight",
                                             metadata={"Software": None}))
-    _atomic(files[1], lambda f: fig.savefig(f, format="pdf", bbox_inches="tight",
+    atomic_write(files[1], lambda f: fig.savefig(f, format="pdf", bbox_inches="tight",
                                             metadata={"CreationDate": None}))
     text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
-    _atomic(files[2], lambda f: f.write(text.encode()))
+    atomic_write(files[2], lambda f: f.write(text.encode()))
     return files
-
-
-def _atomic(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _commit() -> str:

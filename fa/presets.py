@@ -1,8 +1,8 @@
 """Every figure's protocol in one place: the paper scale and the quick scale.
 
-``PROTOCOL`` is PAPER.md section 3's table. Each figure has one
+``PROTOCOL`` is the paper's table of step sizes and strengths (docs/protocols.md). Each figure has one
 :class:`FigureSettings` at ``"paper"`` scale, written out in full from
-PAPER.md, and a ``"quick"`` scale given only as its differences from the paper,
+the paper and the authors' code, and a ``"quick"`` scale given only as its differences from the paper,
 each with the reason. :func:`settings` applies a notebook's overrides through
 one function that rejects unknown names and wrong types.
 """
@@ -20,7 +20,7 @@ from .activations import ACTIVATIONS
 
 @dataclass(frozen=True)
 class ActivationProtocol:
-    """PAPER.md section 3, one row of the table (plus the F3-dropout row)."""
+    """One row of the paper's per-activation table (plus the F3-dropout row)."""
 
     data: str                            # "linear" or "teacher" data generator
     lr: float                            # step size eta with L2
@@ -41,7 +41,7 @@ def width_steps(p: int, base: int = 5000) -> int:
     """Minimum training length at width ``p`` in the width sweep (the authors' code).
 
     ``T(p) = round(base * sqrt(p) // round(sqrt(200)))``; with ``base = 5000``
-    this is exactly PAPER.md F3's ``int(np.rint(5000 * np.sqrt(p) // np.rint(np.sqrt(200))))``.
+    this is exactly the authors' ``int(np.rint(5000 * np.sqrt(p) // np.rint(np.sqrt(200))))``.
     """
     return int(np.rint(base * np.sqrt(p) // np.rint(np.sqrt(200))))
 
@@ -90,7 +90,7 @@ PAPER = {
         record_every=1000),
 }
 
-#: F3-dropout's own widths (PAPER.md), used when the caller does not set widths.
+#: F3-dropout's own widths (the paper's appendix), used when the caller does not set widths.
 DROPOUT_WIDTHS = {"paper": (200, 800, 3200, 12800), "quick": (100, 200, 400, 800)}
 
 QUICK_CHANGES = {
@@ -123,7 +123,7 @@ def settings(figure: str, scale: str = "quick", **overrides) -> FigureSettings:
     ----------
     figure : {"convergence", "alignment_dynamics", "width_dependence"}
     scale : {"quick", "paper"}
-        ``"paper"`` is exactly PAPER.md section 3; ``"quick"`` is a small set of
+        ``"paper"`` is exactly the paper's protocol (docs/protocols.md); ``"quick"`` is a small set of
         differences that runs in seconds to a minute.
     **overrides
         Any field of :class:`FigureSettings`; ``None`` keeps the scale's value

@@ -1,6 +1,6 @@
 """Figures F3 and F3-dropout: final alignment vs width p.
 
-Claim (PAPER.md 1.2): without regularisation the final ``cos(beta, b)`` decays
+Claim (the paper, and docs/model.md): without regularisation the final ``cos(beta, b)`` decays
 towards 0 as the width grows, roughly like a power of ``1/p``; with L2 on
 ``beta`` (or dropout) it stays bounded away from 0 at every width, higher for
 stronger regularisation.
@@ -17,9 +17,10 @@ from .experiments import RunConfig
 from .presets import DROPOUT_WIDTHS, PROTOCOL, FigureSettings, settings, width_steps
 
 NAME = "width_dependence"
-COLUMNS = ["activation", "regularizer", "strength", "width", "seed", "alignment", "loss", "steps"]
+COLUMNS = ["activation", "regularizer", "strength", "width", "seed", "alignment", "loss", "steps",
+           "capped"]
 #: F3's stopping protocol: checks every 1000 steps; loss tolerance (L2) and
-#: alignment tolerance (dropout), PAPER.md.
+#: alignment tolerance (dropout), as in the authors' code (docs/protocols.md).
 CHECK_EVERY, LOSS_TOL, ALIGNMENT_TOL = 1000, 1e-3, 1e-4
 
 
@@ -28,7 +29,7 @@ def configs(s: FigureSettings, *, dropout_widths=None) -> list[RunConfig]:
 
     Each width trains for ``T(p)`` steps (:func:`fa.presets.width_steps` with
     base ``s.steps``), then, with ``s.until_converged``, follows the stopping
-    protocol. Dropout runs use PAPER.md's dropout step sizes and rates, and
+    protocol. Dropout runs use the authors' dropout step sizes and rates, and
     ``dropout_widths`` (default: the L2 widths).
     """
     out = []
@@ -80,10 +81,12 @@ def fit_power_law(widths, alignment) -> tuple[float, float]:
 
 
 def summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sd of the final alignment, and steps taken, per (activation, regularizer, strength, width)."""
+    """Mean and sd of the final alignment, mean steps taken and the number of runs that hit
+    the cap, per (activation, regularizer, strength, width)."""
     return (runs.groupby(["activation", "regularizer", "strength", "width"])
             .agg(alignment=("alignment", "mean"), alignment_sd=("alignment", "std"),
-                 loss=("loss", "mean"), steps=("steps", "mean"), seeds=("seed", "count"))
+                 loss=("loss", "mean"), steps=("steps", "mean"), capped=("capped", "sum"),
+                 seeds=("seed", "count"))
             .reset_index())
 
 

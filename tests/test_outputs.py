@@ -94,9 +94,12 @@ def test_interrupted_reproduce_keeps_finished_runs_and_no_partial_notebook(tmp_p
 
 
 def test_installed_package_runs_its_shipped_notebooks_into_the_current_directory(tmp_path):
-    site = tmp_path / "site"
+    site, source = tmp_path / "site", tmp_path / "source"
+    # Build from a copy: pip builds in the source tree, and build/ here is the output folder.
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
     subprocess.run([PYTHON, "-m", "pip", "install", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--target", str(site), str(REPO)], check=True,
+                    "--no-build-isolation", "--target", str(site), str(source)], check=True,
                    capture_output=True)
     assert (site / "fa" / "notebooks" / "01_convergence.ipynb").exists()
     work = tmp_path / "work"

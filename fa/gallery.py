@@ -1,0 +1,87 @@
+"""The data behind every committed figure, so a figure can be redrawn without training.
+
+When a notebook saves its figure it also saves the sweep behind it as
+``<figures_dir>/data/<name>.csv.gz`` (:func:`save`): one tidy table per figure, one
+row per recorded curve point (or per run, for figures that draw no curves), with
+every field of the experiment, the seed, the run's summary (steps taken, final
+loss and alignment, divergence) and the curve values. For the committed gallery
+(``python -m fa.reproduce --gallery``) that is ``figures/data/``, next to
+``figures/<name>.json``, the manifest with the settings it ran at. :func:`load`
+reads both back, and a notebook run with ``rerun=False`` redraws its figure from
+them in seconds: a way to restyle a figure or compute a new statistic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from . import paths
+from ._io import atomic_write
+from .experiments import RunConfig
+from .sweep import SweepResult
+
+
+def save(sweep: SweepResult, name: str, figures_dir, *, kind=RunConfig) -> Path:
+    """Write ``sweep`` as ``<figures_dir>/data/<name>.csv.gz`` (atomically); return the path.
+
+    ``kind`` is the sweep's experiment type. When its curves were recorded, the file
+    is the curves table with each run's summary columns joined in; otherwise it is
+    the runs table.
+    """
+    folder = paths.resolve(figures_dir, paths.FIGURES_DIR) / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    frame = sweep.runs
+    if len(sweep.curves):
+        summary = [c for c in sweep.runs.columns if c not in sweep.curves.columns]
+        frame = sweep.curves.merge(sweep.runs[["run", "seed", *summary]], on=["run", "seed"])
+    path = folder / f"{name}.csv.gz"
+    atomic_write(path, lambda f: frame.to_csv(f, index=False,
+                                              compression={"method": "gzip", "mtime": 0}))
+    return path
+
+
+def load(name: str, *, kind=RunConfig, folder=None):
+    """The committed data and manifest of figure ``name``.
+
+    Parameters
+    ----------
+    name : str
+        The figure's file stem, e.g. ``"convergence"``.
+    kind : type, default RunConfig
+        The experiment type of its sweep.
+    folder : path, optional
+        Where the figures are (default: the committed ``figures/`` of the checkout).
+
+    Returns
+    -------
+    sweep : SweepResult
+        ``runs`` and ``curves`` as :func:`fa.run_sweep` returned them.
+    manifest : dict
+        The figure's manifest: ``scale``, ``settings``, seeds, commit, date.
+
+    Raises
+    ------
+    ValueError
+        If there is no committed data for ``name`` (or no checkout).
+    """
+    folder = Path(folder) if folder is not None else paths.GALLERY_FIGURES_DIR
+    data = None if folder is None else folder / "data" / f"{name}.csv.gz"
+    if data is None or not data.exists():
+        raise ValueError(f"There is no committed data for the figure {name!r} "
+                         f"({data or 'the gallery comes with a clone of the repository'}); "
+                         "run the notebook with rerun=True.")
+    frame = pd.read_csv(data)
+    manifest = json.loads((folder / f"{name}.json").read_text())
+    curves = list(kind.curves)
+    if all(c in frame for c in curves):
+        fields = [f.name for f in dataclasses.fields(kind)]
+        runs = frame.drop(columns=curves).drop_duplicates(["run", "seed"])
+        sweep = SweepResult(runs=runs.reset_index(drop=True),
+                            curves=frame[["run", *fields, "seed", *curves]])
+    else:
+        sweep = SweepResult(runs=frame, curves=frame.iloc[0:0])
+    return sweep, manifest
