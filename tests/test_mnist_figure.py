@@ -4,7 +4,6 @@ violate them."""
 
 import dataclasses
 
-import numpy as np
 import pandas as pd
 import pytest
 
