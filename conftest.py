@@ -18,6 +18,7 @@ _IMAGES: dict[str, int] = {}
 
 def pytest_configure(config):
     os.environ.setdefault("FA_OUTPUT_ROOT", tempfile.mkdtemp(prefix="fa-test-"))
+    os.environ.setdefault("FA_OFFLINE", "1")
 
 
 @pytest.hookimpl(hookwrapper=True)

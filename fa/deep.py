@@ -68,8 +68,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fa import _random
 from fa._validation import _fail, check_finite_array, check_float, check_int, check_option
-from fa.mnist import _check_dtype
+from fa.constraints import check
+from fa.trainer import DivergenceWarning
 
 RULES = ("bp", "fa")
 # Which layers lam acts on: every layer except the input one (the authors' code), or all.
@@ -175,10 +177,11 @@ def init_deep(hidden=(1000,), *, n_in: int = 784, n_out: int = 10, seed: int = 0
     n_in, n_out : int, default 784, 10
         Input dimension ``d`` and number of classes ``K``.
     seed : int, default 0
-        The run's seed. ``numpy.random.SeedSequence(seed)`` is split into independent
-        streams for the weights, the feedback matrices and the mini-batch order, so
-        BP and FA runs with the same seed start from the same weights and see the
-        same batches, whatever the rule or ``lam``.
+        The run's seed. The weights, the feedback matrices and the mini-batch order
+        come from its independent streams ``INIT``, ``FEEDBACK`` and ``BATCHES`` of
+        :mod:`fa._random` (the project's one set of seed streams), so BP and FA runs
+        with the same seed start from the same weights and see the same batches,
+        whatever the rule or ``lam``.
     dtype : {"float64", "float32"}, default "float64"
         Entries are drawn in float64 and rounded, so float32 runs start from the
         float64 ones.
@@ -195,7 +198,7 @@ def init_deep(hidden=(1000,), *, n_in: int = 784, n_out: int = 10, seed: int = 0
     n_in = check_int(n_in, "n_in", caller, low=1)
     n_out = check_int(n_out, "n_out", caller, low=2)
     seed = check_int(seed, "seed", caller, low=0)
-    dtype = _check_dtype(dtype, caller)
+    dtype = np.dtype(check("dtype", dtype, caller))
     return _draw(hidden, n_in, n_out, seed, dtype)
 
 
@@ -260,7 +263,7 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
 
     Warns
     -----
-    RuntimeWarning
+    fa.DivergenceWarning
         Once, if the loss blows up (non-finite, or more than ``DIVERGENCE_FACTOR``
         times its initial value): the run stops there and is marked ``diverged``.
 
@@ -285,7 +288,7 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
     steps = check_int(steps, "steps", caller, low=0)
     seed = check_int(seed, "seed", caller, low=0)
     record_every = check_int(record_every, "record_every", caller, low=1)
-    dtype = _check_dtype(dtype, caller)
+    dtype = np.dtype(check("dtype", dtype, caller))
     if not isinstance(scale_input, (bool, np.bool_)):
         raise _fail("scale_input", caller, "a bool", scale_input)
     X_train, X_test = X_train.astype(dtype, copy=False), X_test.astype(dtype, copy=False)
@@ -296,7 +299,7 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
         B = _check_feedback(feedback, [w.shape for w in W[1:]], caller, dtype)
     c = _scales(W, scale_input)                # 1 / sqrt(fan-in) of each layer, shared by BP and FA
     lams = _penalties(lam, penalize, len(W))   # lam_l per layer: lam_1 = 0 unless penalize="all"
-    batches = _batches(len(y_train), batch_size, _rng(seed, "batches"))
+    batches = _batches(len(y_train), batch_size, _random.rng(seed, _random.BATCHES))
 
     # The one line where the rules differ: the matrices that carry the error down.
     M = W[1:] if rule == "bp" else B           # BP: forward weights (updated in place); FA: fixed B
@@ -326,12 +329,11 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
                 G_l *= lr
                 W_l -= G_l                     # W_l <- W_l - eta (grad + lam_l W_l)
 
-    if diverged_at is not None:
+    if diverged_at is not None:   # the message form of fa.train's
         warnings.warn(
-            f"train_deep ({rule}, lam={lam}) diverged at step {diverged_at}: the loss "
-            f"blew up, so the run was stopped and marked diverged; its records stop "
-            f"at the last finite one. Lower lr (got {lr}).",
-            RuntimeWarning, stacklevel=2)
+            f"1 of 1 runs diverged (first: seed {seed} at step {diverged_at}) with lr={lr}; "
+            "they were stopped and marked in result.diverged. Lower 'lr'.",
+            DivergenceWarning, stacklevel=2)
 
     L = len(hidden)
     cols = list(zip(*records)) if records else [()] * 6
@@ -440,18 +442,9 @@ def _mean_row_cosine(A, C) -> float:
 
 # --------------------------------------------------------------------------- randomness
 
-_STREAMS = ("weights", "feedback", "batches")
-
-
-def _rng(seed: int, stream: str) -> np.random.Generator:
-    """Independent generator for one of the run's streams (weights, feedback, batches)."""
-    children = np.random.SeedSequence(seed).spawn(len(_STREAMS))
-    return np.random.default_rng(children[_STREAMS.index(stream)])
-
-
 def _draw(hidden, n_in, n_out, seed, dtype):
     sizes = (n_in, *hidden, n_out)                  # p_0 .. p_{L+1}
-    rng_w, rng_b = _rng(seed, "weights"), _rng(seed, "feedback")
+    rng_w, rng_b = _random.rng(seed, _random.INIT), _random.rng(seed, _random.FEEDBACK)
     W = [rng_w.standard_normal((sizes[l + 1], sizes[l])).astype(dtype, copy=False)
          for l in range(len(sizes) - 1)]            # W_l: (p_l, p_{l-1})
     B = [rng_b.standard_normal(w.shape).astype(dtype, copy=False) for w in W[1:]]
@@ -486,7 +479,7 @@ def _check_data(data, caller: str, dtype):
     except (TypeError, ValueError):
         raise _fail("data", caller, "an MnistData or a tuple (X_train, y_train, X_test, y_test)",
                     type(data).__name__) from None
-    dtype = _check_dtype(dtype, caller)
+    dtype = np.dtype(check("dtype", dtype, caller))
     X_train = check_finite_array(X_train, "data", caller, ndim=(2,), dtype=dtype)
     X_test = check_finite_array(X_test, "data", caller, ndim=(2,), dtype=dtype)
     if X_train.shape[1] != X_test.shape[1]:

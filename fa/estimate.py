@@ -1,47 +1,131 @@
-"""How long a paper-scale run will take on this machine, measured, not guessed.
+"""How long the paper-scale sweeps will take on this machine, measured, not guessed.
 
-The estimate times a short stacked training run per activation on this
-machine (one BLAS thread, as the sweep's workers use), converts it into
-seconds per unit of work (``steps x width``), and multiplies by the work of
-every run the paper-scale sweep still has to do (cached runs are free).
-Runs with the stopping rule take at least ``T(p)`` steps; the estimate counts
-that minimum, so it is a lower bound for them. Figures whose module has its own
-``estimate_seconds`` (the MNIST figure) are estimated by it.
+Every figure module says what its notebook runs: ``sweep_plan(scale) -> (experiments,
+seeds)``, where ``seeds`` is one list for every experiment or a dict giving each
+experiment its own. For each kind of experiment (:class:`fa.RunConfig`,
+:class:`fa.mnist_figure.MnistConfig`) the estimate times one short real run of that
+kind on this machine, on one BLAS thread as the sweep's workers run, and turns it
+into seconds per unit of ``experiment.cost()``. It then adds up the cost of every
+(experiment, seed) not yet in the cache (cached runs are free, and a run two
+notebooks share counts once) and divides by the number of workers; a sweep never
+takes less than its longest run. Runs under F3's stopping rule take at least ``T(p)``
+steps; the estimate counts that minimum, so it is a lower bound for them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Mapping
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import paths
-from .data import make_data
-from .experiments import is_cached
-from .presets import PROTOCOL
+from .cache import is_cached
+from .deep import train_deep
+from .experiments import RunConfig
+from .mnist_figure import FULL_TEST, SUBSET_TEST, MnistConfig
 from .registry import BY_NOTEBOOK
-from .trainer import train
+
+#: SGD or gradient steps of the timed run of each kind (a few seconds at paper scale).
+PROBE_STEPS = {RunConfig: 50, MnistConfig: 10}
 
 
-def seconds_per_unit(activation: str, *, width: int = 1600, replicas: int = 8,
-                     steps: int = 200, dropout: float = 0.0) -> float:
-    """Measured seconds per (step x width) of one replica, stacked as the sweep stacks them."""
-    seeds = list(range(replicas))
-    X, y = make_data(PROTOCOL[activation].data, 50, 150, width=width, activation=activation,
-                     seed=seeds)
+def _two_layer_probe(config: RunConfig, steps: int):
+    """A stacked chunk of ``config`` for ``steps`` fixed steps, compiled beforehand."""
+    probe = dataclasses.replace(config, steps=steps, until_converged=False, max_steps=None)
+    seeds = list(range(probe.chunk_size()))
+    dataclasses.replace(probe, steps=2).run(seeds)      # compile the kernels: not timed
+    return (lambda: probe.run(seeds)), probe.cost() * len(seeds)
+
+
+def _mnist_probe(config: MnistConfig, steps: int):
+    """``config`` for ``steps`` SGD steps (two records) on random data of MNIST's shape:
+    the cost of a step does not depend on the pixels, and nothing is downloaded."""
+    probe = dataclasses.replace(config, steps=steps, record_every=steps)
+    rng = np.random.default_rng(0)
+    n_test = SUBSET_TEST if config.data == "subset" else FULL_TEST
+    data = (rng.standard_normal((2 * config.batch_size, 784), dtype=np.float32),
+            rng.integers(0, 10, 2 * config.batch_size),
+            rng.standard_normal((n_test, 784), dtype=np.float32),
+            rng.integers(0, 10, n_test))
+    return (lambda: train_deep(data, seed=0, **probe.train_kwargs())), probe.cost()
+
+
+#: How to time a short real run of each kind of experiment.
+_PROBES = {RunConfig: _two_layer_probe, MnistConfig: _mnist_probe}
+
+
+def seconds_per_cost(experiment) -> float:
+    """Measured seconds per unit of ``experiment.cost()`` for experiments of its kind.
+
+    Times ``PROBE_STEPS`` steps of ``experiment`` (as the sweep runs it: one BLAS
+    thread, replicas stacked) on this machine.
+    """
+    kind = type(experiment)
+    if kind not in _PROBES:
+        raise ValueError(f"The 'experiment' parameter of seconds_per_cost must be one of "
+                         f"{', '.join(k.__name__ for k in _PROBES)}. Got {experiment!r} instead.")
     with threadpool_limits(1):
-        train(X, y, width=width, activation=activation, lr=1e-3, steps=5, seed=seeds,
-              dropout=dropout)                                    # warm-up
+        run, cost = _PROBES[kind](experiment, PROBE_STEPS[kind])
         start = time.perf_counter()
-        train(X, y, width=width, activation=activation, lr=1e-3, steps=steps, seed=seeds,
-              dropout=dropout)
-    return (time.perf_counter() - start) / (replicas * steps * width)
+        run()
+    return (time.perf_counter() - start) / cost
 
 
-def report(notebooks, *, n_jobs: int = 1, results_dir=None) -> str:
-    """A table of the estimated paper-scale time per notebook on this machine."""
-    rate = {(a, drop): seconds_per_unit(a, dropout=drop)
-            for a in PROTOCOL for drop in (0.0, 0.5)}
+def estimate_seconds(experiments, seeds, *, cache_dir=None, n_jobs: int = 1, rates=None,
+                     counted=None) -> tuple[float, int, int]:
+    """Estimated seconds to run what ``(experiments, seeds)`` still needs.
+
+    Parameters
+    ----------
+    experiments : sequence of experiments
+        As given to :func:`fa.run_sweep` (a repeated one runs once).
+    seeds : sequence of int or dict
+        The seeds of every experiment, or a dict from each experiment to its seeds.
+    cache_dir : path, optional
+        The sweep cache (default ``fa.paths.CACHE_DIR``); runs found there are free.
+    n_jobs : int, default 1
+        Workers running at once.
+    rates : dict, optional
+        Seconds per unit of ``cost()`` by experiment kind; kinds missing from it are
+        measured (:func:`seconds_per_cost`, on the costliest pending experiment) and
+        added to it.
+    counted : set, optional
+        ``(experiment, seed)`` pairs already counted by an earlier estimate (runs two
+        notebooks share); those to run here are added to it.
+
+    Returns
+    -------
+    seconds, runs, free : float, int, int
+        The estimate, the number of runs, and how many of them are cached or counted.
+    """
+    rates = {} if rates is None else rates
+    counted = set() if counted is None else counted
+    pending, runs = [], 0
+    for experiment in dict.fromkeys(experiments):
+        for seed in (seeds[experiment] if isinstance(seeds, Mapping) else seeds):
+            runs += 1
+            if (experiment, seed) not in counted and not is_cached(cache_dir, experiment, seed):
+                pending.append(experiment)
+                counted.add((experiment, seed))
+    for kind in dict.fromkeys(type(e) for e in pending):
+        if kind not in rates:
+            rates[kind] = seconds_per_cost(max((e for e in pending if type(e) is kind),
+                                               key=lambda e: e.cost()))
+    times = [rates[type(e)] * e.cost() for e in pending]
+    seconds = max(sum(times) / n_jobs, max(times, default=0.0))
+    return seconds, runs, runs - len(pending)
+
+
+def report(notebooks, *, n_jobs: int = 1, results_dir=None, rates=None) -> str:
+    """A table of the estimated paper-scale time per notebook on this machine.
+
+    ``rates`` (seconds per unit of cost by experiment kind) skips the measurement of
+    those kinds; the others are measured once for all notebooks.
+    """
+    rates = {} if rates is None else dict(rates)
     cache = paths.resolve(results_dir, paths.RESULTS_DIR) / "cache"
     lines = [f"Estimated paper-scale time on this machine ({n_jobs} worker"
              f"{'s' if n_jobs > 1 else ''}; measured just now):"]
@@ -49,26 +133,14 @@ def report(notebooks, *, n_jobs: int = 1, results_dir=None) -> str:
     counted = set()   # runs shared between notebooks (F2 reuses F1's) are trained once
     for name in notebooks:
         module = BY_NOTEBOOK[name].load()
-        if hasattr(module, "estimate_seconds"):
-            seconds, runs, cached = module.estimate_seconds(
-                module.settings("paper"), n_jobs=n_jobs, results_dir=results_dir)
-            total += seconds
-            lines.append(f"  {name:<24} {_human(seconds):>10}  ({runs} runs, {cached} cached)")
+        if not hasattr(module, "sweep_plan"):
+            lines.append(f"  {name:<24} {'?':>10}  (no sweep_plan: not estimated)")
             continue
-        configs, seeds = module.sweep_plan("paper")
-        seconds, runs, cached = 0.0, 0, 0
-        for config in dict.fromkeys(configs):
-            for seed in seeds:
-                runs += 1
-                if (config, seed) in counted or is_cached(cache, config, seed):
-                    cached += 1
-                    continue
-                counted.add((config, seed))
-                unit = rate[config.activation, 0.5 if config.dropout > 0 else 0.0]
-                seconds += unit * config.steps * config.width
-        seconds /= n_jobs
+        experiments, seeds = module.sweep_plan("paper")
+        seconds, runs, free = estimate_seconds(experiments, seeds, cache_dir=cache,
+                                               n_jobs=n_jobs, rates=rates, counted=counted)
         total += seconds
-        lines.append(f"  {name:<24} {_human(seconds):>10}  ({runs} runs, {cached} cached "
+        lines.append(f"  {name:<24} {_human(seconds):>10}  ({runs} runs, {free} cached "
                      "or shared with an earlier notebook)")
     lines.append(f"  {'total':<24} {_human(total):>10}  (runs that keep going past T(p) under "
                  "the stopping rule take longer: this counts their minimum T(p) steps)")

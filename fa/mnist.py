@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -31,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fa._validation import _fail, check_int, check_option
+from fa._validation import _fail, check_int
+from fa.constraints import check
 
 MNIST_MEAN = 0.1307  # mean pixel intensity of the MNIST training set, pixels in [0, 1]
 MNIST_STD = 0.3081   # its standard deviation
@@ -184,7 +186,7 @@ def load_mnist(data_dir=None, *, subset: bool = False, download: bool | None = N
     >>> X_train, y_train, X_test, y_test = data
     """
     caller = "load_mnist"
-    dtype = _check_dtype(dtype, caller)
+    dtype = np.dtype(check("dtype", dtype, caller))
     for name, value in (("subset", subset), ("download", download)):
         if not (isinstance(value, (bool, np.bool_)) or (name == "download" and value is None)):
             raise _fail(name, caller, "a bool" + (" or None" if name == "download" else ""),
@@ -201,24 +203,67 @@ def load_mnist(data_dir=None, *, subset: bool = False, download: bool | None = N
                     f"Got {value!r} instead.")
     if subset:
         return _load_subset(n_test, seed, dtype, caller)
-    if data_dir is not None:
-        return _load_idx_dir(Path(data_dir), dtype)
+    folder = locate_mnist(data_dir, download=download, stacklevel=3)
+    if folder is None:
+        return _load_subset(None, None, dtype, caller)
+    return _load_idx_dir(folder, dtype)
 
+
+def locate_mnist(data_dir=None, *, download: bool | None = None,
+                 stacklevel: int = 2) -> Path | None:
+    """The folder the full MNIST set is read from, fetched if needed; None: use the subset.
+
+    The choice :func:`load_mnist` makes without ``subset=True``, without loading the
+    images: ``data_dir`` if given (not checked here: loading it names what is
+    missing), else the per-user cache (:func:`cache_dir`) if it holds the four
+    verified files, else that cache after a download (when ``download`` allows
+    it), else None, with a one-line :class:`MnistFallbackWarning`.
+    """
+    if data_dir is not None:
+        return Path(data_dir).expanduser().resolve()
     folder = cache_dir()
     if _cached(folder):
-        return _load_idx_dir(folder, dtype)
+        return folder
     if download is None:
         download = os.environ.get(OFFLINE_ENV, "") in ("", "0")
     if not download:
         reason = f"downloads are off ({OFFLINE_ENV} is set or download=False)"
     else:
         try:
-            return _load_idx_dir(fetch_mnist(folder), dtype)
+            return fetch_mnist(folder)
         except MnistDownloadError as exc:
             reason = f"the download failed ({exc})"
     warnings.warn(f"Full MNIST is not in {folder} and {reason}: using the bundled "
-                  f"{SUBSET_SOURCE} instead.", MnistFallbackWarning, stacklevel=2)
-    return _load_subset(None, None, dtype, caller)
+                  f"{SUBSET_SOURCE} instead.", MnistFallbackWarning, stacklevel=stacklevel)
+    return None
+
+
+def fingerprint(folder) -> str:
+    """A short name of the four IDX files in ``folder``, for cache keys.
+
+    The sha256 of the MD5 checksums of the files as found (plain or ``.gz``), so
+    different files never share a name. The standard gzipped files (the per-user
+    cache holds only those) give :func:`standard_fingerprint` without being read.
+    """
+    folder = Path(folder).expanduser().resolve()
+    found = [_find_idx_file(folder, stem) for stem in IDX_FILES.values()]
+    return _fingerprint(hashlib.md5(path.read_bytes()).hexdigest() for path in found)
+
+
+def standard_fingerprint() -> str:
+    """:func:`fingerprint` of a folder holding the standard gzipped MNIST files (``MD5``)."""
+    return _fingerprint(MD5[f"{stem}.gz"] for stem in IDX_FILES.values())
+
+
+def _fingerprint(checksums) -> str:
+    return "idx-" + hashlib.sha256(" ".join(checksums).encode()).hexdigest()[:16]
+
+
+def describe(n_train: int, n_test: int, folder=None) -> str:
+    """The ``source`` text of MNIST data: the bundled subset (``folder=None``) or IDX files."""
+    if folder is None:
+        return f"{SUBSET_SOURCE}, {n_train} train / {n_test} test images"
+    return f"MNIST, {n_train} train / {n_test} test images (IDX files in {folder})"
 
 
 def cache_dir() -> Path:
@@ -368,15 +413,6 @@ def read_idx(path, *, expected_magic: int | None = None) -> np.ndarray:
 
 # --------------------------------------------------------------------------- helpers
 
-def _check_dtype(dtype, caller: str) -> np.dtype:
-    try:
-        name = np.dtype(dtype).name
-    except TypeError:
-        name = repr(dtype)
-    check_option(name, "dtype", caller, ("float64", "float32"))
-    return np.dtype(name)
-
-
 def _describe_magic(magic: int) -> str:
     if magic == IMAGES_MAGIC:
         return "an IDX image file: unsigned bytes, 3 dimensions"
@@ -409,7 +445,7 @@ def _load_subset(n_test, seed, dtype, caller: str) -> MnistData:
         y_train=labels[train].copy(),
         X_test=standardise(pixels[test], dtype),
         y_test=labels[test].copy(),
-        source=f"{SUBSET_SOURCE}, {len(train)} train / {len(test)} test images",
+        source=describe(len(train), len(test)),
     )
 
 
@@ -492,5 +528,4 @@ def _load_idx_dir(folder: Path, dtype: np.dtype) -> MnistData:
                         labels.astype(np.int64))
     n_train, n_test = len(parts["train"][1]), len(parts["test"][1])
     return MnistData(*parts["train"], *parts["test"],
-                     source=f"MNIST, {n_train} train / {n_test} test images "
-                            f"(IDX files in {folder})")
+                     source=describe(n_train, n_test, folder))

@@ -7,9 +7,13 @@ except the input one, as in the authors' code) and both alignments are defined i
 :mod:`fa.deep`; the data in :mod:`fa.mnist` (full MNIST from a folder, the cache or a
 download; the bundled 5000-image subset offline, and the figure says which).
 
-Runs are paired as in the authors' code: within a seed, FA at every lambda and the BP
-reference start from the same weights, use the same ``B`` and see the same mini-batches
-(:func:`fa.deep.init_deep`), so their curves differ only by the rule and lambda.
+Every (depth, rule, lambda) is one :class:`MnistConfig`, an experiment of the sweep
+engine (:mod:`fa.sweep`): :func:`fa.run_sweep` runs it per seed on the same pool,
+cache, Dask cluster and random streams as F1-F3, and :func:`tidy` turns the sweeps
+into the figure's table. Runs are paired as in the authors' code: within a seed, FA
+at every lambda and the BP reference start from the same weights, use the same ``B``
+and see the same mini-batches (:func:`fa.deep.init_deep`), so their curves differ
+only by the rule and lambda.
 
 Scales
 ------
@@ -27,19 +31,21 @@ the notebook).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import os
-import tempfile
-from concurrent.futures import ProcessPoolExecutor
+import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
 from . import _figure, plotting
+from ._validation import _fail
 from .claims import Claim
+from .deep import train_deep
+from .mnist import (SUBSET_SOURCE, cache_dir, describe, fingerprint, load_mnist, locate_mnist,
+                    standard_fingerprint)
+from .sweep import SweepResult
 
 NAME = "mnist"
 COLUMNS = ["depth", "rule", "lam", "seed", "step", "layer", "weight_alignment",
@@ -141,7 +147,15 @@ def settings(scale: str = "quick", **overrides) -> MnistSettings:
 
 @dataclass(frozen=True)
 class MnistConfig:
-    """One (depth, rule, lam) of the sweep: everything a run needs but the seed and data."""
+    """One (depth, rule, lam) of F4 on one data set; the seed is given separately.
+
+    An experiment of :mod:`fa.sweep`: :func:`fa.run_sweep` trains it with
+    :func:`fa.deep.train_deep`, caches each (config, seed) and tabulates the records.
+    ``data`` names the data set (the bundled subset, or the four IDX files by their
+    checksums, see :func:`fa.mnist.fingerprint`) and enters the cache key, so runs
+    on different data never share a result; ``data_dir``, where a worker reads the
+    files, is a label. :func:`configs` fills both in from the settings.
+    """
 
     hidden: tuple[int, ...]          # hidden-layer widths p_1 .. p_L
     rule: str                        # "fa" or "bp"
@@ -152,134 +166,172 @@ class MnistConfig:
     record_every: int                # steps between records
     dtype: str                       # "float64" or "float32"
     penalize: str = "above_input"    # the authors' penalty (fa.deep)
+    data: str = "subset"             # "subset" or fa.mnist.fingerprint of the IDX files
+    data_dir: str | None = dataclasses.field(default=None, metadata={"label": True})
+    # ^ the folder of the IDX files (None for the subset); a label, not in the cache key
+
+    # The experiment protocol of fa.sweep (class attributes, not fields).
+    numerics_modules: ClassVar[tuple[str, ...]] = (
+        "fa.deep", "fa.mnist", "fa._random", "fa.constraints", "fa._validation")
+    scalars: ClassVar[dict[str, type]] = dict(n_train=int, n_test=int, diverged=bool)
+    curves: ClassVar[tuple[str, ...]] = ("step", "layer", "weight_alignment",
+                                         "signal_alignment", "test_accuracy", "test_loss",
+                                         "train_loss")
+
+    def __post_init__(self):
+        caller = "MnistConfig"
+        hidden = self.hidden
+        if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__") or not len(hidden):
+            raise _fail("hidden", caller, "a non-empty sequence of positive ints", hidden)
+        object.__setattr__(self, "hidden", tuple(int(p) for p in hidden))  # hashable
+        if self.data != "subset" and (not self.data.startswith("idx-") or self.data_dir is None):
+            raise _fail("data", caller, "'subset', or a fingerprint 'idx-...' of the IDX files "
+                        "in data_dir (see fa.mnist_figure.configs)",
+                        (self.data, self.data_dir))
 
     @property
     def depth(self) -> int:
+        """Number of hidden layers ``L``."""
         return len(self.hidden)
 
+    def run(self, seeds: list[int], **options) -> list[dict]:
+        """Train every seed with :func:`fa.deep.train_deep`; one record per seed.
 
-def configs(s: MnistSettings) -> list[MnistConfig]:
-    """FA at every lambda and BP at lambda = 0, for every depth."""
+        The data are loaded once per process. A record holds the scalars ``n_train``,
+        ``n_test``, ``diverged`` and, flattened one entry per (step, layer), the
+        curves ``step``, ``layer``, the two alignments (per layer) and
+        ``test_accuracy``, ``test_loss``, ``train_loss`` (per step, repeated).
+        """
+        if options:
+            raise ValueError(f"MnistConfig runs on NumPy only: the sweep options "
+                             f"{', '.join(sorted(options))} do not apply to it.")
+        data = _load(self.data, self.data_dir, self.dtype)
+        return [_record(train_deep(data, seed=seed, **self.train_kwargs()), data)
+                for seed in seeds]
+
+    def train_kwargs(self) -> dict:
+        """The keyword arguments of :func:`fa.deep.train_deep` (all but ``data, seed``)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in ("data", "data_dir")}
+
+    def cost(self) -> float:
+        """Work of one seed, in multiply-adds: each SGD step is a forward and a backward
+        pass over the batch (about 3 m products with every weight), each record a
+        forward pass over the test set and two error passes over the batch."""
+        sizes = (784, *self.hidden, 10)
+        weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+        n_test = SUBSET_TEST if self.data == "subset" else FULL_TEST
+        records = -(-self.steps // self.record_every) + 1
+        return float(weights * (3 * self.batch_size * self.steps
+                                + records * (n_test + 2 * self.batch_size)))
+
+    def chunk_size(self) -> int:
+        """One seed per chunk: a run takes seconds to hours, and progress is saved per run."""
+        return 1
+
+
+SUBSET_TEST, FULL_TEST = 1000, 10000   # test images of the subset and of the full set
+
+
+@functools.lru_cache(maxsize=2)
+def _load(data: str, data_dir: str | None, dtype: str):
+    """The data of a config, loaded once per (worker) process and checked against its name."""
+    if data == "subset":
+        return load_mnist(subset=True, dtype=dtype)
+    found = fingerprint(data_dir)
+    if found != data:
+        raise ValueError(f"The MNIST files in {data_dir} are not the data these runs were "
+                         f"planned on (fingerprint {found}, expected {data}); rebuild the "
+                         "configs with fa.mnist_figure.configs.")
+    return load_mnist(data_dir, dtype=dtype)
+
+
+def _record(res, data) -> dict:
+    """The cached summary of one run: its history flattened to one entry per (step, layer)."""
+    k, L = len(res.step), res.depth
+    return dict(n_train=len(data.y_train), n_test=len(data.y_test), diverged=res.diverged,
+                step=np.repeat(res.step, L), layer=np.tile(np.arange(1, L + 1), k),
+                weight_alignment=res.weight_alignment.reshape(-1),     # (k L,)
+                signal_alignment=res.signal_alignment.reshape(-1),     # (k L,)
+                test_accuracy=np.repeat(res.test_accuracy, L),
+                test_loss=np.repeat(res.test_loss, L),
+                train_loss=np.repeat(res.train_loss, L))
+
+
+def data_choice(s: MnistSettings, *, fetch: bool = True) -> tuple[str, str | None]:
+    """The ``(data, data_dir)`` fields of the configs of ``s``.
+
+    With ``fetch`` (what a run needs), the choice of :func:`fa.mnist.load_mnist`:
+    ``data_dir``, else the per-user cache, downloaded if needed and allowed, else
+    (with a warning) the bundled subset. Without (an estimate), nothing is
+    downloaded: the per-user cache counts as holding the standard files.
+    """
+    if s.subset:
+        return "subset", None
+    if fetch:
+        folder = locate_mnist(s.data_dir, download=s.download)
+        if folder is None:
+            return "subset", None
+        return fingerprint(folder), str(folder)
+    if s.data_dir is not None:
+        return fingerprint(s.data_dir), str(Path(s.data_dir).expanduser().resolve())
+    return standard_fingerprint(), str(cache_dir())
+
+
+def configs(s: MnistSettings, data: tuple[str, str | None] | None = None) -> list[MnistConfig]:
+    """FA at every lambda and BP at lambda = 0, for every depth.
+
+    ``data`` is ``(data, data_dir)`` (:func:`data_choice`); by default it is chosen
+    now, which may download the full set.
+    """
+    data, data_dir = data_choice(s) if data is None else data
     out = []
     for depth in s.depths:
         steps = s.steps if depth == 1 else s.deep_steps
         for rule, lam in [("fa", lam) for lam in s.lambdas] + [("bp", 0.0)]:
             out.append(MnistConfig(hidden=(s.hidden,) * depth, rule=rule, lam=float(lam),
-                                 lr=s.lr, batch_size=s.batch_size, steps=steps,
-                                 record_every=s.record_every, dtype=s.dtype))
+                                   lr=s.lr, batch_size=s.batch_size, steps=steps,
+                                   record_every=s.record_every, dtype=s.dtype, data=data,
+                                   data_dir=data_dir))
     return out
 
 
-def seeds(s: MnistSettings, config: MnistConfig) -> list[int]:
-    """The seeds of ``config``: the same list for every rule and lambda of a depth."""
-    return list(range(s.n_seeds if config.depth == 1 else s.deep_n_seeds))
+def seeds(s: MnistSettings) -> dict[int, list[int]]:
+    """The seeds of each depth, the same for every rule and lambda of that depth."""
+    return {depth: list(range(s.n_seeds if depth == 1 else s.deep_n_seeds))
+            for depth in s.depths}
 
 
-def train_seeds(config: MnistConfig, seed_list, data) -> pd.DataFrame:
-    """Train ``config`` once per seed on ``data``; the tidy records (``COLUMNS``)."""
-    from . import deep
-
-    frames = []
-    for seed in seed_list:
-        res = deep.train_deep(data, seed=seed, **dataclasses.asdict(config))
-        frames.append(res.to_frame().assign(source=res.source)[COLUMNS])
-    return pd.concat(frames, ignore_index=True)
+def sweep_plan(scale: str = "paper") -> tuple[list[MnistConfig], dict]:
+    """The configurations and the seeds of each (a dict) that the notebook runs at
+    ``scale`` with its defaults, without loading or downloading any data (for estimates)."""
+    s = settings(scale)
+    by_depth = seeds(s)
+    planned = configs(s, data=data_choice(s, fetch=False))
+    return planned, {c: by_depth[c.depth] for c in planned}
 
 
-def load_data(s: MnistSettings):
-    """The data ``s`` asks for (:func:`fa.mnist.load_mnist`), and how workers reload
-    exactly the same data (never a different choice made later, e.g. a new download)."""
-    from .mnist import SUBSET_SOURCE, cache_dir, load_mnist
+def tidy(sweeps, results_dir=None) -> pd.DataFrame:
+    """The figure's table from the sweeps of :func:`configs` (one per depth, or one);
+    also written to ``<results_dir>/mnist.csv``.
 
-    if s.subset:
-        data = load_mnist(subset=True, dtype=s.dtype)
-    else:
-        data = load_mnist(s.data_dir, download=s.download, dtype=s.dtype)
-    if data.source.startswith(SUBSET_SOURCE):
-        return data, dict(subset=True)
-    return data, dict(data_dir=s.data_dir or str(cache_dir()))
-
-
-_DATA = {}
-
-
-def _data(spec: dict, dtype: str):
-    from .mnist import load_mnist
-
-    key = (json.dumps(spec, sort_keys=True), dtype)
-    if key not in _DATA:
-        _DATA[key] = load_mnist(**spec, dtype=dtype)
-    return _DATA[key]
-
-
-def _key(config: MnistConfig, seed: int, source: str) -> str:
-    text = json.dumps(dict(dataclasses.asdict(config), seed=seed, source=source),
-                      sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def _train_one(task):
-    """Train one (config, seed) in a worker and write its CSV to ``path`` atomically."""
-    config, seed, spec, path = task
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        frame = train_seeds(config, [seed], _data(spec, config.dtype))
-    _atomic_csv(frame, Path(path))
-    return path
-
-
-def _atomic_csv(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            frame.to_csv(f, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def run(s: MnistSettings, *, n_jobs: int = 1, results_dir=None, progress=True) -> pd.DataFrame:
-    """Run (or load from the cache) every (depth, rule, lam, seed) and write ``results/mnist.csv``.
-
-    Each finished run is one CSV under ``<results_dir>/cache/mnist/``, named by the
-    sha256 of its :class:`MnistConfig`, seed and data source, so reruns train only what
-    is missing. Returns the tidy records (``COLUMNS``; the ``source`` column, and
-    ``frame.attrs["source"]``, name the data actually used).
+    Returns one row per (run, step, layer) with ``COLUMNS``; ``source`` (and
+    ``frame.attrs["source"]``) names the data the runs actually used.
     """
-    data, spec = load_data(s)
-    _DATA[(json.dumps(spec, sort_keys=True), s.dtype)] = data
-    root = _figure.cache_dir(results_dir) / "mnist"
-    tasks, paths = [], []
-    for config in configs(s):
-        for seed in seeds(s, config):
-            path = root / f"{_key(config, seed, data.source)}.csv"
-            paths.append(path)
-            if not path.exists():
-                tasks.append((config, seed, spec, str(path)))
-    if tasks:
-        bar = _progress(len(tasks), progress)
-        if n_jobs > 1 and len(tasks) > 1:
-            with ProcessPoolExecutor(max_workers=min(n_jobs, len(tasks))) as pool:
-                for _ in pool.map(_train_one, tasks):
-                    bar.update()
-        else:
-            for task in tasks:
-                _train_one(task)
-                bar.update()
-        bar.close()
-    frame = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)[COLUMNS]
+    sweeps = [sweeps] if isinstance(sweeps, SweepResult) else list(sweeps)
+    frames = []
+    for sweep in sweeps:
+        runs = sweep.runs
+        runs = runs.assign(source=[describe(n_train, n_test, folder) for n_train, n_test, folder
+                                   in zip(runs["n_train"], runs["n_test"], runs["data_dir"].where(
+                                       runs["data_dir"].notna(), None))])
+        curves = sweep.curves.merge(runs[["run", "seed", "diverged", "source"]],
+                                    on=["run", "seed"], validate="many_to_one")
+        frames.append(curves.assign(depth=curves["hidden"].map(len))[COLUMNS])
+    frame = pd.concat(frames, ignore_index=True)
     _figure.write_csv(frame, NAME, results_dir)
-    frame.attrs["source"] = data.source
+    frame.attrs["source"] = frame["source"].iloc[0]
     return frame
-
-
-def _progress(total, enabled):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="F4 mnist", disable=not enabled, mininterval=2.0)
 
 
 @dataclass(frozen=True)
@@ -305,8 +357,6 @@ def plot(frame: pd.DataFrame, source: str | None = None):
     per lambda, mean +- sd over seeds. For two hidden layers the top layer's alignment
     (solid) is the authors' curve; the lower layer's (dotted) is this project's addition.
     """
-    from .mnist import SUBSET_SOURCE
-
     plotting.use_style()
     source = source or frame.attrs.get("source") or frame["source"].iloc[0]
     depths = sorted(frame["depth"].unique())
@@ -436,44 +486,3 @@ def claims(frame: pd.DataFrame, *, min_rise: float = 0.1, min_accuracy: float = 
     if not out:
         out.append(Claim("F4", "runs to judge (FA at λ=0 and another λ)", "none", False))
     return out
-
-
-def estimate_seconds(s: MnistSettings, *, n_jobs: int = 1, results_dir=None,
-                     probe_steps: int = 10) -> tuple[float, int, int]:
-    """Measured estimate of the time :func:`run` still needs on this machine.
-
-    Times, for each depth, runs of ``probe_steps`` and ``2 probe_steps`` SGD steps,
-    each recorded at its start and end (two test-set passes), with one BLAS thread as
-    the workers run; their difference gives the cost of a step, the rest that of a
-    record. Scales to the steps and records of every run not yet cached. Returns
-    ``(seconds, runs, cached)``.
-    """
-    import time
-
-    from threadpoolctl import threadpool_limits
-
-    data, _ = load_data(s)
-    root = _figure.cache_dir(results_dir) / "mnist"
-    cost = {}
-    seconds, runs, cached = 0.0, 0, 0
-    for config in configs(s):
-        if config.depth not in cost:
-            times = []
-            for steps in (probe_steps, 2 * probe_steps):
-                probe = dataclasses.replace(config, steps=steps, record_every=2 * probe_steps)
-                with threadpool_limits(1):
-                    start = time.perf_counter()
-                    train_seeds(probe, [0], data)
-                times.append(time.perf_counter() - start)
-            per_step = max(times[1] - times[0], 0.0) / probe_steps
-            per_record = max(times[0] - probe_steps * per_step, 0.0) / 2
-            cost[config.depth] = (per_step, per_record)
-        per_step, per_record = cost[config.depth]
-        n_records = config.steps // config.record_every + 1
-        for seed in seeds(s, config):
-            runs += 1
-            if (root / f"{_key(config, seed, data.source)}.csv").exists():
-                cached += 1
-            else:
-                seconds += per_step * config.steps + per_record * n_records
-    return seconds / n_jobs, runs, cached

@@ -1,14 +1,15 @@
-"""Fast tests of fa.mnist_figure: settings, paired runs, the cache, the CSV, the figure,
-and claims that fail on data that violate them."""
+"""Fast tests of fa.mnist_figure: settings, the experiment on the sweep engine, paired
+runs, the cache and its data key, the CSV, the figure, and claims that fail on data that
+violate them."""
 
 import dataclasses
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from fa import deep, mnist_figure
-from fa.mnist import SUBSET_SOURCE
+import fa
+from fa import mnist_figure
+from fa.mnist import SUBSET_SOURCE, MnistFallbackWarning, fingerprint, standard_fingerprint
 
 TINY = dict(hidden=8, depth=1, steps=3, deep_steps=3, record_every=1, n_seeds=1, batch_size=50,
             lambdas=[0.0, 0.3], lr=0.1)
@@ -29,7 +30,8 @@ def test_paper_settings_are_the_authors_protocol():
     assert s.lambdas == (0.0, 0.1, 0.3) and s.depths == (1, 2)
     assert (s.deep_steps, s.deep_n_seeds) == (15000, 1)       # 150 epochs, one seed
     assert not s.subset and s.data_dir is None
-    assert all(c.penalize == "above_input" for c in mnist_figure.configs(s))
+    planned = mnist_figure.configs(s, data=mnist_figure.data_choice(s, fetch=False))
+    assert all(c.penalize == "above_input" for c in planned)
     quick = mnist_figure.settings("quick")
     assert quick.subset
     changed = {f.name for f in dataclasses.fields(s) if getattr(s, f.name) != getattr(quick, f.name)}
@@ -53,24 +55,45 @@ def test_settings_reject_bad_values():
 
 def test_configs_and_seeds():
     s = mnist_figure.settings("paper")
-    configs = mnist_figure.configs(s)
+    configs = mnist_figure.configs(s, data=mnist_figure.data_choice(s, fetch=False))
     assert [(c.depth, c.rule, c.lam) for c in configs] == [
         (d, r, lam) for d in (1, 2) for r, lam in
         (("fa", 0.0), ("fa", 0.1), ("fa", 0.3), ("bp", 0.0))]
     assert {c.steps for c in configs if c.depth == 2} == {15000}
-    assert mnist_figure.seeds(s, configs[0]) == list(range(10))
-    assert mnist_figure.seeds(s, configs[-1]) == [0]
+    assert mnist_figure.seeds(s) == {1: list(range(10)), 2: [0]}
+    assert {c.data for c in configs} == {standard_fingerprint()}
     with pytest.raises(dataclasses.FrozenInstanceError):
         configs[0].lam = 1.0
 
 
+def test_config_is_an_experiment_of_the_sweep_engine():
+    config = mnist_figure.configs(mnist_figure.settings("quick", **TINY))[0]
+    assert config.data == "subset" and config.data_dir is None and config.chunk_size() == 1
+    assert {"fa.deep", "fa.mnist", "fa._random"} <= set(config.numerics_modules)
+    assert config.cost() > 0
+    bigger = dataclasses.replace(config, steps=2 * config.steps)
+    assert bigger.cost() > config.cost()
+    with pytest.raises(ValueError, match="The 'data' parameter of MnistConfig"):
+        dataclasses.replace(config, data="idx-0")                 # no folder to read it from
+    with pytest.raises(ValueError, match="NumPy only"):
+        config.run([0], backend="torch")
+
+
 # --------------------------------------------------------------------------- runs
+
+def sweep(s, *, cache_dir="results/cache", n_jobs=1):
+    """What the notebook runs: one sweep per depth (each depth has its own seeds)."""
+    configs, seeds = mnist_figure.configs(s), mnist_figure.seeds(s)
+    return [fa.run_sweep([c for c in configs if c.depth == depth], seeds[depth],
+                         cache_dir=cache_dir, n_jobs=n_jobs, progress=False)
+            for depth in seeds]
+
 
 def test_runs_of_a_seed_are_paired(out):
     """Within a seed every lambda and BP start from the same weights and batches: their
     step-0 records coincide (and differ between seeds)."""
     s = mnist_figure.settings("quick", **dict(TINY, lambdas=[0.0, 0.1, 0.3], n_seeds=2))
-    frame = mnist_figure.run(s, n_jobs=1, results_dir="results", progress=False)
+    frame = mnist_figure.tidy(sweep(s), "results")
     start = frame[frame["step"] == 0]
     for _, g in start.groupby("seed"):
         assert len(g) == 4
@@ -84,47 +107,72 @@ def test_runs_of_a_seed_are_paired(out):
 def test_cache_hit_trains_nothing(out, monkeypatch):
     s = mnist_figure.settings("quick", **TINY)
     calls = []
-    real = deep.train_deep
+    real = mnist_figure.train_deep
 
     def counting(*args, **kwargs):
         calls.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(deep, "train_deep", counting)
-    first = mnist_figure.run(s, n_jobs=1, results_dir="results", progress=False)
+    monkeypatch.setattr(mnist_figure, "train_deep", counting)
+    first = mnist_figure.tidy(sweep(s), "results")
     assert len(calls) == 3                      # FA at 2 lambdas + BP
     assert all(c["penalize"] == "above_input" for c in calls)
-    assert len(list((out / "results" / "cache" / "mnist").glob("*.csv"))) == 3
-    second = mnist_figure.run(s, n_jobs=1, results_dir="results", progress=False)
+    assert len(list((out / "results" / "cache").glob("*.npz"))) == 3
+    second = mnist_figure.tidy(sweep(s), "results")
     assert len(calls) == 3                      # all served from the cache
     pd.testing.assert_frame_equal(first, second)
-    mnist_figure.run(mnist_figure.settings("quick", **dict(TINY, steps=4)), n_jobs=1,
-                     results_dir="results", progress=False)
+    sweep(mnist_figure.settings("quick", **dict(TINY, steps=4)))
     assert len(calls) == 6                      # a changed setting is a new run
 
 
 def test_csv_names_the_data(out):
     s = mnist_figure.settings("quick", **TINY)
-    frame = mnist_figure.run(s, n_jobs=1, results_dir="results", progress=False)
+    frame = mnist_figure.tidy(sweep(s), "results")
     csv = pd.read_csv(out / "results" / "mnist.csv")
     assert list(csv.columns) == mnist_figure.COLUMNS
     assert set(csv["rule"]) == {"fa", "bp"}
     assert set(csv["source"]) == {frame.attrs["source"]}
-    assert frame.attrs["source"].startswith(SUBSET_SOURCE)
+    assert frame.attrs["source"] == SUBSET_SOURCE + ", 4000 train / 1000 test images"
     prov = mnist_figure.provenance(s, frame)
     assert prov.data == frame.attrs["source"] and prov.n_seeds == 1
     assert dataclasses.asdict(prov)["data"].startswith(SUBSET_SOURCE)
 
 
-def test_full_data_from_a_folder(out, tmp_path):
+def test_full_data_from_a_folder_and_other_data_never_reuse_a_run(out, tmp_path):
     from test_mnist import make_idx_dir
 
     folder = tmp_path / "idx"
     folder.mkdir()
     make_idx_dir(folder, n_train=60, n_test=20)
     s = mnist_figure.settings("quick", **TINY, subset=False, data_dir=str(folder))
-    frame = mnist_figure.run(s, n_jobs=1, results_dir="results", progress=False)
-    assert frame.attrs["source"].startswith("MNIST, 60 train / 20 test images")
+    frame = mnist_figure.tidy(sweep(s), "results")
+    assert frame.attrs["source"] == f"MNIST, 60 train / 20 test images (IDX files in {folder})"
+    config = mnist_figure.configs(s)[0]
+    assert config.data == fingerprint(folder) and config.data_dir == str(folder)
+    # Other files in the same folder are other data: a new cache key, and runs
+    # planned on the old files refuse to train on the new ones.
+    make_idx_dir(folder, n_train=60, n_test=20, seed=1)
+    assert mnist_figure.configs(s)[0].data != config.data
+    assert not fa.cache.is_cached("results/cache", mnist_figure.configs(s)[0], 0)
+    assert fa.cache.is_cached("results/cache", config, 0)
+    mnist_figure._load.cache_clear()        # as in a fresh worker process
+    with pytest.raises(ValueError, match="not the data these runs were planned on"):
+        dataclasses.replace(config, steps=5).run([0])
+
+
+def test_offline_full_data_falls_back_to_the_subset_and_says_so(out, monkeypatch, tmp_path):
+    monkeypatch.setenv("FA_DATA_DIR", str(tmp_path / "empty"))
+    s = mnist_figure.settings("quick", **TINY, subset=False)
+    with pytest.warns(MnistFallbackWarning):
+        configs = mnist_figure.configs(s)
+    assert {c.data for c in configs} == {"subset"}      # never keyed as the full set
+
+
+def test_parallel_equals_serial(out):
+    s = mnist_figure.settings("quick", **dict(TINY, n_seeds=2))
+    serial = mnist_figure.tidy(sweep(s, cache_dir="serial"), "serial")
+    parallel = mnist_figure.tidy(sweep(s, cache_dir="parallel", n_jobs=2), "parallel")
+    pd.testing.assert_frame_equal(serial, parallel)
 
 
 # --------------------------------------------------------------------------- figure
@@ -196,21 +244,3 @@ def test_claims_need_runs_to_judge():
     frame = _frame()
     results = mnist_figure.claims(frame[frame["rule"] == "bp"])
     assert len(results) == 1 and not results[0].holds
-
-
-def test_estimate_counts_every_run(out):
-    s = mnist_figure.settings("quick", **dict(TINY, depth=[1, 2], n_seeds=2, deep_n_seeds=1))
-    seconds, runs, cached = mnist_figure.estimate_seconds(s, probe_steps=2)
-    assert (runs, cached) == (3 * 2 + 3, 0) and seconds > 0
-    mnist_figure.run(s, n_jobs=1, results_dir="results", progress=False)
-    seconds, runs, cached = mnist_figure.estimate_seconds(s, results_dir="results",
-                                                          probe_steps=2)
-    assert (runs, cached, seconds) == (9, 9, 0.0)
-    assert np.isfinite(seconds)
-
-
-def test_parallel_equals_serial(out):
-    s = mnist_figure.settings("quick", **dict(TINY, n_seeds=2))
-    serial = mnist_figure.run(s, n_jobs=1, results_dir="serial", progress=False)
-    parallel = mnist_figure.run(s, n_jobs=2, results_dir="parallel", progress=False)
-    pd.testing.assert_frame_equal(serial, parallel)
