@@ -13,6 +13,7 @@ them in seconds: a way to restyle a figure or compute a new statistic.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 from pathlib import Path
@@ -25,19 +26,25 @@ from .experiments import RunConfig
 from .sweep import SweepResult
 
 
-def save(sweep: SweepResult, name: str, figures_dir, *, kind=RunConfig) -> Path:
+def save(sweep, name: str, figures_dir) -> Path:
     """Write ``sweep`` as ``<figures_dir>/data/<name>.csv.gz`` (atomically); return the path.
 
-    ``kind`` is the sweep's experiment type. When its curves were recorded, the file
-    is the curves table with each run's summary columns joined in; otherwise it is
-    the runs table.
+    ``sweep`` is a :class:`SweepResult` or a list of them (one figure, several sweeps:
+    a ``part`` column tells them apart). When curves were recorded, the file is the
+    curves table with each run's summary columns joined in; otherwise it is the runs
+    table.
     """
     folder = paths.resolve(figures_dir, paths.FIGURES_DIR) / "data"
     folder.mkdir(parents=True, exist_ok=True)
-    frame = sweep.runs
-    if len(sweep.curves):
-        summary = [c for c in sweep.runs.columns if c not in sweep.curves.columns]
-        frame = sweep.curves.merge(sweep.runs[["run", "seed", *summary]], on=["run", "seed"])
+    parts = [sweep] if isinstance(sweep, SweepResult) else list(sweep)
+    frames = []
+    for part, one in enumerate(parts):
+        frame = one.runs
+        if len(one.curves):
+            summary = [c for c in one.runs.columns if c not in one.curves.columns]
+            frame = one.curves.merge(one.runs[["run", "seed", *summary]], on=["run", "seed"])
+        frames.append(frame.assign(part=part) if len(parts) > 1 else frame)
+    frame = pd.concat(frames, ignore_index=True)
     path = folder / f"{name}.csv.gz"
     atomic_write(path, lambda f: frame.to_csv(f, index=False,
                                               compression={"method": "gzip", "mtime": 0}))
@@ -58,8 +65,9 @@ def load(name: str, *, kind=RunConfig, folder=None):
 
     Returns
     -------
-    sweep : SweepResult
-        ``runs`` and ``curves`` as :func:`fa.run_sweep` returned them.
+    sweep : SweepResult or list of SweepResult
+        ``runs`` and ``curves`` as :func:`fa.run_sweep` returned them (a list if the
+        figure was saved from several sweeps).
     manifest : dict
         The figure's manifest: ``scale``, ``settings``, seeds, commit, date.
 
@@ -76,12 +84,20 @@ def load(name: str, *, kind=RunConfig, folder=None):
                          "run the notebook with rerun=True.")
     frame = pd.read_csv(data)
     manifest = json.loads((folder / f"{name}.json").read_text())
+    fields = dataclasses.fields(kind)
+    for f in fields:   # tuples (e.g. hidden layer widths) come back from CSV as text
+        if "tuple" in str(f.type) and f.name in frame and frame[f.name].dtype == object:
+            frame[f.name] = frame[f.name].map(ast.literal_eval)
+    if "part" not in frame:
+        return _sweep(frame, kind), manifest
+    return [_sweep(g.drop(columns="part").reset_index(drop=True), kind)
+            for _, g in frame.groupby("part", sort=True)], manifest
+
+
+def _sweep(frame: pd.DataFrame, kind) -> SweepResult:
     curves = list(kind.curves)
-    if all(c in frame for c in curves):
-        fields = [f.name for f in dataclasses.fields(kind)]
-        runs = frame.drop(columns=curves).drop_duplicates(["run", "seed"])
-        sweep = SweepResult(runs=runs.reset_index(drop=True),
-                            curves=frame[["run", *fields, "seed", *curves]])
-    else:
-        sweep = SweepResult(runs=frame, curves=frame.iloc[0:0])
-    return sweep, manifest
+    if not all(c in frame for c in curves):
+        return SweepResult(runs=frame, curves=frame.iloc[0:0])
+    fields = [f.name for f in dataclasses.fields(kind)]
+    runs = frame.drop(columns=curves).drop_duplicates(["run", "seed"]).reset_index(drop=True)
+    return SweepResult(runs=runs, curves=frame[["run", *fields, "seed", *curves]])

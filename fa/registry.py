@@ -51,7 +51,7 @@ FIGURES = (
     Figure("mnist", "04_mnist", "Fig. 4 and appendix", "F4 MNIST, beyond two layers",
            "fa.mnist_figure", ("steps", "deep_n_seeds", "deep_steps", "hidden", "depth",
                                "batch_size", "lr", "lambdas", "subset", "data_dir",
-                               "download")),
+                               "download", "rerun")),
     Figure("mechanisms", "05_mechanisms", "Sections 3-4 (the proofs' mechanisms)",
            "Why it happens: the mechanisms, measured", "fa.mechanisms",
            ("widths", "activation")),

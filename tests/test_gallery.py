@@ -1,0 +1,62 @@
+"""The data behind a figure round-trips: what a notebook saves beside its figure loads
+back as the same sweep, so `rerun=False` redraws exactly the committed figure."""
+
+import json
+
+import pandas as pd
+import pytest
+
+import fa
+from fa import gallery, width_dependence
+
+
+def tiny_sweep(steps=30, **kw):
+    configs = [fa.RunConfig(width=6, n=5, d=8, steps=steps, lam=lam, record_every=10, **kw)
+               for lam in (0.0, 0.1)]
+    return fa.run_sweep(configs, range(2), cache_dir=None, progress=False)
+
+
+def same(a, b):
+    """Equal tables; CSV brings an empty optional field (None) back as NaN."""
+    a, b = (f.astype(object).where(f.notna(), None).reset_index(drop=True) for f in (a, b))
+    pd.testing.assert_frame_equal(a, b, check_dtype=False)
+
+
+def write_manifest(folder, name):
+    (folder / f"{name}.json").write_text(json.dumps({"scale": "quick", "settings": {}}))
+
+
+def test_a_sweep_round_trips(tmp_path):
+    sweep = tiny_sweep()
+    gallery.save(sweep, "toy", tmp_path)
+    write_manifest(tmp_path, "toy")
+    back, manifest = gallery.load("toy", folder=tmp_path)
+    assert manifest["scale"] == "quick"
+    same(back.curves, sweep.curves)
+    same(back.runs[sweep.runs.columns], sweep.runs)
+    assert (tmp_path / "data" / "toy.csv.gz").stat().st_mode & 0o044   # readable by others
+
+
+def test_a_runs_only_figure_redraws_the_same_table(tmp_path):
+    sweep = tiny_sweep(until_converged=True, check_every=10, tol=1.0)
+    sweep = fa.SweepResult(runs=sweep.runs, curves=sweep.curves.iloc[0:0])   # no curves drawn
+    gallery.save(sweep, "runs_only", tmp_path)
+    write_manifest(tmp_path, "runs_only")
+    back, _ = gallery.load("runs_only", folder=tmp_path)
+    assert back.curves.empty
+    same(width_dependence.tidy(back, tmp_path), width_dependence.tidy(sweep, tmp_path))
+
+
+def test_several_sweeps_of_one_figure_come_back_as_a_list(tmp_path):
+    parts = [tiny_sweep(), tiny_sweep(steps=20)]
+    gallery.save(parts, "two", tmp_path)
+    write_manifest(tmp_path, "two")
+    back, _ = gallery.load("two", folder=tmp_path)
+    assert len(back) == 2
+    for one, again in zip(parts, back):
+        same(again.curves, one.curves)
+
+
+def test_missing_data_says_how_to_get_it(tmp_path):
+    with pytest.raises(ValueError, match="no committed data for the figure 'nothing'.*rerun=True"):
+        gallery.load("nothing", folder=tmp_path)
