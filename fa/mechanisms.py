@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from . import _figure, plotting
 from ._validation import check_float, check_int, check_option
@@ -365,7 +367,7 @@ def plot_alignment(runs: pd.DataFrame):
     table = alignment_summary(runs)
     slopes = alignment_slopes(runs).set_index("lam")
     lams = sorted(table["lam"].unique())
-    fig, axes = plotting.subplots(len(lams), width=4.4, height=4.0)
+    fig, axes = plotting.subplots(len(lams), width=4.4, height=5.2)
     for ax, lam in zip(axes[0], lams):
         g = table[table["lam"] == lam]
         fit = slopes.loc[lam]
@@ -383,6 +385,10 @@ def plot_alignment(runs: pd.DataFrame):
                     lw=0.8, label=f"implied law $p^{{{fit['implied_slope']:.2f}}}$")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        # Labels at 1 and 3 per decade: the default labels every minor tick, overlapping.
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 3.0)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("width p")
         ax.set_title(f"FA, λ = {lam:g}")
         ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2))
@@ -399,7 +405,7 @@ def plot_dynamics(frame: pd.DataFrame, s: MechanismSettings):
     its parts, constant L2 and release. Panel 4: the loss.
     """
     plotting.use_style()
-    fig, axes = plotting.subplots(4, width=3.8, height=3.5)
+    fig, axes = plotting.subplots(4, width=3.8, height=4.3)
     titles = {"constant": f"constant λ = {s.lam_used:g}",
               "release": f"λ = {s.lam_used:g} until t = {s.release_step}"}
     colors = {"constant": "tab:purple", "release": "crimson"}
@@ -410,12 +416,15 @@ def plot_dynamics(frame: pd.DataFrame, s: MechanismSettings):
     ax = axes[0, 0]
     for schedule in ("constant", "release"):
         g = mean[mean["schedule"] == schedule]
-        ax.plot(g["step"], g["initial_share"], color=colors[schedule], ls=":",
-                label=f"$c_t|β_0|/|β_t|$, {schedule}")
-        ax.plot(g["step"], g["learned_share"], color=colors[schedule],
-                label=f"$|l_t|/|β_t|$, {schedule}")
+        ax.plot(g["step"], g["initial_share"], color=colors[schedule], ls=":")
+        ax.plot(g["step"], g["learned_share"], color=colors[schedule])
     ax.set_title("what β is made of")
-    ax.legend(fontsize="x-small")
+    # The four curves fill the panel: the legend goes below it, style and colour apart.
+    key = [Line2D([], [], color="grey", ls=":", label="start $c_t|β_0|/|β_t|$"),
+           Line2D([], [], color="grey", label="learned $|l_t|/|β_t|$"),
+           *(Line2D([], [], color=colors[k], label=k) for k in ("constant", "release"))]
+    ax.legend(handles=key, fontsize="x-small", ncol=2, loc="upper center",
+              bbox_to_anchor=(0.5, -0.2))
     for ax, schedule in zip(axes[0, 1:3], ("constant", "release")):
         g = mean[mean["schedule"] == schedule]
         r = rms[rms["schedule"] == schedule]
