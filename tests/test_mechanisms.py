@@ -162,6 +162,16 @@ def test_experiments_validate_through_the_constraints_table():
                       steps=5, lam_until=3)
 
 
+def test_estimate_counts_the_runs_and_the_cached(tmp_path):
+    s = m.settings("quick", **TINY)
+    seconds, runs, cached = m.estimate_seconds(s, results_dir=tmp_path, probe_steps=5)
+    n_configs = len(m.kernel_configs(s) + m.alignment_configs(s) + m.dynamics_configs(s))
+    assert (runs, cached) == (n_configs * s.n_seeds, 0) and seconds > 0
+    _sweep(m.kernel_configs(s), s, cache_dir=tmp_path / "cache")
+    left, _, cached = m.estimate_seconds(s, results_dir=tmp_path, probe_steps=5, n_jobs=2)
+    assert cached == len(m.kernel_configs(s)) * s.n_seeds and left < seconds
+
+
 def test_a_diverging_run_is_reported_not_returned():
     run = m.AlignmentRun(activation="relu", width=30, data="teacher", n=10, d=20, lr=50.0,
                          steps=50)
