@@ -50,10 +50,10 @@ from .width_dependence import fit_power_law
 __all__ = ["AlignmentRun", "DynamicsRun", "KernelRun", "MechanismSettings", "Trajectory",
            "alignment_configs", "alignment_slopes", "alignment_summary", "alignment_table",
            "claims", "claims_alignment", "claims_dynamics", "claims_kernel", "decompose",
-           "dynamics_configs", "dynamics_tables", "estimate_seconds", "init_params", "kernel", "kernel_configs",
-           "kernel_summary", "kernel_tables", "lam_factor", "plot", "plot_alignment",
-           "plot_dynamics", "plot_kernel", "predicted_loss", "prediction_error",
-           "release_summary", "settings", "trajectory", "write_results"]
+           "dynamics_configs", "dynamics_tables", "estimate_seconds", "init_params", "kernel",
+           "kernel_configs", "kernel_summary", "kernel_tables", "lam_factor", "plot",
+           "plot_alignment", "plot_dynamics", "plot_kernel", "predicted_loss",
+           "prediction_error", "release_summary", "settings", "trajectory", "write_results"]
 
 NAME = "mechanisms"
 #: Below this fraction of the initial loss float64 round-off shapes the curve.

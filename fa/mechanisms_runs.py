@@ -41,7 +41,8 @@ __all__ = ["AlignmentRun", "DynamicsRun", "KernelRun", "Trajectory", "decompose"
 # --- the algebra ------------------------------------------------------------------
 
 def init_params(d: int, width: int, seed: int):
-    """``W`` (p, d), ``beta`` (p,), ``b`` (p,) exactly as :func:`fa.train` draws them for ``seed``."""
+    """``W`` (p, d), ``beta`` (p,), ``b`` (p,), exactly as :func:`fa.train` draws them
+    for ``seed``."""
     rng = _random.rng(seed, _random.INIT)
     return rng.standard_normal((width, d)), rng.standard_normal(width), rng.standard_normal(width)
 
