@@ -1,4 +1,4 @@
-"""Why it happens: the mechanisms behind F1-F3, derived and measured.
+"""Why it happens: the mechanisms behind F1-F3, derived and measured (notebook 05).
 
 Notation as in ``docs/model.md``: ``f(x) = beta . psi(W x) / sqrt(p)``, ``H = X W^T``,
 ``A = psi(H)``, ``D = psi'(H)``, ``e = f(X) - y``, ``K = X X^T``, ``v = b`` (FA) or
@@ -17,28 +17,43 @@ Notation as in ``docs/model.md``: ``f(x) = beta . psi(W x) / sqrt(p)``, ``H = X 
 3. **Regularise, then release.** After the release ``c_t`` stops changing and the
    learned part moves only by what the (now exponentially falling) error still adds.
 
-:func:`trajectory` is a plain reference loop in these symbols that keeps the
-internals (``beta_t`` at every recorded step); it reproduces :func:`fa.train`.
+The algebra and the experiments (:class:`KernelRun`, :class:`AlignmentRun`,
+:class:`DynamicsRun`) are in :mod:`fa.mechanisms_runs`; :func:`fa.run_sweep` runs
+them. This module builds their lists from the settings (:func:`kernel_configs`,
+:func:`alignment_configs`, :func:`dynamics_configs`), turns the sweeps into tables,
+and draws and checks them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from concurrent.futures import ProcessPoolExecutor
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-from . import _figure, _random, plotting
+from . import _figure, plotting
 from ._validation import check_float, check_int, check_option
-from .activations import ACTIVATIONS, psi
+from .activations import ACTIVATIONS
+from .cache import is_cached
 from .claims import Claim
-from .data import make_data
-from .presets import PROTOCOL, _coerce
-from .trainer import RULES, cosine, train
+from .mechanisms_runs import (AlignmentRun, DynamicsRun, KernelRun, Trajectory, decompose,
+                              init_params, kernel, lam_factor, predicted_loss, trajectory)
+from .presets import PROTOCOL, coerce
+from .reference import RULES
+from .sweep import run_chunk
 from .width_dependence import fit_power_law
+
+__all__ = ["AlignmentRun", "DynamicsRun", "KernelRun", "MechanismSettings", "Trajectory",
+           "alignment_configs", "alignment_slopes", "alignment_summary", "alignment_table",
+           "claims", "claims_alignment", "claims_dynamics", "claims_kernel", "decompose",
+           "dynamics_configs", "dynamics_tables", "estimate_seconds", "init_params", "kernel",
+           "kernel_configs", "kernel_summary", "kernel_tables", "lam_factor", "plot",
+           "plot_alignment", "plot_dynamics", "plot_kernel", "predicted_loss",
+           "prediction_error", "release_summary", "settings", "trajectory", "write_results"]
 
 NAME = "mechanisms"
 #: Below this fraction of the initial loss float64 round-off shapes the curve.
@@ -111,7 +126,7 @@ def settings(scale: str = "quick", **overrides) -> MechanismSettings:
         elif name == "activation":
             changes[name] = check_option(value, "activation", "settings", ACTIVATIONS)
         else:
-            changes[name] = _coerce(name, value, getattr(base, name))
+            changes[name] = coerce(name, value, getattr(base, name))
     s = dataclasses.replace(base, **changes)
     for name in ("n_seeds", "steps", "align_steps", "dynamics_width", "record_every", "n", "d"):
         check_int(getattr(s, name), name, "settings", low=1)
@@ -120,186 +135,21 @@ def settings(scale: str = "quick", **overrides) -> MechanismSettings:
     return s
 
 
-# --- the algebra ------------------------------------------------------------------
+# --- the experiments: what fa.run_sweep runs, and the tables it gives ---------------
 
-def init_params(d: int, width: int, seed: int):
-    """``W`` (p, d), ``beta`` (p,), ``b`` (p,) exactly as :func:`fa.train` draws them for ``seed``."""
-    rng = _random.rng(seed, _random.INIT)
-    return rng.standard_normal((width, d)), rng.standard_normal(width), rng.standard_normal(width)
-
-
-def dpsi(activation: str, H: np.ndarray) -> np.ndarray:
-    """``psi'(H)`` for the activation ``activation`` (relu: 1 where ``H > 0``)."""
-    if activation == "linear":
-        return np.ones_like(H)
-    if activation == "relu":
-        return (H > 0).astype(H.dtype)
-    A = psi(activation, H)
-    return 1.0 - A * A if activation == "tanh" else A * (1.0 - A)
+def _network(s: MechanismSettings) -> dict:
+    return dict(activation=s.activation, data=_figure.data_kind(s.activation), n=s.n, d=s.d,
+                lr=s.lr)
 
 
-def kernel(X, W, beta, b, *, activation: str, rule: str):
-    """The two terms of the step kernel ``G = second + first`` at ``(W, beta)``.
-
-    Returns
-    -------
-    second : ndarray (n, n)
-        ``A A^T / p``, from the second-layer update: PSD in both rules.
-    first : ndarray (n, n)
-        ``((D diag(beta * v) D^T) * K) / p``, from the first-layer update,
-        ``v = b`` (FA) or ``beta`` (BP): PSD for BP (a Schur product of PSD
-        matrices), sign-indefinite for FA.
-    """
-    rule = check_option(rule, "rule", "kernel", RULES)
-    p = W.shape[0]
-    H = X @ W.T                                       # (n, p)
-    A, D = psi(activation, H), dpsi(activation, H)    # (n, p)
-    v = b if rule == "fa" else beta
-    second = A @ A.T / p                              # (n, n)
-    first = ((D * (beta * v)) @ D.T) * (X @ X.T) / p  # (n, n)
-    return second, first
+def kernel_configs(s: MechanismSettings) -> list[KernelRun]:
+    """Statement 1: FA and BP (``lam = 0``, ``s.steps`` steps) at every width."""
+    return [KernelRun(**_network(s), width=p, steps=s.steps, rule=rule)
+            for p in s.widths for rule in RULES]
 
 
-def predicted_loss(G, e0, lr: float, steps: int) -> np.ndarray:
-    """Loss of ``e_{t+1} = (I - (2 eta / n) G) e_t``, ``t = 0..steps`` (G symmetric).
-
-    With ``G = Q diag(mu) Q^T``, ``e_t = Q diag((1 - 2 eta mu / n)^t) Q^T e_0``.
-    """
-    n = e0.size
-    mu, Q = np.linalg.eigh(G)                                        # (n,), (n, n)
-    z = Q.T @ e0                                                     # (n,)
-    decay = (1.0 - 2.0 * lr * mu / n)[None, :] ** np.arange(steps + 1)[:, None]  # (T+1, n)
-    return np.sum((decay * z) ** 2, axis=1) / n
-
-
-def lam_factor(lr: float, lam: float, t, lam_until: int | None = None):
-    """``c_t = prod_{s<t} (1 - eta lam_s)``: what is left of ``beta_0`` in ``beta_t``.
-
-    ``lam_s = lam`` for ``s < lam_until`` (all ``s`` if ``lam_until`` is None), then 0.
-    """
-    t = np.asarray(t)
-    on = t if lam_until is None else np.minimum(t, lam_until)
-    return (1.0 - lr * lam) ** on
-
-
-def decompose(beta, beta0, b, c):
-    """Split ``cos(beta, b)`` exactly into the initial and the learned part.
-
-    ``beta = c beta_0 + l``; the parts are ``c beta_0 . b / (|beta| |b|)`` and
-    ``l . b / (|beta| |b|)`` and sum to ``cos(beta, b)``. Leading axes broadcast.
-    """
-    beta, beta0, b = np.asarray(beta), np.asarray(beta0), np.asarray(b)
-    c = np.asarray(c)[..., None]
-    norm = np.linalg.norm(beta, axis=-1) * np.linalg.norm(b, axis=-1)
-    initial = np.sum(c * beta0 * b, axis=-1) / norm
-    learned = np.sum((beta - c * beta0) * b, axis=-1) / norm
-    return initial, learned
-
-
-@dataclass
-class Trajectory:
-    """What :func:`trajectory` records."""
-
-    loss: np.ndarray          # (T + 1,) loss after t updates
-    record_steps: np.ndarray  # (K,) steps at which beta was kept
-    beta: np.ndarray          # (K, p) beta_t at record_steps
-    beta0: np.ndarray         # (p,)
-    b: np.ndarray             # (p,)
-    c: np.ndarray             # (K,) c_t at record_steps
-    learned: np.ndarray       # (K, p) -eta sum_s (prod_{s<r<t} (1 - eta lam_r)) g_s, accumulated
-
-
-def trajectory(X, y, *, width: int, activation: str, rule: str = "fa", lr: float,
-               steps: int, lam: float = 0.0, lam_until: int | None = None, seed: int = 0,
-               record_every: int = 1) -> Trajectory:
-    """Full-batch gradient descent as in :func:`fa.train`, written out and recorded.
-
-    Works on ``H = X W^T`` directly (``eta G_W = M^T X`` moves ``H`` by ``-eta K M``),
-    and accumulates the learned part ``l_t`` of ``beta_t`` separately from the
-    gradients, so that ``beta_t = c_t beta_0 + l_t`` can be checked to round-off.
-    ``lam_until`` switches the penalty off from that step on ("release").
-    """
-    n, p = X.shape[0], width
-    W0, beta, b = init_params(X.shape[1], p, seed)
-    beta0 = beta.copy()
-    K = X @ X.T                                       # (n, n)
-    H = X @ W0.T                                      # (n, p)
-    c = 2.0 / (n * np.sqrt(p))
-    learned = np.zeros(p)
-    loss = np.empty(steps + 1)
-    kept, kept_l, kept_t = [], [], []
-    # One BLAS thread: the products are small and threads cost more than they give
-    # (10x slower on a busy 2-core machine).
-    with threadpool_limits(limits=1, user_api="blas"):
-        for t in range(steps + 1):
-            A = psi(activation, H)                        # (n, p)
-            e = A @ beta / np.sqrt(p) - y                 # (n,)
-            loss[t] = e @ e / n
-            if t % record_every == 0 or t in (steps, lam_until):
-                kept.append(beta.copy())
-                kept_l.append(learned.copy())
-                kept_t.append(t)
-            if t == steps:
-                break
-            lam_t = lam if lam_until is None or t < lam_until else 0.0
-            v = b if rule == "fa" else beta               # the one FA/BP difference
-            g = c * A.T @ e                               # (p,) data gradient of beta
-            M = c * dpsi(activation, H) * np.outer(e, v)  # (n, p): G_W = M^T X
-            beta = (1.0 - lr * lam_t) * beta - lr * g
-            learned = (1.0 - lr * lam_t) * learned - lr * g
-            H = H - lr * K @ M                            # (n, p)
-    record_steps = np.array(kept_t)
-    return Trajectory(loss=loss, record_steps=record_steps, beta=np.array(kept),
-                      beta0=beta0, b=b, c=lam_factor(lr, lam, record_steps, lam_until),
-                      learned=np.array(kept_l))
-
-
-# --- the experiments --------------------------------------------------------------
-
-def _data(s: MechanismSettings, width: int, seed):
-    return make_data(PROTOCOL[s.activation].data, s.n, s.d, width=width,
-                     activation=s.activation, seed=seed)
-
-
-def _map(fn, items, n_jobs):
-    if n_jobs == 1 or len(items) <= 1:
-        return [fn(*item) for item in items]
-    with ProcessPoolExecutor(max_workers=min(n_jobs, len(items))) as pool:
-        return list(pool.map(fn, *zip(*items)))
-
-
-def _kernel_width(s: MechanismSettings, p: int):
-    spectra, curves = [], []
-    seeds = list(range(s.n_seeds))
-    X, y = _data(s, p, seeds)                                      # (R, n, d), (R, n)
-    trained = {rule: train(X, y, width=p, activation=s.activation, rule=rule, lr=s.lr,
-                           steps=s.steps, seed=seeds) for rule in RULES}
-    for i, seed in enumerate(seeds):
-        W, beta, b = init_params(s.d, p, seed)
-        e0 = psi(s.activation, X[i] @ W.T) @ beta / np.sqrt(p) - y[i]   # (n,)
-        second, first_fa = kernel(X[i], W, beta, b, activation=s.activation, rule="fa")
-        _, first_bp = kernel(X[i], W, beta, b, activation=s.activation, rule="bp")
-        row = dict(width=p, seed=seed,
-                   second_min=np.linalg.eigvalsh(second)[0],
-                   fa_first_norm=np.abs(np.linalg.eigvalsh(first_fa)).max(),
-                   fa_first_min=np.linalg.eigvalsh(first_fa)[0],
-                   bp_first_min=np.linalg.eigvalsh(first_bp)[0])
-        for rule, first in (("fa", first_fa), ("bp", first_bp)):
-            G0 = second + first
-            r = trained[rule]
-            row[f"{rule}_min"] = np.linalg.eigvalsh(G0)[0]
-            s_T, f_T = kernel(X[i], r.W[i], r.beta[i], r.b[i], activation=s.activation,
-                              rule=rule)
-            row[f"{rule}_drift"] = np.linalg.norm(s_T + f_T - G0, 2) / np.linalg.norm(G0, 2)
-            curves.append(pd.DataFrame(dict(
-                width=p, seed=seed, rule=rule, step=np.arange(s.steps + 1),
-                measured=r.loss[i], predicted=predicted_loss(G0, e0, s.lr, s.steps))))
-        spectra.append(row)
-    return spectra, curves
-
-
-def kernel_experiment(s: MechanismSettings, *, n_jobs: int = 1):
-    """Statement 1 at every width: the kernel at initialisation and its prediction.
+def kernel_tables(sweep) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The tables of statement 1 from the sweep of :func:`kernel_configs`.
 
     Returns
     -------
@@ -308,15 +158,20 @@ def kernel_experiment(s: MechanismSettings, *, n_jobs: int = 1):
         ``A A^T / p``), ``fa_first_norm`` / ``fa_first_min`` (spectral norm and
         smallest eigenvalue of FA's first-layer term), ``bp_first_min``,
         ``fa_min`` / ``bp_min`` (smallest eigenvalue of the whole ``G_0``) and
-        ``fa_drift`` / ``bp_drift`` (``|G_T - G_0| / |G_0|`` after ``s.steps``).
+        ``fa_drift`` / ``bp_drift`` (``|G_T - G_0| / |G_0|`` after ``steps``).
     curves : DataFrame
         width, seed, rule, step, ``measured`` (:func:`fa.train`) and
         ``predicted`` (frozen ``G_0``) loss.
     """
-    parts = _map(_kernel_width, [(s, p) for p in s.widths], n_jobs)
-    spectra = pd.DataFrame([row for rows, _ in parts for row in rows])
-    curves = pd.concat([c for _, cs in parts for c in cs], ignore_index=True)
-    return spectra, curves
+    by_rule = {rule: g.set_index(["width", "seed"]) for rule, g in sweep.runs.groupby("rule")}
+    fa_runs, bp_runs = by_rule["fa"], by_rule["bp"]
+    spectra = pd.DataFrame(dict(
+        second_min=fa_runs["second_min"], fa_first_norm=fa_runs["first_norm"],
+        fa_first_min=fa_runs["first_min"], bp_first_min=bp_runs["first_min"],
+        fa_min=fa_runs["min"], fa_drift=fa_runs["drift"], bp_min=bp_runs["min"],
+        bp_drift=bp_runs["drift"])).sort_index().reset_index()
+    curves = sweep.curves[["width", "seed", "rule", "step", "measured", "predicted"]]
+    return spectra, curves.reset_index(drop=True)
 
 
 def prediction_error(curves: pd.DataFrame) -> pd.DataFrame:
@@ -349,36 +204,22 @@ def kernel_summary(spectra: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     return spec.merge(err.reset_index(), on="width")
 
 
-def _alignment_runs(s: MechanismSettings, p: int, lam: float):
-    seeds = list(range(s.n_seeds))
-    X, y = _data(s, p, seeds)
-    r = train(X, y, width=p, activation=s.activation, lr=s.lr, lam=lam,
-              steps=s.align_steps, seed=seeds, record_every=s.align_steps)
-    c = lam_factor(s.lr, lam, s.align_steps)
-    rows = []
-    for i, seed in enumerate(seeds):
-        _, beta0, b = init_params(s.d, p, seed)
-        beta = r.beta[i]
-        l = beta - c * beta0                                  # (p,) the learned part of beta
-        initial, learned = decompose(beta, beta0, b, c)
-        rows.append(dict(width=p, lam=lam, seed=seed, alignment=cosine(beta, r.b[i]),
-                         initial=initial, learned=learned, l_dot_b=l @ b,
-                         learned_share=np.linalg.norm(l) / np.linalg.norm(beta),
-                         growth=np.linalg.norm(beta) / np.linalg.norm(beta0),
-                         loss=r.loss[i, -1]))
-    return rows
+def alignment_configs(s: MechanismSettings) -> list[AlignmentRun]:
+    """Statement 2 across widths: FA for ``s.align_steps`` steps at every width, with
+    ``lam = 0`` and with ``s.lam_used``."""
+    return [AlignmentRun(**_network(s), width=p, steps=s.align_steps, lam=lam)
+            for p in s.widths for lam in (0.0, s.lam_used)]
 
 
-def alignment_experiment(s: MechanismSettings, *, n_jobs: int = 1) -> pd.DataFrame:
-    """Statement 2 across widths: the final alignment of FA and its two parts.
+def alignment_table(sweep) -> pd.DataFrame:
+    """The table of statement 2 from the sweep of :func:`alignment_configs`.
 
-    One row per (width, lam in {0, s.lam_used}, seed): ``alignment`` (measured by
-    :func:`fa.train`), ``initial`` and ``learned`` (:func:`decompose`), ``l_dot_b``
-    (``l . b``), ``learned_share`` (``|l| / |beta_T|``), ``growth``
-    (``|beta_T| / |beta_0|``) and the final ``loss``.
+    One row per (width, lam, seed): ``alignment`` (measured by :func:`fa.train`),
+    ``initial`` and ``learned`` (:func:`decompose`), ``l_dot_b`` (``l . b``),
+    ``learned_share`` (``|l| / |beta_T|``), ``growth`` (``|beta_T| / |beta_0|``) and
+    the final ``loss``.
     """
-    jobs = [(s, p, lam) for p in s.widths for lam in (0.0, s.lam_used)]
-    return pd.DataFrame([row for rows in _map(_alignment_runs, jobs, n_jobs) for row in rows])
+    return sweep.runs[["width", "lam", "seed", *AlignmentRun.scalars]].reset_index(drop=True)
 
 
 def alignment_summary(runs: pd.DataFrame) -> pd.DataFrame:
@@ -417,53 +258,34 @@ def alignment_slopes(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _dynamics_schedule(s: MechanismSettings, until):
-    seeds = list(range(s.n_seeds))
-    X, y = _data(s, s.dynamics_width, seeds)                       # (R, n, d), (R, n)
-    schedule = "constant" if until is None else "release"
-    kw = dict(lam_schedule="release", lam_until=until) if until is not None else {}
-    r = train(X, y, width=s.dynamics_width, activation=s.activation, lr=s.lr,
-              lam=s.lam_used, steps=s.align_steps, seed=seeds, **kw)
-    frames, checks = [], []
-    for i, seed in enumerate(seeds):
-        tr = trajectory(X[i], y[i], width=s.dynamics_width, activation=s.activation,
-                        lr=s.lr, steps=s.align_steps, lam=s.lam_used, lam_until=until,
-                        seed=seed, record_every=s.record_every)
-        initial, learned = decompose(tr.beta, tr.beta0, tr.b, tr.c)
-        norm = np.linalg.norm(tr.beta, axis=1)                      # (K,)
-        frames.append(pd.DataFrame(dict(
-            schedule=schedule, seed=seed, step=tr.record_steps,
-            loss=tr.loss[tr.record_steps], alignment=cosine(tr.beta, tr.b),
-            initial=initial, learned=learned,
-            initial_share=tr.c * np.linalg.norm(tr.beta0) / norm,
-            learned_share=np.linalg.norm(tr.learned, axis=1) / norm)))
-        checks.append(dict(
-            schedule=schedule, seed=seed,
-            beta_vs_train=np.abs(tr.beta[-1] - r.beta[i]).max() / np.abs(r.beta[i]).max(),
-            loss_vs_train=np.max(np.abs(tr.loss - r.loss[i]) / r.loss[i]),
-            decomposition=np.abs(tr.c[:, None] * tr.beta0 + tr.learned - tr.beta).max()
-            / np.abs(tr.beta).max()))
-    return frames, checks
+def dynamics_configs(s: MechanismSettings) -> list[DynamicsRun]:
+    """Statements 2 and 3 in time, at ``s.dynamics_width``: constant L2, and its release
+    at ``s.release_step``."""
+    common = dict(_network(s), width=s.dynamics_width, steps=s.align_steps, lam=s.lam_used,
+                  record_every=s.record_every)
+    return [DynamicsRun(**common, lam_schedule="constant"),
+            DynamicsRun(**common, lam_schedule="release", lam_until=s.release_step)]
 
 
-def dynamics(s: MechanismSettings, *, n_jobs: int = 1):
-    """Statements 2 and 3 in time, at ``s.dynamics_width``: constant L2, and release.
+def dynamics_tables(sweep) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The tables of statements 2 and 3 in time from the sweep of :func:`dynamics_configs`.
 
     Returns
     -------
     frame : DataFrame
-        schedule, seed, step, loss, alignment, ``initial`` and ``learned`` parts,
-        and the shares of ``beta_t`` they come from: ``initial_share``
-        (``c_t |beta_0| / |beta_t|``) and ``learned_share`` (``|l_t| / |beta_t|``).
+        schedule (``"constant"`` or ``"release"``), seed, step, loss, alignment,
+        ``initial`` and ``learned`` parts, and the shares of ``beta_t`` they come from:
+        ``initial_share`` (``c_t |beta_0| / |beta_t|``) and ``learned_share``
+        (``|l_t| / |beta_t|``).
     checks : DataFrame
         Per (schedule, seed), the largest relative differences between
         :func:`trajectory` and :func:`fa.train` (final beta, loss curve) and
         between ``c_t beta_0 + l_t`` (gradients accumulated) and ``beta_t``.
     """
-    parts = _map(_dynamics_schedule, [(s, None), (s, s.release_step)], n_jobs)
-    frame = pd.concat([f for frames, _ in parts for f in frames], ignore_index=True)
-    checks = pd.DataFrame([c for _, cs in parts for c in cs])
-    return frame, checks
+    frame = sweep.curves.rename(columns={"lam_schedule": "schedule"})
+    checks = sweep.runs.rename(columns={"lam_schedule": "schedule"})
+    return (frame[["schedule", "seed", *DynamicsRun.curves]].reset_index(drop=True),
+            checks[["schedule", "seed", *DynamicsRun.scalars]].reset_index(drop=True))
 
 
 def release_summary(frame: pd.DataFrame, s: MechanismSettings) -> pd.DataFrame:
@@ -548,7 +370,7 @@ def plot_alignment(runs: pd.DataFrame):
     table = alignment_summary(runs)
     slopes = alignment_slopes(runs).set_index("lam")
     lams = sorted(table["lam"].unique())
-    fig, axes = plotting.subplots(len(lams), width=4.4, height=4.0)
+    fig, axes = plotting.subplots(len(lams), width=4.4, height=5.2)
     for ax, lam in zip(axes[0], lams):
         g = table[table["lam"] == lam]
         fit = slopes.loc[lam]
@@ -566,6 +388,10 @@ def plot_alignment(runs: pd.DataFrame):
                     lw=0.8, label=f"implied law $p^{{{fit['implied_slope']:.2f}}}$")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        # Labels at 1 and 3 per decade: the default labels every minor tick, overlapping.
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 3.0)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("width p")
         ax.set_title(f"FA, λ = {lam:g}")
         ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2))
@@ -582,7 +408,7 @@ def plot_dynamics(frame: pd.DataFrame, s: MechanismSettings):
     its parts, constant L2 and release. Panel 4: the loss.
     """
     plotting.use_style()
-    fig, axes = plotting.subplots(4, width=3.8, height=3.5)
+    fig, axes = plotting.subplots(4, width=3.8, height=4.3)
     titles = {"constant": f"constant λ = {s.lam_used:g}",
               "release": f"λ = {s.lam_used:g} until t = {s.release_step}"}
     colors = {"constant": "tab:purple", "release": "crimson"}
@@ -593,12 +419,15 @@ def plot_dynamics(frame: pd.DataFrame, s: MechanismSettings):
     ax = axes[0, 0]
     for schedule in ("constant", "release"):
         g = mean[mean["schedule"] == schedule]
-        ax.plot(g["step"], g["initial_share"], color=colors[schedule], ls=":",
-                label=f"$c_t|β_0|/|β_t|$, {schedule}")
-        ax.plot(g["step"], g["learned_share"], color=colors[schedule],
-                label=f"$|l_t|/|β_t|$, {schedule}")
+        ax.plot(g["step"], g["initial_share"], color=colors[schedule], ls=":")
+        ax.plot(g["step"], g["learned_share"], color=colors[schedule])
     ax.set_title("what β is made of")
-    ax.legend(fontsize="x-small")
+    # The four curves fill the panel: the legend goes below it, style and colour apart.
+    key = [Line2D([], [], color="grey", ls=":", label="start $c_t|β_0|/|β_t|$"),
+           Line2D([], [], color="grey", label="learned $|l_t|/|β_t|$"),
+           *(Line2D([], [], color=colors[k], label=k) for k in ("constant", "release"))]
+    ax.legend(handles=key, fontsize="x-small", ncol=2, loc="upper center",
+              bbox_to_anchor=(0.5, -0.2))
     for ax, schedule in zip(axes[0, 1:3], ("constant", "release")):
         g = mean[mean["schedule"] == schedule]
         r = rms[rms["schedule"] == schedule]
@@ -772,6 +601,50 @@ def claims_dynamics(frame: pd.DataFrame, checks: pd.DataFrame, s: MechanismSetti
                           and abs(rel_rms.loc[T] - rel_rms.loc[k]) < 0.2 * rel_rms.loc[k]
                           and orders >= 3 and orders_const < 1)))
     return out
+
+
+def claims(spectra: pd.DataFrame, curves: pd.DataFrame, runs: pd.DataFrame,
+           frame: pd.DataFrame, checks: pd.DataFrame, s: MechanismSettings) -> list[Claim]:
+    """All three statements' claims: :func:`claims_kernel` (default thresholds),
+    :func:`claims_alignment` and :func:`claims_dynamics`, in that order."""
+    return (claims_kernel(spectra, curves) + claims_alignment(runs)
+            + claims_dynamics(frame, checks, s))
+
+
+def plot(spectra: pd.DataFrame, curves: pd.DataFrame):
+    """The notebook's main figure (``mechanisms.png``): statement 1, :func:`plot_kernel`.
+
+    The other two figures are :func:`plot_alignment` and :func:`plot_dynamics`.
+    """
+    return plot_kernel(spectra, curves)
+
+
+def estimate_seconds(s: MechanismSettings, *, n_jobs: int = 1, results_dir=None,
+                     probe_steps: int = 50) -> tuple[float, int, int]:
+    """Measured estimate of the time the notebook's three sweeps still need here.
+
+    Each experiment list's costliest experiment is run for one seed and
+    ``probe_steps`` steps (after a warm-up that compiles the trainer), one BLAS
+    thread, as a worker runs it; its time per unit of ``cost()`` scales to every
+    run not yet cached under ``<results_dir>/cache``. Returns ``(seconds, runs,
+    cached)`` (what :mod:`fa.estimate` reports).
+    """
+    cache = _figure.cache_dir(results_dir)
+    seconds, runs, cached = 0.0, 0, 0
+    for configs in (kernel_configs(s), alignment_configs(s), dynamics_configs(s)):
+        probe = dataclasses.replace(max(configs, key=lambda c: c.cost()), steps=probe_steps)
+        run_chunk(dataclasses.replace(probe, steps=1), [0], {})      # warm-up
+        start = time.perf_counter()
+        run_chunk(probe, [0], {})
+        per_cost = (time.perf_counter() - start) / probe.cost()
+        for config in configs:
+            for seed in range(s.n_seeds):
+                runs += 1
+                if is_cached(cache, config, seed):
+                    cached += 1
+                else:
+                    seconds += per_cost * config.cost()
+    return seconds / n_jobs, runs, cached
 
 
 def write_results(tables: dict, results_dir=None) -> list:

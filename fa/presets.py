@@ -152,14 +152,38 @@ def settings(figure: str, scale: str = "quick", **overrides) -> FigureSettings:
             raise ValueError(f"Unknown setting {name!r} for settings(); accepted names: "
                              f"{', '.join(fields)}.")
         if value is not None:
-            changes[name] = _coerce(name, value, getattr(base, name))
+            changes[name] = coerce(name, value, getattr(base, name))
     result = dataclasses.replace(base, **changes)
     _check(result)
     return result
 
 
-def _coerce(name, value, default):
-    """Give ``value`` the type of the default it replaces, or raise."""
+def coerce(name: str, value, default):
+    """Return a setting's override ``value`` with the type of the ``default`` it replaces.
+
+    The one override rule of every figure's settings (:func:`settings`,
+    :func:`fa.mechanisms.settings`): bools, ints, floats and strings keep their type;
+    lists become tuples (of ints for ``widths``, of known names for ``activations``,
+    of floats otherwise, non-empty except ``dropout_rates``).
+
+    Parameters
+    ----------
+    name : str
+        The setting, for the message (and the list rules above).
+    value
+        The override.
+    default
+        The value it replaces (``None`` for a tuple setting stands for a tuple).
+
+    Returns
+    -------
+    The coerced value.
+
+    Raises
+    ------
+    ValueError
+        "The '<name>' setting must be <type>. Got <value> instead."
+    """
     def fail(expected):
         return ValueError(f"The '{name}' setting must be {expected}. Got {value!r} instead.")
 

@@ -123,18 +123,78 @@ def test_settings():
         m.settings("quick", release_fraction=1.5)
 
 
+# --- the experiments: the protocol of fa.sweep --------------------------------------------
+
+TINY = dict(widths=[30], n_seeds=2, steps=40, align_steps=60, dynamics_width=30,
+            record_every=10, n=10, d=20)
+
+
+@pytest.mark.parametrize("build, tables", [(m.kernel_configs, m.kernel_tables),
+                                           (m.alignment_configs, m.alignment_table),
+                                           (m.dynamics_configs, m.dynamics_tables)],
+                         ids=["kernel", "alignment", "dynamics"])
+def test_experiments_are_cached_and_parallel_equals_serial(tmp_path, build, tables):
+    s = m.settings("quick", **TINY)
+    configs = build(s)
+    serial = tables(_sweep(configs, s))
+    parallel = tables(_sweep(configs, s, cache_dir=tmp_path, n_jobs=2))
+    assert all(fa.cache.is_cached(tmp_path, c, seed) for c in configs for seed in range(s.n_seeds))
+    cached = tables(_sweep(configs, s, cache_dir=tmp_path))
+    for frames in zip(*(t if isinstance(t, tuple) else (t,) for t in (serial, parallel, cached))):
+        pd.testing.assert_frame_equal(frames[0], frames[1])
+        pd.testing.assert_frame_equal(frames[0], frames[2])
+        assert len(frames[0]) and frames[0].notna().all().all()
+
+
+def test_experiments_validate_through_the_constraints_table():
+    s = m.settings("quick", **TINY)
+    run = m.dynamics_configs(s)[1]
+    assert (run.lam_schedule, run.lam_until) == ("release", 30)
+    assert m.KernelRun(activation="relu", width=np.int64(30), data="teacher", n=10, d=20,
+                       lr=1e-2, steps=5).width.__class__ is int
+    with pytest.raises(ValueError, match="The 'width' parameter of KernelRun must be an int"):
+        m.KernelRun(activation="relu", width=0, data="teacher", n=10, d=20, lr=1e-2, steps=5)
+    with pytest.raises(ValueError, match="'rule' parameter of KernelRun"):
+        m.KernelRun(activation="relu", width=30, data="teacher", n=10, d=20, lr=1e-2,
+                    steps=5, rule="dfa")
+    with pytest.raises(ValueError, match="'lam_until' parameter of DynamicsRun is only used"):
+        m.DynamicsRun(activation="relu", width=30, data="teacher", n=10, d=20, lr=1e-2,
+                      steps=5, lam_until=3)
+
+
+def test_estimate_counts_the_runs_and_the_cached(tmp_path):
+    s = m.settings("quick", **TINY)
+    seconds, runs, cached = m.estimate_seconds(s, results_dir=tmp_path, probe_steps=5)
+    n_configs = len(m.kernel_configs(s) + m.alignment_configs(s) + m.dynamics_configs(s))
+    assert (runs, cached) == (n_configs * s.n_seeds, 0) and seconds > 0
+    _sweep(m.kernel_configs(s), s, cache_dir=tmp_path / "cache")
+    left, _, cached = m.estimate_seconds(s, results_dir=tmp_path, probe_steps=5, n_jobs=2)
+    assert cached == len(m.kernel_configs(s)) * s.n_seeds and left < seconds
+
+
+def test_a_diverging_run_is_reported_not_returned():
+    run = m.AlignmentRun(activation="relu", width=30, data="teacher", n=10, d=20, lr=50.0,
+                         steps=50)
+    with pytest.warns(fa.DivergenceWarning), pytest.raises(FloatingPointError, match="diverged"):
+        run.run([0])
+
+
 # --- the claims: they hold on a small run, and fail on data that violates them ----------
 
 SMALL = dict(widths=[50, 200, 800], n_seeds=2, steps=300, align_steps=2000,
              dynamics_width=200, record_every=50)
 
 
+def _sweep(configs, s, **kw):
+    return fa.run_sweep(configs, range(s.n_seeds), progress=False, **{"cache_dir": None, **kw})
+
+
 @pytest.fixture(scope="module")
 def small():
     s = m.settings("quick", **SMALL)
-    spectra, curves = m.kernel_experiment(s)
-    runs = m.alignment_experiment(s)
-    frame, checks = m.dynamics(s)
+    spectra, curves = m.kernel_tables(_sweep(m.kernel_configs(s), s))
+    runs = m.alignment_table(_sweep(m.alignment_configs(s), s))
+    frame, checks = m.dynamics_tables(_sweep(m.dynamics_configs(s), s))
     return s, spectra, curves, runs, frame, checks
 
 
@@ -209,6 +269,12 @@ def test_claims_dynamics_hold_then_fail(small):
 
 def test_figures(small):
     s, spectra, curves, runs, frame, _ = small
-    for fig in (m.plot_kernel(spectra, curves), m.plot_alignment(runs),
-                m.plot_dynamics(frame, s)):
+    for fig in (m.plot(spectra, curves), m.plot_alignment(runs), m.plot_dynamics(frame, s)):
         assert fig.axes
+
+
+def test_claims_are_the_three_lists(small):
+    s, spectra, curves, runs, frame, checks = small
+    together = m.claims(spectra, curves, runs, frame, checks, s)
+    assert together == (m.claims_kernel(spectra, curves) + m.claims_alignment(runs)
+                        + m.claims_dynamics(frame, checks, s))
