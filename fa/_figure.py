@@ -7,7 +7,7 @@ import pandas as pd
 
 from . import paths
 from ._io import atomic_write
-from .presets import PROTOCOL, FigureSettings
+from .presets import PROTOCOL
 
 
 def data_kind(activation: str) -> str:

@@ -2,9 +2,9 @@
 
 Every figure module says what its notebook runs: ``sweep_plan(scale) -> (experiments,
 seeds)``, where ``seeds`` is one list for every experiment or a dict giving each
-experiment its own. For each kind of experiment (:class:`fa.RunConfig`,
-:class:`fa.mnist_figure.MnistConfig`) the estimate times one short real run of that
-kind on this machine, on one BLAS thread as the sweep's workers run, and turns it
+experiment its own. For each kind of experiment (two-layer runs per activation, with or without dropout;
+the MNIST network; ...) the estimate times one short real run of that kind on this
+machine, on one BLAS thread as the sweep's workers run, and turns it
 into seconds per unit of ``experiment.cost()``. It then adds up the cost of every
 (experiment, seed) not yet in the cache (cached runs are free, and a run two
 notebooks share counts once) and divides by the number of workers; a sweep never
@@ -29,12 +29,17 @@ from .mnist_figure import FULL_TEST, SUBSET_TEST, MnistConfig
 from .registry import BY_NOTEBOOK
 
 #: SGD or gradient steps of the timed run of each kind (a few seconds at paper scale).
-PROBE_STEPS = {RunConfig: 50, MnistConfig: 10}
+PROBE_STEPS = {MnistConfig: 10}
+DEFAULT_PROBE_STEPS = 50
 
 
-def _two_layer_probe(config: RunConfig, steps: int):
-    """A stacked chunk of ``config`` for ``steps`` fixed steps, compiled beforehand."""
-    probe = dataclasses.replace(config, steps=steps, until_converged=False, max_steps=None)
+def _probe(experiment, steps: int):
+    """A chunk of ``experiment`` for ``steps`` fixed steps, compiled beforehand: any kind
+    whose length is its ``steps`` field (two-layer runs, the mechanisms' runs)."""
+    changes = dict(steps=steps)
+    if isinstance(experiment, RunConfig):
+        changes.update(until_converged=False, max_steps=None)
+    probe = dataclasses.replace(experiment, **changes)
     seeds = list(range(probe.chunk_size()))
     dataclasses.replace(probe, steps=2).run(seeds)      # compile the kernels: not timed
     return (lambda: probe.run(seeds)), probe.cost() * len(seeds)
@@ -53,8 +58,16 @@ def _mnist_probe(config: MnistConfig, steps: int):
     return (lambda: train_deep(data, seed=0, **probe.train_kwargs())), probe.cost()
 
 
-#: How to time a short real run of each kind of experiment.
-_PROBES = {RunConfig: _two_layer_probe, MnistConfig: _mnist_probe}
+#: How to time a short real run of a kind of experiment, where :func:`_probe` does not do.
+_PROBES = {MnistConfig: _mnist_probe}
+
+
+def rate_key(experiment):
+    """Experiments that run at one speed per unit of ``cost()`` share a measured rate:
+    two-layer runs by activation and by whether they use dropout, other kinds by kind."""
+    if isinstance(experiment, RunConfig):
+        return RunConfig, experiment.activation, experiment.dropout > 0
+    return type(experiment)
 
 
 def seconds_per_cost(experiment) -> float:
@@ -64,11 +77,15 @@ def seconds_per_cost(experiment) -> float:
     thread, replicas stacked) on this machine.
     """
     kind = type(experiment)
-    if kind not in _PROBES:
-        raise ValueError(f"The 'experiment' parameter of seconds_per_cost must be one of "
+    steps_field = dataclasses.is_dataclass(kind) and "steps" in {
+        f.name for f in dataclasses.fields(kind)}
+    if kind not in _PROBES and not steps_field:
+        raise ValueError("The 'experiment' parameter of seconds_per_cost must be an "
+                         f"experiment with a 'steps' field or one of "
                          f"{', '.join(k.__name__ for k in _PROBES)}. Got {experiment!r} instead.")
     with threadpool_limits(1):
-        run, cost = _PROBES[kind](experiment, PROBE_STEPS[kind])
+        run, cost = _PROBES.get(kind, _probe)(experiment,
+                                               PROBE_STEPS.get(kind, DEFAULT_PROBE_STEPS))
         start = time.perf_counter()
         run()
     return (time.perf_counter() - start) / cost
@@ -89,7 +106,7 @@ def estimate_seconds(experiments, seeds, *, cache_dir=None, n_jobs: int = 1, rat
     n_jobs : int, default 1
         Workers running at once.
     rates : dict, optional
-        Seconds per unit of ``cost()`` by experiment kind; kinds missing from it are
+        Seconds per unit of ``cost()`` by :func:`rate_key`; keys missing from it are
         measured (:func:`seconds_per_cost`, on the costliest pending experiment) and
         added to it.
     counted : set, optional
@@ -110,11 +127,11 @@ def estimate_seconds(experiments, seeds, *, cache_dir=None, n_jobs: int = 1, rat
             if (experiment, seed) not in counted and not is_cached(cache_dir, experiment, seed):
                 pending.append(experiment)
                 counted.add((experiment, seed))
-    for kind in dict.fromkeys(type(e) for e in pending):
-        if kind not in rates:
-            rates[kind] = seconds_per_cost(max((e for e in pending if type(e) is kind),
-                                               key=lambda e: e.cost()))
-    times = [rates[type(e)] * e.cost() for e in pending]
+    for key in dict.fromkeys(map(rate_key, pending)):
+        if key not in rates:
+            rates[key] = seconds_per_cost(max((e for e in pending if rate_key(e) == key),
+                                              key=lambda e: e.cost()))
+    times = [rates[rate_key(e)] * e.cost() for e in pending]
     seconds = max(sum(times) / n_jobs, max(times, default=0.0))
     return seconds, runs, runs - len(pending)
 
@@ -122,8 +139,8 @@ def estimate_seconds(experiments, seeds, *, cache_dir=None, n_jobs: int = 1, rat
 def report(notebooks, *, n_jobs: int = 1, results_dir=None, rates=None) -> str:
     """A table of the estimated paper-scale time per notebook on this machine.
 
-    ``rates`` (seconds per unit of cost by experiment kind) skips the measurement of
-    those kinds; the others are measured once for all notebooks.
+    ``rates`` (seconds per unit of cost by :func:`rate_key`) skips the measurement of
+    those; the others are measured once for all notebooks.
     """
     rates = {} if rates is None else dict(rates)
     cache = paths.resolve(results_dir, paths.RESULTS_DIR) / "cache"
@@ -133,9 +150,6 @@ def report(notebooks, *, n_jobs: int = 1, results_dir=None, rates=None) -> str:
     counted = set()   # runs shared between notebooks (F2 reuses F1's) are trained once
     for name in notebooks:
         module = BY_NOTEBOOK[name].load()
-        if not hasattr(module, "sweep_plan"):
-            lines.append(f"  {name:<24} {'?':>10}  (no sweep_plan: not estimated)")
-            continue
         experiments, seeds = module.sweep_plan("paper")
         seconds, runs, free = estimate_seconds(experiments, seeds, cache_dir=cache,
                                                n_jobs=n_jobs, rates=rates, counted=counted)

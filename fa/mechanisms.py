@@ -27,7 +27,6 @@ and draws and checks them.
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,22 +37,20 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 from . import _figure, plotting
 from ._validation import check_float, check_int, check_option
 from .activations import ACTIVATIONS
-from .cache import is_cached
 from .claims import Claim
 from .mechanisms_runs import (AlignmentRun, DynamicsRun, KernelRun, Trajectory, decompose,
                               init_params, kernel, lam_factor, predicted_loss, trajectory)
 from .presets import PROTOCOL, coerce
 from .reference import RULES
-from .sweep import run_chunk
 from .width_dependence import fit_power_law
 
 __all__ = ["AlignmentRun", "DynamicsRun", "KernelRun", "MechanismSettings", "Trajectory",
            "alignment_configs", "alignment_slopes", "alignment_summary", "alignment_table",
            "claims", "claims_alignment", "claims_dynamics", "claims_kernel", "decompose",
-           "dynamics_configs", "dynamics_tables", "estimate_seconds", "init_params", "kernel",
+           "dynamics_configs", "dynamics_tables", "init_params", "kernel",
            "kernel_configs", "kernel_summary", "kernel_tables", "lam_factor", "plot",
            "plot_alignment", "plot_dynamics", "plot_kernel", "predicted_loss",
-           "prediction_error", "release_summary", "settings", "trajectory", "write_results"]
+           "prediction_error", "release_summary", "settings", "sweep_plan", "trajectory", "write_results"]
 
 NAME = "mechanisms"
 #: Below this fraction of the initial loss float64 round-off shapes the curve.
@@ -619,32 +616,10 @@ def plot(spectra: pd.DataFrame, curves: pd.DataFrame):
     return plot_kernel(spectra, curves)
 
 
-def estimate_seconds(s: MechanismSettings, *, n_jobs: int = 1, results_dir=None,
-                     probe_steps: int = 50) -> tuple[float, int, int]:
-    """Measured estimate of the time the notebook's three sweeps still need here.
-
-    Each experiment list's costliest experiment is run for one seed and
-    ``probe_steps`` steps (after a warm-up that compiles the trainer), one BLAS
-    thread, as a worker runs it; its time per unit of ``cost()`` scales to every
-    run not yet cached under ``<results_dir>/cache``. Returns ``(seconds, runs,
-    cached)`` (what :mod:`fa.estimate` reports).
-    """
-    cache = _figure.cache_dir(results_dir)
-    seconds, runs, cached = 0.0, 0, 0
-    for configs in (kernel_configs(s), alignment_configs(s), dynamics_configs(s)):
-        probe = dataclasses.replace(max(configs, key=lambda c: c.cost()), steps=probe_steps)
-        run_chunk(dataclasses.replace(probe, steps=1), [0], {})      # warm-up
-        start = time.perf_counter()
-        run_chunk(probe, [0], {})
-        per_cost = (time.perf_counter() - start) / probe.cost()
-        for config in configs:
-            for seed in range(s.n_seeds):
-                runs += 1
-                if is_cached(cache, config, seed):
-                    cached += 1
-                else:
-                    seconds += per_cost * config.cost()
-    return seconds / n_jobs, runs, cached
+def sweep_plan(scale: str = "paper") -> tuple[list, list[int]]:
+    """The experiments and seeds the notebook runs at ``scale`` (for :mod:`fa.estimate`)."""
+    s = settings(scale)
+    return kernel_configs(s) + alignment_configs(s) + dynamics_configs(s), list(range(s.n_seeds))
 
 
 def write_results(tables: dict, results_dir=None) -> list:

@@ -103,7 +103,8 @@ def settings(scale: str = "quick", **overrides) -> MnistSettings:
     ``depth`` (1 or 2) may be given instead of ``depths``.
     """
     if scale not in SCALES:
-        raise ValueError(f"The 'scale' setting must be one of {SCALES}. Got {scale!r} instead.")
+        raise ValueError(f"The 'scale' parameter of settings must be one of {SCALES}. "
+                         f"Got {scale!r} instead.")
     base = PAPER if scale == "paper" else dataclasses.replace(PAPER, **QUICK_CHANGES)
     if "depth" in overrides:
         depth = overrides.pop("depth")
@@ -118,15 +119,18 @@ def settings(scale: str = "quick", **overrides) -> MnistSettings:
             continue
         if name in ("lambdas", "depths"):
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") or not len(value):
-                raise ValueError(f"The '{name}' setting must be a non-empty list. Got {value!r}.")
+                raise ValueError(f"The '{name}' parameter of settings must be a non-empty list. "
+                                 f"Got {value!r} instead.")
             value = tuple(float(v) for v in value) if name == "lambdas" else tuple(int(v) for v in value)
         elif name in _INTS:
             if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"The '{name}' setting must be an int >= 1. Got {value!r}.")
+                raise ValueError(f"The '{name}' parameter of settings must be an int >= 1. "
+                                 f"Got {value!r} instead.")
             value = int(value)
         elif name in ("subset", "download"):
             if not isinstance(value, bool):
-                raise ValueError(f"The '{name}' setting must be True or False. Got {value!r}.")
+                raise ValueError(f"The '{name}' parameter of settings must be True or False. "
+                                 f"Got {value!r} instead.")
         elif name == "lr":
             value = float(value)
         elif name in ("data_dir", "dtype"):
@@ -134,13 +138,15 @@ def settings(scale: str = "quick", **overrides) -> MnistSettings:
         changes[name] = value
     s = dataclasses.replace(base, **changes)
     if any(d not in (1, 2) for d in s.depths):
-        raise ValueError(f"The 'depths' setting must contain only 1 and 2. Got {s.depths!r}.")
+        raise ValueError(f"The 'depths' parameter of settings must contain only 1 and 2. "
+                         f"Got {s.depths!r} instead.")
     if any(v < 0 for v in s.lambdas):
-        raise ValueError(f"The 'lambdas' setting must be floats >= 0. Got {s.lambdas!r}.")
+        raise ValueError(f"The 'lambdas' parameter of settings must be floats >= 0. "
+                         f"Got {s.lambdas!r} instead.")
     if not s.lr > 0:
-        raise ValueError(f"The 'lr' setting must be > 0. Got {s.lr!r}.")
+        raise ValueError(f"The 'lr' parameter of settings must be > 0. Got {s.lr!r} instead.")
     if s.subset and s.data_dir is not None:
-        raise ValueError(f"The 'data_dir' setting must be None when subset is True. "
+        raise ValueError(f"The 'data_dir' parameter of settings must be None when subset is True. "
                          f"Got {s.data_dir!r}.")
     return s
 

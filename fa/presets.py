@@ -182,10 +182,11 @@ def coerce(name: str, value, default):
     Raises
     ------
     ValueError
-        "The '<name>' setting must be <type>. Got <value> instead."
+        "The '<name>' parameter of settings must be <type>. Got <value> instead."
     """
     def fail(expected):
-        return ValueError(f"The '{name}' setting must be {expected}. Got {value!r} instead.")
+        return ValueError(f"The '{name}' parameter of settings must be {expected}. "
+                          f"Got {value!r} instead.")
 
     if isinstance(default, bool):
         if not isinstance(value, (bool, np.bool_)):
@@ -225,7 +226,8 @@ def coerce(name: str, value, default):
 
 def _check(s: FigureSettings) -> None:
     def fail(name, expected, got):
-        raise ValueError(f"The '{name}' setting must be {expected}. Got {got!r} instead.")
+        raise ValueError(f"The '{name}' parameter of settings must be {expected}. "
+                         f"Got {got!r} instead.")
 
     if s.n_seeds < 1:
         fail("n_seeds", "an int >= 1", s.n_seeds)

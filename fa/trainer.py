@@ -47,9 +47,8 @@ from threadpoolctl import threadpool_limits
 from . import _kernels, _random, reference
 from ._validation import check_finite_array
 from .activations import get as get_activation
-from .constraints import (BACKENDS, CONVERGE_ON, DTYPES, LAM_SCHEDULES, METHODS,  # noqa: F401
-                          validate)
-from .reference import RULES  # noqa: F401  (re-exported for fa.experiments)
+from .constraints import validate
+from .reference import RULES
 
 #: A replica whose loss exceeds this multiple of its initial loss has diverged.
 BLOWUP = 1e6

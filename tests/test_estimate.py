@@ -21,7 +21,7 @@ def two_layer_plan():
 def test_cached_runs_are_free_and_the_workers_divide_the_time(tmp_path):
     configs, seeds = two_layer_plan()
     run_time = RATE * configs[0].cost()
-    rates = {RunConfig: RATE}
+    rates = {estimate.rate_key(configs[0]): RATE}
     seconds, runs, free = estimate.estimate_seconds(configs, seeds, cache_dir=tmp_path,
                                                     rates=rates)
     assert (runs, free) == (6, 0) and seconds == pytest.approx(6 * run_time)
@@ -43,9 +43,11 @@ def test_a_run_two_notebooks_share_counts_once(tmp_path):
     configs, seeds = two_layer_plan()
     counted = set()
     first = estimate.estimate_seconds(configs, seeds, cache_dir=tmp_path,
-                                      rates={RunConfig: RATE}, counted=counted)
+                                      rates={estimate.rate_key(configs[0]): RATE},
+                                      counted=counted)
     again = estimate.estimate_seconds(configs[:1], seeds, cache_dir=tmp_path,
-                                      rates={RunConfig: RATE}, counted=counted)
+                                      rates={estimate.rate_key(configs[0]): RATE},
+                                      counted=counted)
     assert first[0] > 0 and again == (0.0, 3, 3)
 
 
@@ -74,7 +76,8 @@ def test_report_uses_given_rates_and_scales_with_workers(tmp_path, monkeypatch):
         raise AssertionError("given rates are not measured again")
 
     monkeypatch.setattr(estimate, "seconds_per_cost", refuse)
-    rates = {RunConfig: 1e-10, MnistConfig: 1e-14}
+    rates = {(RunConfig, act, False): 1e-10 for act in ("linear", "relu", "tanh", "sigmoid")}
+    rates[MnistConfig] = 1e-14
     texts = [estimate.report(["01_convergence", "04_mnist"], n_jobs=n, results_dir=tmp_path,
                              rates=rates) for n in (1, 4)]
     assert "(44 runs, 0 cached" in texts[0] and "4 workers" in texts[1]
@@ -83,6 +86,7 @@ def test_report_uses_given_rates_and_scales_with_workers(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("experiment", [
     RunConfig(activation="tanh", width=16, n=10, d=5, steps=10),
+    RunConfig(activation="relu", width=16, n=10, d=5, steps=10, dropout=0.5),
     MnistConfig(hidden=(8,), rule="fa", lam=0.1, lr=0.05, batch_size=10, steps=10,
                 record_every=5, dtype="float32"),
 ])
@@ -94,3 +98,9 @@ def test_each_kind_is_measured_by_a_short_real_run(experiment):
 def test_an_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="'experiment' parameter of seconds_per_cost"):
         estimate.seconds_per_cost(object())
+
+
+def test_two_layer_rates_are_kept_apart_by_activation_and_dropout():
+    keys = {estimate.rate_key(RunConfig(activation=act, width=8, dropout=q))
+            for act in ("relu", "tanh") for q in (0.0, 0.5)}
+    assert len(keys) == 4

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 import fa
+from fa import estimate
 from fa import mechanisms as m
 from fa.activations import psi
 
@@ -162,14 +163,27 @@ def test_experiments_validate_through_the_constraints_table():
                       steps=5, lam_until=3)
 
 
-def test_estimate_counts_the_runs_and_the_cached(tmp_path):
+def test_the_estimate_counts_every_run_of_the_plan_and_the_cached(tmp_path):
     s = m.settings("quick", **TINY)
-    seconds, runs, cached = m.estimate_seconds(s, results_dir=tmp_path, probe_steps=5)
-    n_configs = len(m.kernel_configs(s) + m.alignment_configs(s) + m.dynamics_configs(s))
-    assert (runs, cached) == (n_configs * s.n_seeds, 0) and seconds > 0
+    experiments = m.kernel_configs(s) + m.alignment_configs(s) + m.dynamics_configs(s)
+    rates = {estimate.rate_key(e): 1e-9 for e in experiments}
+    seconds, runs, cached = estimate.estimate_seconds(
+        experiments, range(s.n_seeds), cache_dir=tmp_path / "cache", rates=rates)
+    assert (runs, cached) == (len(experiments) * s.n_seeds, 0) and seconds > 0
     _sweep(m.kernel_configs(s), s, cache_dir=tmp_path / "cache")
-    left, _, cached = m.estimate_seconds(s, results_dir=tmp_path, probe_steps=5, n_jobs=2)
+    left, _, cached = estimate.estimate_seconds(
+        experiments, range(s.n_seeds), cache_dir=tmp_path / "cache", rates=rates)
     assert cached == len(m.kernel_configs(s)) * s.n_seeds and left < seconds
+    plan, seeds = m.sweep_plan("paper")
+    assert seeds == list(range(m.settings("paper").n_seeds))
+    assert {type(e).__name__ for e in plan} == {"KernelRun", "AlignmentRun", "DynamicsRun"}
+
+
+def test_each_kind_of_mechanisms_run_is_timed_by_a_short_real_run():
+    s = m.settings("quick", **TINY)
+    for experiment in (m.kernel_configs(s)[0], m.alignment_configs(s)[0],
+                       m.dynamics_configs(s)[0]):
+        assert 0 < estimate.seconds_per_cost(experiment) < 1
 
 
 def test_a_diverging_run_is_reported_not_returned():
