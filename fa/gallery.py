@@ -18,6 +18,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import paths
@@ -26,13 +27,19 @@ from .experiments import RunConfig
 from .sweep import SweepResult
 
 
+#: Curve points kept per run in the saved data (every k-th recorded step, and the last):
+#: enough to redraw a figure, and a few MB for the whole gallery rather than tens.
+MAX_POINTS = 101
+
+
 def save(sweep, name: str, figures_dir) -> Path:
     """Write ``sweep`` as ``<figures_dir>/data/<name>.csv.gz`` (atomically); return the path.
 
     ``sweep`` is a :class:`SweepResult` or a list of them (one figure, several sweeps:
     a ``part`` column tells them apart). When curves were recorded, the file is the
-    curves table with each run's summary columns joined in; otherwise it is the runs
-    table.
+    curves table, thinned to at most :data:`MAX_POINTS` steps per run, with each
+    run's summary columns joined in; otherwise it is the runs table. Numbers are
+    written with 8 significant digits.
     """
     folder = paths.resolve(figures_dir, paths.FIGURES_DIR) / "data"
     folder.mkdir(parents=True, exist_ok=True)
@@ -42,13 +49,22 @@ def save(sweep, name: str, figures_dir) -> Path:
         frame = one.runs
         if len(one.curves):
             summary = [c for c in one.runs.columns if c not in one.curves.columns]
-            frame = one.curves.merge(one.runs[["run", "seed", *summary]], on=["run", "seed"])
+            frame = _thin(one.curves).merge(one.runs[["run", "seed", *summary]],
+                                            on=["run", "seed"])
         frames.append(frame.assign(part=part) if len(parts) > 1 else frame)
     frame = pd.concat(frames, ignore_index=True)
     path = folder / f"{name}.csv.gz"
-    atomic_write(path, lambda f: frame.to_csv(f, index=False,
+    atomic_write(path, lambda f: frame.to_csv(f, index=False, float_format="%.8g",
                                               compression={"method": "gzip", "mtime": 0}))
     return path
+
+
+def _thin(curves: pd.DataFrame) -> pd.DataFrame:
+    """Every k-th recorded step (at most :data:`MAX_POINTS`), and each run's last one."""
+    steps = np.unique(curves["step"])
+    stride = max(1, -(-(len(steps) - 1) // (MAX_POINTS - 1)))
+    last = curves.groupby(["run", "seed"])["step"].transform("max")
+    return curves[curves["step"].isin(steps[::stride]) | (curves["step"] == last)]
 
 
 def load(name: str, *, kind=RunConfig, folder=None):

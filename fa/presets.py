@@ -29,6 +29,10 @@ class ActivationProtocol:
     dropout_rates: tuple[float, ...]     # dropout rates q (F3-dropout)
 
 
+#: The paper's activations, one panel each (an activation added to fa.ACTIVATIONS joins a
+#: figure once it has a row in PROTOCOL and is asked for by name).
+PAPER_ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid")
+
 PROTOCOL = {
     "linear": ActivationProtocol("linear", 1e-3, (0.0, 0.2, 0.3, 0.5), 1e-2, (0.0, 0.1, 0.2, 0.3)),
     "relu": ActivationProtocol("teacher", 1e-2, (0.0, 0.02, 0.05, 0.2), 1e-3, (0.0, 0.4, 0.6, 0.8)),
@@ -77,15 +81,15 @@ class FigureSettings:
 PAPER = {
     # F1: p = 3200, 5000 steps, 50 seeds per lambda.
     "convergence": FigureSettings(
-        activations=ACTIVATIONS, widths=(3200,), lambdas=None, dropout_rates=None,
+        activations=PAPER_ACTIVATIONS, widths=(3200,), lambdas=None, dropout_rates=None,
         n_seeds=50, steps=5000, until_converged=False, record_every=10),
     # F2: the same networks as F1, plus regularise-then-release and dropout.
     "alignment_dynamics": FigureSettings(
-        activations=ACTIVATIONS, widths=(3200,), lambdas=None, dropout_rates=None,
+        activations=PAPER_ACTIVATIONS, widths=(3200,), lambdas=None, dropout_rates=None,
         n_seeds=50, steps=5000, until_converged=False, record_every=10),
     # F3 and F3-dropout: T(p) steps, then the stopping protocol.
     "width_dependence": FigureSettings(
-        activations=ACTIVATIONS, widths=(200, 400, 800, 1600, 3200, 6400, 12800),
+        activations=PAPER_ACTIVATIONS, widths=(200, 400, 800, 1600, 3200, 6400, 12800),
         lambdas=None, dropout_rates=None, n_seeds=50, steps=5000, until_converged=True,
         record_every=1000),
 }

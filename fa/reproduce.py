@@ -177,7 +177,35 @@ def _execute(name: str, where: dict, args) -> None:
     except papermill.PapermillExecutionError as err:
         raise SystemExit(f"{name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
                          f"The partly executed notebook is {partial}.") from None
+    _render_streams(partial)
     os.replace(partial, final)
+
+
+def render_streams(nb) -> None:
+    """Merge each cell's consecutive stream outputs and apply carriage returns, as a
+    terminal shows them: a progress bar's hundreds of updates become its last state."""
+    for cell in nb.cells:
+        merged = []
+        for out in cell.get("outputs", []):
+            if merged and out.get("output_type") == "stream" and \
+                    merged[-1].get("output_type") == "stream" and merged[-1].name == out.name:
+                merged[-1].text += out.text
+            else:
+                merged.append(out)
+        for out in merged:
+            if out.get("output_type") == "stream":
+                out.text = "\n".join(line.rstrip("\r").split("\r")[-1]
+                                     for line in out.text.split("\n"))
+        if "outputs" in cell:
+            cell.outputs = merged
+
+
+def _render_streams(path: Path) -> None:
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    render_streams(nb)
+    nbformat.write(nb, path)
 
 
 @contextlib.contextmanager

@@ -60,3 +60,14 @@ def test_several_sweeps_of_one_figure_come_back_as_a_list(tmp_path):
 def test_missing_data_says_how_to_get_it(tmp_path):
     with pytest.raises(ValueError, match="no committed data for the figure 'nothing'.*rerun=True"):
         gallery.load("nothing", folder=tmp_path)
+
+
+def test_long_curves_are_thinned_but_keep_their_last_point(tmp_path, monkeypatch):
+    sweep = tiny_sweep(steps=700)                # 71 records per run (record_every=10)
+    monkeypatch.setattr(gallery, "MAX_POINTS", 11)
+    gallery.save(sweep, "long", tmp_path)
+    write_manifest(tmp_path, "long")
+    back, _ = gallery.load("long", folder=tmp_path)
+    per_run = back.curves.groupby(["run", "seed"])["step"]
+    assert (per_run.count() <= 11).all() and (per_run.max() == 700).all()
+    assert set(back.curves["step"]) <= set(sweep.curves["step"])

@@ -115,3 +115,18 @@ def test_installed_package_runs_its_shipped_notebooks_into_the_current_directory
     gallery = subprocess.run([PYTHON, "-m", "fa.reproduce", "--gallery", "--dry-run"],
                              cwd=work, env=env, capture_output=True, text=True)
     assert gallery.returncode == 2 and "needs a checkout" in gallery.stderr
+
+
+def test_executed_notebooks_keep_a_progress_bar_as_its_last_state():
+    import nbformat
+
+    from fa.reproduce import render_streams
+
+    cell = nbformat.v4.new_code_cell("sweep")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=text) for text in
+                    ("F1: 4 runs, 0 from the cache\n", "\rF1:  25%|##  |", "\rF1: 100%|####|\n")]
+    cell.outputs.append(nbformat.v4.new_output("execute_result", data={"text/plain": "1"}))
+    nb = nbformat.v4.new_notebook(cells=[cell])
+    render_streams(nb)
+    assert [o.output_type for o in cell.outputs] == ["stream", "execute_result"]
+    assert cell.outputs[0].text == "F1: 4 runs, 0 from the cache\nF1: 100%|####|\n"
