@@ -30,7 +30,7 @@ from .registry import BY_NOTEBOOK
 
 #: SGD or gradient steps of the timed run of each kind (a few seconds at paper scale).
 PROBE_STEPS = {MnistConfig: 10}
-DEFAULT_PROBE_STEPS = 50
+DEFAULT_PROBE_STEPS = 100
 
 
 def _probe(experiment, steps: int):
@@ -73,8 +73,11 @@ def rate_key(experiment):
 def seconds_per_cost(experiment) -> float:
     """Measured seconds per unit of ``experiment.cost()`` for experiments of its kind.
 
-    Times ``PROBE_STEPS`` steps of ``experiment`` (as the sweep runs it: one BLAS
-    thread, replicas stacked) on this machine.
+    Times ``S`` and ``2 S`` steps of ``experiment`` (``S`` from ``PROBE_STEPS``; as the
+    sweep runs it: one BLAS thread, replicas stacked) on this machine and divides the
+    difference by the difference in cost: a run's fixed costs (drawing data and
+    weights, a final evaluation), which a short probe would inflate many times over,
+    cancel out.
     """
     kind = type(experiment)
     steps_field = dataclasses.is_dataclass(kind) and "steps" in {
@@ -83,12 +86,18 @@ def seconds_per_cost(experiment) -> float:
         raise ValueError("The 'experiment' parameter of seconds_per_cost must be an "
                          f"experiment with a 'steps' field or one of "
                          f"{', '.join(k.__name__ for k in _PROBES)}. Got {experiment!r} instead.")
+    probe, steps = _PROBES.get(kind, _probe), PROBE_STEPS.get(kind, DEFAULT_PROBE_STEPS)
+    elapsed, costs = [], []
     with threadpool_limits(1):
-        run, cost = _PROBES.get(kind, _probe)(experiment,
-                                               PROBE_STEPS.get(kind, DEFAULT_PROBE_STEPS))
-        start = time.perf_counter()
-        run()
-    return (time.perf_counter() - start) / cost
+        for length in (steps, 2 * steps):
+            run, cost = probe(experiment, length)
+            start = time.perf_counter()
+            run()
+            elapsed.append(time.perf_counter() - start)
+            costs.append(cost)
+    # Noise can make the longer run look no slower: fall back to the plain ratio then.
+    extra = elapsed[1] - elapsed[0]
+    return extra / (costs[1] - costs[0]) if extra > 0 else elapsed[1] / costs[1]
 
 
 def estimate_seconds(experiments, seeds, *, cache_dir=None, n_jobs: int = 1, rates=None,
