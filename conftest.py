@@ -1,5 +1,6 @@
 """Test-wide setup.
 
+- Ctrl-C works in the tests that send it, however the run was started.
 - Executed notebooks write into a temporary folder: relative ``results_dir`` /
   ``figures_dir`` resolve against ``$FA_OUTPUT_ROOT`` (see ``fa.paths.output_root``), so
   the test run neither overwrites anything nor is served from a local sweep cache:
@@ -9,6 +10,7 @@
 """
 
 import os
+import signal
 import tempfile
 
 import pytest
@@ -18,6 +20,11 @@ _IMAGES: dict[str, int] = {}
 
 def pytest_configure(config):
     os.environ.setdefault("FA_OUTPUT_ROOT", tempfile.mkdtemp(prefix="fa-test-"))
+    # The interrupt tests send Ctrl-C (SIGINT). A test run started in the background
+    # (nohup, `cmd &`) inherits SIGINT ignored, and so would every process it starts;
+    # give Ctrl-C its usual meaning here and in the children.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ.setdefault("FA_OFFLINE", "1")
 
 
