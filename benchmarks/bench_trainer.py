@@ -155,7 +155,7 @@ def parse_args(argv=None):
     ap.add_argument("--widths", type=int, nargs="+", default=list(DEFAULT_WIDTHS))
     ap.add_argument("--replicas", type=int, default=DEFAULT_REPLICAS)
     ap.add_argument("--dtypes", nargs="+", default=list(DEFAULT_DTYPES),
-                    choices=list(fa.trainer.DTYPES))
+                    choices=list(fa.constraints.DTYPES))
     ap.add_argument("--columns", nargs="+", default=list(COLUMNS), choices=list(COLUMNS))
     ap.add_argument("--steps", type=int, default=None,
                     help="steps S per measurement (default: calibrated to --seconds)")
