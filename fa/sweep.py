@@ -108,7 +108,8 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
         (``fa.train(..., seed=s)``).
     cache_dir : path or None, default ``fa.paths.CACHE_DIR``
         Folder of the per-run ``.npz`` files (relative paths are taken from the
-        project root); ``None`` caches nothing.
+        output folder, :func:`fa.paths.output_root`: ``build/`` of a checkout);
+        ``None`` caches nothing.
     n_jobs : int, default 1
         Local worker processes when no ``executor`` is given; 1 runs in this
         process. Every chunk runs on one BLAS thread, so the results do not
