@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -144,6 +145,10 @@ def main(argv=None) -> int:
             print(f"   done in {timings[-1][1]:.0f} s -> {where['notebooks'] / (name + '.ipynb')}",
                   flush=True)
     except KeyboardInterrupt:
+        # The notebook client's task for the cell that was cut short complains at exit
+        # ("Task exception was never retrieved: Kernel died"); the kernel was stopped on
+        # purpose, so say only what matters.
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         print(f"\nInterrupted. Finished training runs are cached in {where['results']}/cache; "
               "run the same command again to resume.", file=sys.stderr)
         return 130
