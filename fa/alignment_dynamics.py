@@ -37,7 +37,7 @@ def configs(s: FigureSettings) -> list[RunConfig]:
         proto = PROTOCOL[act]
         for p in s.widths:
             common = dict(activation=act, width=p, data=_figure.data_kind(act), n=s.n, d=s.d,
-                          steps=s.steps, record_every=s.record_every, dtype=s.dtype,
+                          steps=s.steps, record_every=s.record_every, dtype=s.dtype_for(act),
                           rule="fa")
             lams = s.lambdas_for(act)
             out += [RunConfig(lr=proto.lr, lam=lam, regularizer="l2", strength=lam, **common)

@@ -27,7 +27,7 @@ def configs(s: FigureSettings) -> list[RunConfig]:
         for p in s.widths:
             common = dict(activation=act, width=p, data=_figure.data_kind(act), n=s.n, d=s.d,
                           lr=PROTOCOL[act].lr, steps=s.steps, record_every=s.record_every,
-                          dtype=s.dtype, regularizer="l2")
+                          dtype=s.dtype_for(act), regularizer="l2")
             out += [RunConfig(rule="fa", lam=lam, strength=lam, **common)
                     for lam in s.lambdas_for(act)]
             out.append(RunConfig(rule="bp", lam=0.0, strength=0.0, **common))

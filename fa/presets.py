@@ -27,6 +27,8 @@ class ActivationProtocol:
     lambdas: tuple[float, ...]           # L2 strengths lam on beta
     dropout_lr: float                    # step size eta with dropout (F3-dropout)
     dropout_rates: tuple[float, ...]     # dropout rates q (F3-dropout)
+    dtype: str                           # F3's precision: the authors ran float32 throughout;
+                                         # we keep the linear network in float64
 
 
 #: The paper's activations, one panel each (an activation added to fa.ACTIVATIONS joins a
@@ -34,10 +36,14 @@ class ActivationProtocol:
 PAPER_ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid")
 
 PROTOCOL = {
-    "linear": ActivationProtocol("linear", 1e-3, (0.0, 0.2, 0.3, 0.5), 1e-2, (0.0, 0.1, 0.2, 0.3)),
-    "relu": ActivationProtocol("teacher", 1e-2, (0.0, 0.02, 0.05, 0.2), 1e-3, (0.0, 0.4, 0.6, 0.8)),
-    "tanh": ActivationProtocol("teacher", 1e-1, (0.0, 0.001, 0.002, 0.005), 1e-1, (0.0, 0.5, 0.7, 0.9)),
-    "sigmoid": ActivationProtocol("teacher", 1e-1, (0.0, 0.001, 0.003, 0.01), 1e-1, (0.0, 0.5, 0.7, 0.9)),
+    "linear": ActivationProtocol("linear", 1e-3, (0.0, 0.2, 0.3, 0.5), 1e-2, (0.0, 0.1, 0.2, 0.3),
+                                 "float64"),
+    "relu": ActivationProtocol("teacher", 1e-2, (0.0, 0.02, 0.05, 0.2), 1e-3, (0.0, 0.4, 0.6, 0.8),
+                               "float32"),
+    "tanh": ActivationProtocol("teacher", 1e-1, (0.0, 0.001, 0.002, 0.005), 1e-1, (0.0, 0.5, 0.7, 0.9),
+                               "float32"),
+    "sigmoid": ActivationProtocol("teacher", 1e-1, (0.0, 0.001, 0.003, 0.01), 1e-1, (0.0, 0.5, 0.7, 0.9),
+                                  "float32"),
 }
 
 
@@ -65,7 +71,8 @@ class FigureSettings:
     n: int = 50                               # samples
     d: int = 150                              # input dimension
     release_fraction: float = 0.5             # F2: L2 switched off after this fraction of steps
-    dtype: str = "float64"                    # "float64" or "float32" (the paper used float32)
+    dtype: str | None = "float64"             # "float64" or "float32" (the paper used float32);
+                                              # None: each activation's own (PROTOCOL)
 
     def lambdas_for(self, activation: str) -> tuple[float, ...]:
         """The L2 strengths used for ``activation``."""
@@ -77,6 +84,10 @@ class FigureSettings:
             return self.dropout_rates
         return PROTOCOL[activation].dropout_rates
 
+    def dtype_for(self, activation: str) -> str:
+        """The floating-point precision of ``activation``'s networks."""
+        return self.dtype if self.dtype is not None else PROTOCOL[activation].dtype
+
 
 PAPER = {
     # F1: p = 3200, 5000 steps, 50 seeds per lambda.
@@ -87,11 +98,12 @@ PAPER = {
     "alignment_dynamics": FigureSettings(
         activations=PAPER_ACTIVATIONS, widths=(3200,), lambdas=None, dropout_rates=None,
         n_seeds=50, steps=5000, until_converged=False, record_every=10),
-    # F3 and F3-dropout: T(p) steps, then the stopping protocol.
+    # F3 and F3-dropout: T(p) steps, then the stopping protocol; float32 as the authors ran
+    # it, except the linear network (PROTOCOL).
     "width_dependence": FigureSettings(
         activations=PAPER_ACTIVATIONS, widths=(200, 400, 800, 1600, 3200, 6400, 12800),
         lambdas=None, dropout_rates=None, n_seeds=50, steps=5000, until_converged=True,
-        record_every=1000),
+        record_every=1000, dtype=None),
 }
 
 #: F3-dropout's own widths (the paper's appendix), used when the caller does not set widths.
@@ -204,7 +216,7 @@ def coerce(name: str, value, default):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise fail("a float")
         return float(value)
-    if isinstance(default, str):
+    if isinstance(default, str) or name == "dtype":
         if not isinstance(value, str):
             raise fail("a string")
         return value
@@ -247,5 +259,5 @@ def _check(s: FigureSettings) -> None:
         fail("dropout_rates", "a list of floats in [0, 1)", s.dropout_rates)
     if not 0 < s.release_fraction < 1:
         fail("release_fraction", "a float in (0, 1)", s.release_fraction)
-    if s.dtype not in ("float64", "float32"):
+    if s.dtype not in ("float64", "float32", None):
         fail("dtype", "'float64' or 'float32'", s.dtype)

@@ -47,7 +47,7 @@ FIGURES = (
            _TWO_LAYER + ("dropout_rates",)),
     Figure("width_dependence", "03_width_dependence", "Fig. 3 and appendix",
            "F3 width dependence (and F3-dropout)", "fa.width_dependence",
-           _TWO_LAYER + ("dropout_rates", "until_converged")),
+           _TWO_LAYER + ("dropout_rates", "dropout_widths", "until_converged", "dtype")),
     Figure("mnist", "04_mnist", "Fig. 4 and appendix", "F4 MNIST, beyond two layers",
            "fa.mnist_figure", ("steps", "deep_n_seeds", "deep_steps", "hidden", "depth",
                                "batch_size", "lr", "lambdas", "subset", "data_dir",

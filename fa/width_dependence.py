@@ -37,7 +37,7 @@ def configs(s: FigureSettings, *, dropout_widths=None) -> list[RunConfig]:
         proto = PROTOCOL[act]
         common = dict(activation=act, data=_figure.data_kind(act), n=s.n, d=s.d, rule="fa",
                       until_converged=s.until_converged, check_every=CHECK_EVERY,
-                      dtype=s.dtype)
+                      dtype=s.dtype_for(act))
         for p in s.widths:
             T = width_steps(p, s.steps)
             out += [RunConfig(width=p, lr=proto.lr, lam=lam, steps=T, record_every=T,
