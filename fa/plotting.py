@@ -60,7 +60,8 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
     notebook, scale : str
         Provenance recorded in the manifest.
     settings : dataclass
-        The run's settings, recorded in full.
+        The run's settings, recorded in full (and, for figure settings, the precision
+        each activation's networks ran in, as ``dtypes``).
     about : dict, optional
         More JSON-able facts for the manifest.
 
@@ -77,6 +78,8 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
         "notebook": notebook,
         "scale": scale,
         "settings": dataclasses.asdict(settings),
+        **({"dtypes": {a: settings.dtype_for(a) for a in settings.activations}}
+           if hasattr(settings, "dtype_for") else {}),
         "seeds": f"{len(seeds)} seeds: {seeds[0]}..{seeds[-1]}" if len(seeds) > 3 else seeds,
         "commit": _commit(),
         "fa_version": __version__,

@@ -71,3 +71,19 @@ def test_long_curves_are_thinned_but_keep_their_last_point(tmp_path, monkeypatch
     per_run = back.curves.groupby(["run", "seed"])["step"]
     assert (per_run.count() <= 11).all() and (per_run.max() == 700).all()
     assert set(back.curves["step"]) <= set(sweep.curves["step"])
+
+
+def test_the_manifest_says_which_precision_each_activation_ran_in(tmp_path):
+    import matplotlib.pyplot as plt
+
+    s = fa.settings("width_dependence", "paper")
+    fig = plt.figure()
+    fa.plotting.save_figure(fig, "toy", figures_dir=tmp_path, notebook="x.ipynb",
+                            scale="paper", settings=s)
+    plt.close(fig)
+    manifest = json.loads((tmp_path / "toy.json").read_text())
+    assert manifest["settings"]["dtype"] is None   # None: each activation's own
+    assert manifest["dtypes"] == {"linear": "float64", "relu": "float32", "tanh": "float32",
+                                  "sigmoid": "float32"}
+    s = fa.settings("width_dependence", "paper", dtype="float64")
+    assert {s.dtype_for(a) for a in s.activations} == {"float64"}
