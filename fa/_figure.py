@@ -7,12 +7,19 @@ import pandas as pd
 
 from . import paths
 from ._io import atomic_write
-from .presets import PROTOCOL
+from .presets import PROTOCOL, settings
 
 
 def data_kind(activation: str) -> str:
     """``linear`` data for the linear network, ``teacher`` data otherwise (docs/protocols.md)."""
     return PROTOCOL[activation].data
+
+
+def sweep_plan(name: str, configs, scale: str):
+    """``(configs(s), seeds)`` for the settings ``s`` of figure ``name`` at ``scale``: what
+    its notebook runs with its defaults (for estimates)."""
+    s = settings(name, scale)
+    return configs(s), list(range(s.n_seeds))
 
 
 def write_csv(frame: pd.DataFrame, name: str, results_dir=None):

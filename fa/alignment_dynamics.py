@@ -15,7 +15,7 @@ import pandas as pd
 from . import _figure, plotting
 from .claims import Claim
 from .experiments import RunConfig
-from .presets import PROTOCOL, FigureSettings, settings
+from .presets import PROTOCOL, FigureSettings
 
 NAME = "alignment_dynamics"
 COLUMNS = ["activation", "regularizer", "strength", "seed", "step", "alignment", "loss"]
@@ -55,8 +55,7 @@ def configs(s: FigureSettings) -> list[RunConfig]:
 def sweep_plan(scale: str = "paper") -> tuple[list[RunConfig], list[int]]:
     """The configurations and seeds the notebook runs at ``scale`` with its defaults
     (for estimates)."""
-    s = settings(NAME, scale)
-    return configs(s), list(range(s.n_seeds))
+    return _figure.sweep_plan(NAME, configs, scale)
 
 
 def tidy(sweep, results_dir=None) -> pd.DataFrame:
