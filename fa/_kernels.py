@@ -16,6 +16,12 @@ is taken from ``psi``'s output: ``1 - a^2`` and ``a (1 - a)``. Both come from th
 one table of :mod:`fa.activations`: the scalar ``psi``/``dpsi`` (or ``dpsi_of_psi``)
 of an entry are compiled into its loops.
 
+For an activation with ``psi' = 1`` (linear) and no dropout, ``M = eta c e v^T`` is rank
+one, so the row-space update ``H <- H - K M`` is ``H <- H - w v^T`` with
+``w = eta c K e``: ``backward_rank_one`` applies it in the pass that reads ``H`` for
+``g``, with no ``M`` written and no ``n x n x p`` product (about 3x fewer passes over
+``H`` per step).
+
 numba compiles one pair of loops per activation (with and without a dropout mask)
 on first use in each process, in about a second. benchmarks/README.md has the numbers.
 """
@@ -94,6 +100,25 @@ def _compile(pair, masked: bool):
     return forward, backward
 
 
+def _compile_rank_one(pair):
+    @numba.njit(**_FLAGS)
+    def backward_rank_one(H, e, w, v, beta, c, lr, lam, g):
+        R, n, p = H.shape
+        for r in range(R):
+            g[:] = 0.0
+            for i in range(n):
+                e_i, w_i = e[r, i], w[r, i]
+                for j in range(p):
+                    h = H[r, i, j]
+                    a, _ = pair(h)
+                    g[j] += a * e_i
+                    H[r, i, j] = h - w_i * v[r, j]
+            for j in range(p):
+                beta[r, j] -= lr * (c * g[j] + lam * beta[r, j])
+
+    return backward_rank_one
+
+
 _COMPILED = {}
 
 
@@ -111,4 +136,19 @@ def loops(activation: Activation, masked: bool):
     key = (activation, bool(masked))     # the entry itself: a re-registered name recompiles
     if key not in _COMPILED:
         _COMPILED[key] = _compile(_pair(activation), bool(masked))
+    return _COMPILED[key]
+
+
+def rank_one_loop(activation: Activation):
+    """``backward_rank_one`` for an ``activation`` with ``unit_slope``, compiled on first use.
+
+    ``backward_rank_one(H, e, w, v, beta, c, lr, lam, g)`` updates
+    ``beta -= lr * (c * psi(H)^T e + lam * beta)`` and ``H -= w v^T`` in place, reading
+    ``v`` (``b`` for FA, ``beta`` for BP) before ``beta`` changes; ``g`` is a (p,) buffer.
+    """
+    if not activation.unit_slope:
+        raise ValueError("rank_one_loop needs an activation with unit_slope=True (psi' = 1).")
+    key = (activation, "rank_one")
+    if key not in _COMPILED:
+        _COMPILED[key] = _compile_rank_one(_pair(activation))
     return _COMPILED[key]

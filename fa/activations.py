@@ -45,6 +45,10 @@ class Activation:
         The same elementwise on an array ``H``, with ``xp`` its array-API namespace.
     dpsi_of_psi : callable float -> float, optional
         ``psi'(h)`` as a function of ``a = psi(h)``.
+    unit_slope : bool, default False
+        ``psi'(h) = 1`` everywhere (the linear network). Without dropout the first-layer
+        step ``eta G_W = eta c (e v^T)^T X`` is then rank one, and the fused loops move
+        ``H`` by that outer product in the pass that reads it (:mod:`fa._kernels`).
     """
 
     psi: Callable[[float], float]
@@ -52,6 +56,7 @@ class Activation:
     psi_array: Callable
     dpsi_array: Callable
     dpsi_of_psi: Callable[[float], float] | None = None
+    unit_slope: bool = False
 
 
 # sigmoid(h) = (1 + tanh(h/2)) / 2, so no overflow for large |h|, and
@@ -64,7 +69,7 @@ def _sigmoid_array(xp, H):
 ACTIVATIONS: dict[str, Activation] = {
     "linear": Activation(
         psi=lambda h: h, dpsi=lambda h: 1.0,
-        psi_array=lambda xp, H: H, dpsi_array=lambda xp, H: xp.ones_like(H)),
+        psi_array=lambda xp, H: H, dpsi_array=lambda xp, H: xp.ones_like(H), unit_slope=True),
     "relu": Activation(
         psi=lambda h: max(h, 0.0), dpsi=lambda h: 1.0 if h > 0.0 else 0.0,
         psi_array=lambda xp, H: xp.maximum(H, 0.0),

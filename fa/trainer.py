@@ -643,6 +643,11 @@ class _Fused:
         self.forward, _ = _kernels.loops(self.act, masked=False)
         self.forward_dropped, self.backward = _kernels.loops(self.act,
                                                              masked=cfg["dropout"] > 0)
+        # psi' = 1 and no dropout: the step of H is the rank-one w v^T (fa._kernels).
+        self.rank_one = (self.act.unit_slope and self.method == "rowspace"
+                         and not cfg["dropout"] > 0)
+        if self.rank_one:
+            self.backward_rank_one = _kernels.rank_one_loop(self.act)
         self.scale, self.c = 1.0 / np.sqrt(p), 2.0 / (n * np.sqrt(p))
         self.lr, self.rule = cfg["lr"], cfg["rule"]
 
@@ -666,6 +671,12 @@ class _Fused:
             self.forward_dropped(Z, mask, self.beta, self.scale, self.f)
             self.e = self.f - self.Y
         v = RULES[self.rule](self.beta, self.b)
+        if self.rank_one:
+            # K M = eta c (K e) v^T: H <- H - w v^T, beta as below, in one pass over H.
+            w = np.matmul(self.K, self.e[..., None])[..., 0] * (self.lr * self.c)   # (R, n)
+            self.backward_rank_one(self.H, self.e, w, v, self.beta, self.c, self.lr, lam_t,
+                                   self.g)
+            return
         # beta -= eta (c A^T e + lam beta);  M = eta c psi'(H) * (e v^T)   (fa._kernels)
         self.backward(Z, _kernels.NO_MASK if mask is None else mask, self.e, v, self.beta,
                       self.c, self.lr, lam_t, self.M, self.g)
