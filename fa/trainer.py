@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from array_api_compat import numpy as _npx
+from scipy.linalg import blas
 from threadpoolctl import threadpool_limits
 
 from . import _kernels, _random, reference
@@ -49,6 +50,8 @@ from ._validation import check_finite_array
 from .activations import get as get_activation
 from .constraints import validate
 from .reference import RULES
+
+_GEMM = {np.dtype("float64"): blas.dgemm, np.dtype("float32"): blas.sgemm}
 
 #: A replica whose loss exceeds this multiple of its initial loss has diverged.
 BLOWUP = 1e6
@@ -630,7 +633,6 @@ class _Fused:
             self.W0 = W                                                   # (R, p, d)
             self.H0 = self.H.copy()                                       # (R, n, p)
             self.K = self.X @ np.swapaxes(self.X, 1, 2)                   # (R|1, n, n)
-            self.T = np.empty_like(self.H)                                # K M, (R, n, p)
         else:
             self.W = W                                                    # (R, p, d)
             self.G = np.empty_like(W)                                     # (R, p, d)
@@ -681,8 +683,7 @@ class _Fused:
         self.backward(Z, _kernels.NO_MASK if mask is None else mask, self.e, v, self.beta,
                       self.c, self.lr, lam_t, self.M, self.g)
         if self.method == "rowspace":
-            np.matmul(self.K, self.M, out=self.T)   # H <- H - K M   (2 n^2 p flops)
-            self.H -= self.T
+            _subtract_product(self.H, self.K, self.M)   # H <- H - K M   (2 n^2 p flops)
         else:
             np.matmul(np.swapaxes(self.M, 1, 2), self.X, out=self.G)     # (R, p, d)
             self.W -= self.G
@@ -699,12 +700,28 @@ class _Fused:
     def keep(self, mask):
         """Drop the replicas where ``mask`` is False."""
         names = ["H", "M", "Y", "e", "f", "beta", "b"]
-        names += ["W0", "H0", "T"] if self.method == "rowspace" else ["W", "G"]
+        names += ["W0", "H0"] if self.method == "rowspace" else ["W", "G"]
         names += ["A"] if self.reads_A else []
         names += [k for k in ("X", "K") if getattr(self, k, None) is not None
                   and getattr(self, k).shape[0] > 1]
         for name in names:
             setattr(self, name, getattr(self, name)[mask])
+
+
+def _subtract_product(H, K, M) -> None:
+    """``H[r] -= K[r] @ M[r]`` in place for every replica ``r`` (``K`` may be shared).
+
+    One BLAS ``gemm`` (``C <- C - A B``) per replica: numpy's matmul would write ``K M``
+    to a buffer and subtract it in two more passes over the (n, p) arrays. BLAS sees
+    the C-ordered ``H[r]`` as the Fortran-ordered ``H[r]^T = H[r]^T - M[r]^T K[r]^T``,
+    so it updates it without a copy.
+    """
+    gemm = _GEMM[H.dtype]
+    for r in range(H.shape[0]):
+        Ht = H[r].T
+        out = gemm(-1.0, M[r].T, K[r if K.shape[0] > 1 else 0].T, 1.0, Ht, overwrite_c=True)
+        if not np.shares_memory(out, Ht):   # BLAS copied after all: write the result back
+            Ht[...] = out
 
 
 class _ArrayAPI:
