@@ -39,8 +39,12 @@ from fa.trainer import DEFAULT_MEMORY_BUDGET, bytes_per_replica, max_replicas
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUTPUT = HERE / "results" / "bench_trainer.json"
 
-# The paper's F3 configuration (docs/protocols.md), relu row, FA.
-CONFIG = dict(n=50, d=150, activation="relu", rule="fa", lr=1e-2, lam=0.0)
+def config(activation="relu"):
+    """The paper's F3 configuration (docs/protocols.md), ``activation``'s row, FA."""
+    return dict(n=50, d=150, activation=activation, rule="fa",
+                lr=fa.presets.PROTOCOL[activation].lr, lam=0.0)
+
+
 DEFAULT_WIDTHS = (200, 800, 3200)
 DEFAULT_REPLICAS = 8
 DEFAULT_DTYPES = ("float64", "float32")
@@ -75,12 +79,12 @@ def available(library, device) -> bool:
     return True
 
 
-def run_train(data, p, dtype, steps, column):
+def run_train(data, p, dtype, steps, column, cfg):
     """Wall seconds of training the replicas for ``steps`` updates as ``column`` does."""
     X, y = data
     kw, one_by_one, _, _ = COLUMNS[column]
-    common = dict(width=p, activation=CONFIG["activation"], rule=CONFIG["rule"],
-                  lam=CONFIG["lam"], lr=CONFIG["lr"], steps=steps, dtype=dtype, **kw)
+    common = dict(width=p, activation=cfg["activation"], rule=cfg["rule"],
+                  lam=cfg["lam"], lr=cfg["lr"], steps=steps, dtype=dtype, **kw)
     t0 = time.perf_counter()
     if one_by_one:
         for r in range(len(X)):
@@ -90,24 +94,24 @@ def run_train(data, p, dtype, steps, column):
     return time.perf_counter() - t0
 
 
-def rate(data, p, dtype, column, steps, repeats):
+def rate(data, p, dtype, column, steps, repeats, cfg):
     """Replica-steps per second of the steps alone (setup cancels), median of repeats."""
     R = len(data[0])
     rates = []
     for _ in range(repeats):
-        t1 = run_train(data, p, dtype, steps, column)
-        t2 = run_train(data, p, dtype, 2 * steps, column)
+        t1 = run_train(data, p, dtype, steps, column, cfg)
+        t2 = run_train(data, p, dtype, 2 * steps, column, cfg)
         rates.append(R * steps / max(t2 - t1, 1e-9))
     return statistics.median(rates)
 
 
-def calibrate(data, p, dtype, column, target):
+def calibrate(data, p, dtype, column, target, cfg):
     """Steps ``S`` so that ``S`` updates of all replicas take about ``target`` seconds."""
-    run_train(data, p, dtype, 2, column)                  # compile, warm up
+    run_train(data, p, dtype, 2, column, cfg)             # compile, warm up
     steps = 4
     while True:
-        dt = run_train(data, p, dtype, 2 * steps, column) - run_train(data, p, dtype,
-                                                                       steps, column)
+        dt = (run_train(data, p, dtype, 2 * steps, column, cfg)
+              - run_train(data, p, dtype, steps, column, cfg))
         if dt >= 0.2 * target or steps >= 1 << 16:
             return max(4, int(target * steps / max(dt, 1e-9)))
         steps *= 4
@@ -152,6 +156,8 @@ def flops(formulation, n, d, p):
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--activation", default="relu", choices=list(fa.presets.PAPER_ACTIVATIONS),
+                    help="the F3 row to time (linear networks take the rank-one step)")
     ap.add_argument("--widths", type=int, nargs="+", default=list(DEFAULT_WIDTHS))
     ap.add_argument("--replicas", type=int, default=DEFAULT_REPLICAS)
     ap.add_argument("--dtypes", nargs="+", default=list(DEFAULT_DTYPES),
@@ -170,10 +176,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    n, d = CONFIG["n"], CONFIG["d"]
+    cfg = config(args.activation)
+    n, d = cfg["n"], cfg["d"]
     R = args.replicas
     present = {c: available(*COLUMNS[c][3]) for c in args.columns}
-    report = dict(config=dict(CONFIG, replicas=R, widths=args.widths, dtypes=args.dtypes,
+    report = dict(config=dict(cfg, replicas=R, widths=args.widths, dtypes=args.dtypes,
                               repeats=args.repeats),
                   machine=dict(date=datetime.datetime.now().astimezone().isoformat(
                       timespec="seconds"), python=sys.version.split()[0],
@@ -184,7 +191,8 @@ def main(argv=None):
              for dt in args.dtypes}
     report["peak_gflops"] = {f"{c} {dt}": g for (c, dt), g in peaks.items()}
     for p in args.widths:
-        data = fa.make_data("teacher", n, d, width=p, activation="relu", seed=list(range(R)))
+        data = fa.make_data(fa.presets.PROTOCOL[cfg["activation"]].data, n, d, width=p,
+                            activation=cfg["activation"], seed=list(range(R)))
         for dt in args.dtypes:
             row = dict(width=p, dtype=dt, rate={}, fraction_of_peak={}, steps={},
                        memory=dict(estimate=bytes_per_replica(n, d, p, dtype=dt) * R,
@@ -193,8 +201,8 @@ def main(argv=None):
             for c in args.columns:
                 if not present[c]:
                     continue
-                steps = args.steps or calibrate(data, p, dt, c, args.seconds)
-                r = rate(data, p, dt, c, steps, args.repeats)
+                steps = args.steps or calibrate(data, p, dt, c, args.seconds, cfg)
+                r = rate(data, p, dt, c, steps, args.repeats, cfg)
                 row["steps"][c], row["rate"][c] = steps, r
                 row["fraction_of_peak"][c] = r * flops(COLUMNS[c][2], n, d, p) / 1e9 / peaks[c, dt]
             report["rows"].append(row)
