@@ -426,3 +426,21 @@ def test_rowspace_needs_independent_rows_and_auto_falls_back():
     auto = fa.train(X, y, **GOOD)
     assert auto.config["method"] == "direct"
     assert fa.train(*fa.make_data("linear", N, D), **GOOD).config["method"] == "rowspace"
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("strided", [False, True])
+def test_the_in_place_row_space_update_is_h_minus_k_m(dtype, strided):
+    """``H[r] -= K[r] M[r]`` through BLAS, for contiguous stacks (updated in place) and
+    strided ones (BLAS copies; the result is written back), with K shared or per replica."""
+    from fa.trainer import _subtract_product
+
+    rng = np.random.default_rng(0)
+    for R_K in (1, 3):
+        K = rng.standard_normal((R_K, 5, 5)).astype(dtype)
+        M = rng.standard_normal((3, 5, 7)).astype(dtype)
+        base = rng.standard_normal((3, 5, 14 if strided else 7)).astype(dtype)
+        H = base[:, :, ::2] if strided else base
+        expected = H - K @ M
+        _subtract_product(H, K, M)
+        np.testing.assert_allclose(H, expected, rtol=1e-5 if dtype == "float32" else 1e-12)
