@@ -27,8 +27,10 @@ class ActivationProtocol:
     lambdas: tuple[float, ...]           # L2 strengths lam on beta
     dropout_lr: float                    # step size eta with dropout (F3-dropout)
     dropout_rates: tuple[float, ...]     # dropout rates q (F3-dropout)
-    dtype: str                           # F3's precision: the authors ran float32 throughout;
-                                         # we keep the linear network in float64
+    dtype: str                           # F3's precision. The authors ran float32 throughout;
+                                         # the linear network keeps float64 here: its L2 runs
+                                         # take up to 8 T(p) updates, and its rank-one step
+                                         # makes float64 cheap
 
 
 #: The paper's activations, one panel each (an activation added to fa.ACTIVATIONS joins a
