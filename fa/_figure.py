@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
 from . import paths
 from ._io import atomic_write
-from .presets import PROTOCOL, settings
+from .presets import PROTOCOL, FigureSettings, settings
 
 
 def data_kind(activation: str) -> str:
@@ -15,10 +17,18 @@ def data_kind(activation: str) -> str:
     return PROTOCOL[activation].data
 
 
-def sweep_plan(name: str, configs, scale: str):
-    """``(configs(s), seeds)`` for the settings ``s`` of figure ``name`` at ``scale``: what
-    its notebook runs with its defaults (for estimates)."""
-    s = settings(name, scale)
+def settings_overrides(cls, overrides: dict, extra=()) -> dict:
+    """The entries of ``overrides`` (a notebook's parameters) that are fields of the
+    settings dataclass ``cls`` or named in ``extra``; the rest (``n_jobs``, ``rerun``, ...)
+    do not change what is trained."""
+    names = {f.name for f in dataclasses.fields(cls)} | set(extra)
+    return {k: v for k, v in overrides.items() if k in names}
+
+
+def sweep_plan(name: str, configs, scale: str, overrides: dict):
+    """``(configs(s), seeds)`` for the settings ``s`` of figure ``name`` at ``scale`` with
+    the notebook parameters ``overrides``: what its notebook runs (for estimates)."""
+    s = settings(name, scale, **settings_overrides(FigureSettings, overrides))
     return configs(s), list(range(s.n_seeds))
 
 

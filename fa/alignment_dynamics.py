@@ -52,10 +52,10 @@ def configs(s: FigureSettings) -> list[RunConfig]:
     return out
 
 
-def sweep_plan(scale: str = "paper") -> tuple[list[RunConfig], list[int]]:
-    """The configurations and seeds the notebook runs at ``scale`` with its defaults
-    (for estimates)."""
-    return _figure.sweep_plan(NAME, configs, scale)
+def sweep_plan(scale: str = "paper", **overrides) -> tuple[list[RunConfig], list[int]]:
+    """The configurations and seeds the notebook runs at ``scale`` with the parameters
+    ``overrides`` (none: its defaults), for estimates."""
+    return _figure.sweep_plan(NAME, configs, scale, overrides)
 
 
 def tidy(sweep, results_dir=None) -> pd.DataFrame:

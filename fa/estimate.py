@@ -1,7 +1,8 @@
 """How long the paper-scale sweeps will take on this machine, measured, not guessed.
 
-Every figure module says what its notebook runs: ``sweep_plan(scale) -> (experiments,
-seeds)``, where ``seeds`` is one list for every experiment or a dict giving each
+Every figure module says what its notebook runs: ``sweep_plan(scale, **parameters) ->
+(experiments, seeds)`` (``parameters``: the notebook's, as ``fa.reproduce --set`` gives
+them; settings it does not know, such as ``n_jobs``, are ignored), where ``seeds`` is one list for every experiment or a dict giving each
 experiment its own. For each kind of experiment (two-layer runs per activation, with or without dropout;
 the MNIST network; ...) the estimate times one short real run of that kind on this
 machine, on one BLAS thread as the sweep's workers run, and turns it
@@ -145,12 +146,16 @@ def estimate_seconds(experiments, seeds, *, cache_dir=None, n_jobs: int = 1, rat
     return seconds, runs, runs - len(pending)
 
 
-def report(notebooks, *, n_jobs: int = 1, results_dir=None, rates=None) -> str:
+def report(notebooks, *, n_jobs: int = 1, results_dir=None, rates=None,
+           overrides=None) -> str:
     """A table of the estimated paper-scale time per notebook on this machine.
 
     ``rates`` (seconds per unit of cost by :func:`rate_key`) skips the measurement of
-    those; the others are measured once for all notebooks.
+    those; the others are measured once for all notebooks. ``overrides`` are notebook
+    parameters given to every notebook (``python -m fa.reproduce --set``); with
+    ``rerun=False`` a notebook trains nothing.
     """
+    overrides = overrides or {}
     rates = {} if rates is None else dict(rates)
     cache = paths.resolve(results_dir, paths.RESULTS_DIR) / "cache"
     lines = [f"Estimated paper-scale time on this machine ({n_jobs} worker"
@@ -158,8 +163,12 @@ def report(notebooks, *, n_jobs: int = 1, results_dir=None, rates=None) -> str:
     total = 0.0
     counted = set()   # runs shared between notebooks (F2 reuses F1's) are trained once
     for name in notebooks:
+        if overrides.get("rerun") is False:
+            lines.append(f"  {name:<24} {'0 s':>10}  (rerun=False: redrawn from the committed "
+                         "data, nothing trained)")
+            continue
         module = BY_NOTEBOOK[name].load()
-        experiments, seeds = module.sweep_plan("paper")
+        experiments, seeds = module.sweep_plan("paper", **overrides)
         seconds, runs, free = estimate_seconds(experiments, seeds, cache_dir=cache,
                                                n_jobs=n_jobs, rates=rates, counted=counted)
         total += seconds

@@ -616,9 +616,10 @@ def plot(spectra: pd.DataFrame, curves: pd.DataFrame):
     return plot_kernel(spectra, curves)
 
 
-def sweep_plan(scale: str = "paper") -> tuple[list, list[int]]:
-    """The experiments and seeds the notebook runs at ``scale`` (for :mod:`fa.estimate`)."""
-    s = settings(scale)
+def sweep_plan(scale: str = "paper", **overrides) -> tuple[list, list[int]]:
+    """The experiments and seeds the notebook runs at ``scale`` with the parameters
+    ``overrides`` (none: its defaults), for :mod:`fa.estimate`."""
+    s = settings(scale, **_figure.settings_overrides(MechanismSettings, overrides))
     return kernel_configs(s) + alignment_configs(s) + dynamics_configs(s), list(range(s.n_seeds))
 
 

@@ -308,10 +308,11 @@ def seeds(s: MnistSettings) -> dict[int, list[int]]:
             for depth in s.depths}
 
 
-def sweep_plan(scale: str = "paper") -> tuple[list[MnistConfig], dict]:
+def sweep_plan(scale: str = "paper", **overrides) -> tuple[list[MnistConfig], dict]:
     """The configurations and the seeds of each (a dict) that the notebook runs at
-    ``scale`` with its defaults, without loading or downloading any data (for estimates)."""
-    s = settings(scale)
+    ``scale`` with the parameters ``overrides`` (none: its defaults), without loading or
+    downloading any data (for estimates)."""
+    s = settings(scale, **_figure.settings_overrides(MnistSettings, overrides, extra=("depth",)))
     by_depth = seeds(s)
     planned = configs(s, data=data_choice(s, fetch=False))
     return planned, {c: by_depth[c.depth] for c in planned}

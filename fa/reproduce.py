@@ -6,6 +6,7 @@ Usage::
     python -m fa.reproduce --scale paper         # the paper's protocol (prints an estimate first)
     python -m fa.reproduce --only 01 03 --jobs 2
     python -m fa.reproduce --scale paper --gallery   # replace the committed gallery
+    python -m fa.reproduce --scale paper --only 03 --set n_seeds=10 --set "dropout_rates=[]"
 
 Everything goes under the output folder (``build/`` of a checkout, ``./build`` for an
 installed package, or ``--output``): executed notebooks in ``notebooks/``, figures in
@@ -21,6 +22,7 @@ completed, so a complete executed notebook is never replaced by a partial one.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import logging
 import os
@@ -59,6 +61,42 @@ def select(only: list[str] | None) -> list[str]:
     return chosen
 
 
+#: Notebook parameters that the options of this command set (``--set`` may not).
+_OWN = {"scale": "--scale", "n_jobs": "--jobs", "scheduler": "--scheduler",
+        "backend": "--backend", "device": "--device", "results_dir": "--output",
+        "figures_dir": "--output or --gallery"}
+
+
+def parse_sets(items: list[str] | None, names: list[str]) -> dict:
+    """The ``--set NAME=VALUE`` options as notebook parameters for every notebook in ``names``.
+
+    ``VALUE`` is read as a Python literal (``10``, ``[200, 400]``, ``None``, ``False``)
+    and kept as text otherwise (``activation=relu``). Each ``NAME`` must be a parameter of
+    every notebook run (:mod:`fa.registry`) and not one an option of this command sets.
+    """
+    sets = {}
+    for item in items or []:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise ValueError(f"The '--set' option must be NAME=VALUE, e.g. n_seeds=10. "
+                             f"Got {item!r} instead.")
+        if name in _OWN:
+            raise ValueError(f"The '--set' option cannot set {name!r}: use {_OWN[name]}.")
+        for notebook in names:
+            accepted = BY_NOTEBOOK[notebook].accepted
+            if name not in accepted:
+                raise ValueError(f"The '--set' option names {name!r}, which is not a parameter "
+                                 f"of {notebook} (its parameters: "
+                                 f"{', '.join(a for a in accepted if a not in _OWN)}); "
+                                 "choose the notebooks with --only.")
+        try:
+            sets[name] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            sets[name] = text.strip()
+    return sets
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fa.reproduce", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,6 +114,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="array library of the two-layer trainer (default: the fused "
                              "CPU loops); torch and cupy run on a GPU with --device")
     parser.add_argument("--device", help="device for --backend, e.g. cuda:0")
+    parser.add_argument("--set", action="append", metavar="NAME=VALUE", dest="sets",
+                        help="a notebook parameter for every notebook run, e.g. n_seeds=10 "
+                             "or 'widths=[200, 400]' (repeatable; the estimate counts it)")
     parser.add_argument("--output", metavar="DIR", type=Path,
                         help="output folder (default: build/ of the checkout, or ./build)")
     parser.add_argument("--gallery", action="store_true",
@@ -112,6 +153,7 @@ def main(argv=None) -> int:
         parser.error(f"--jobs must be an int >= 1, got {args.jobs}")
     try:
         names = select(args.only)
+        args.sets = parse_sets(args.sets, names)
         where = plan(args)
     except ValueError as err:
         parser.error(str(err))
@@ -127,7 +169,7 @@ def main(argv=None) -> int:
 
         with cluster.connect(args.scheduler) as executor:
             workers = cluster.n_workers(executor, n_jobs=args.jobs)
-        print(report(names, n_jobs=workers, results_dir=where["results"]))
+        print(report(names, n_jobs=workers, results_dir=where["results"], overrides=args.sets))
         if not args.yes and sys.stdin.isatty():
             if input("Start? [y/N] ").strip().lower() not in ("y", "yes"):
                 return 1
@@ -167,7 +209,8 @@ def _execute(name: str, where: dict, args) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     final, partial = out_dir / f"{name}.ipynb", out_dir / f"{name}.partial.ipynb"
     parameters = {"scale": args.scale, "n_jobs": args.jobs, "scheduler": args.scheduler,
-                  "results_dir": str(where["results"]), "figures_dir": str(where["figures"])}
+                  "results_dir": str(where["results"]), "figures_dir": str(where["figures"]),
+                  **args.sets}
     for name_ in ("backend", "device"):
         if getattr(args, name_) is not None:
             if name_ not in BY_NOTEBOOK[name].accepted:

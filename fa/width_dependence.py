@@ -52,11 +52,20 @@ def configs(s: FigureSettings, *, dropout_widths=None) -> list[RunConfig]:
     return out
 
 
-def sweep_plan(scale: str = "paper") -> tuple[list[RunConfig], list[int]]:
-    """The configurations and seeds the notebook runs at ``scale`` with its defaults
-    (for estimates)."""
-    s = settings(NAME, scale)
-    return configs(s, dropout_widths=DROPOUT_WIDTHS[scale]), list(range(s.n_seeds))
+def dropout_widths(s: FigureSettings, scale: str, widths=None, dropout_widths=None):
+    """The widths of the dropout row: ``dropout_widths`` if given, else the scale's own
+    (``DROPOUT_WIDTHS``) unless the notebook's ``widths`` were given, which it then follows."""
+    if dropout_widths is not None:
+        return tuple(dropout_widths)
+    return DROPOUT_WIDTHS[scale] if widths is None else s.widths
+
+
+def sweep_plan(scale: str = "paper", **overrides) -> tuple[list[RunConfig], list[int]]:
+    """The configurations and seeds the notebook runs at ``scale`` with the parameters
+    ``overrides`` (none: its defaults), for estimates."""
+    s = settings(NAME, scale, **_figure.settings_overrides(FigureSettings, overrides))
+    widths = dropout_widths(s, scale, overrides.get("widths"), overrides.get("dropout_widths"))
+    return configs(s, dropout_widths=widths), list(range(s.n_seeds))
 
 
 def tidy(sweep, results_dir=None) -> pd.DataFrame:

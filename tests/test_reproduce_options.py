@@ -1,0 +1,72 @@
+"""`python -m fa.reproduce --set NAME=VALUE`: a notebook parameter for every notebook run,
+checked against the registry, counted by the estimate and injected into the notebook."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fa import estimate, reproduce, width_dependence
+
+
+def test_values_are_python_literals_or_text():
+    sets = reproduce.parse_sets(["n_seeds=10", "widths=[200, 400]", "dropout_rates=[]",
+                                 "until_converged=False", "lambdas = None"],
+                                ["03_width_dependence"])
+    assert sets == {"n_seeds": 10, "widths": [200, 400], "dropout_rates": [],
+                    "until_converged": False, "lambdas": None}
+    assert reproduce.parse_sets(["activation=relu"], ["05_mechanisms"]) == {"activation": "relu"}
+
+
+@pytest.mark.parametrize("item, names, message", [
+    ("n_seeds", ["01_convergence"], "must be NAME=VALUE"),
+    ("=3", ["01_convergence"], "must be NAME=VALUE"),
+    ("n_jobs=3", ["01_convergence"], "use --jobs"),
+    ("scale=paper", ["01_convergence"], "use --scale"),
+    ("widht=800", ["03_width_dependence"], "'widht', which is not a parameter of 03"),
+    ("dropout_rates=[]", ["01_convergence", "02_alignment_dynamics"],
+     "not a parameter of 01_convergence"),
+])
+def test_a_wrong_set_says_what_was_wrong(item, names, message):
+    with pytest.raises(ValueError, match=message):
+        reproduce.parse_sets([item], names)
+
+
+def test_the_plan_follows_the_parameters():
+    configs, seeds = width_dependence.sweep_plan("paper")
+    assert len(seeds) == 50 and {c.width for c in configs} == {200, 400, 800, 1600, 3200, 6400,
+                                                               12800}
+    configs, seeds = width_dependence.sweep_plan(
+        "paper", n_seeds=10, widths=[200, 400], dropout_rates=[], n_jobs=2, rerun=True)
+    assert seeds == list(range(10))
+    assert {c.width for c in configs} == {200, 400}
+    assert {c.regularizer for c in configs} == {"l2"}
+    configs, _ = width_dependence.sweep_plan("paper", dropout_widths=[200])
+    assert {c.width for c in configs if c.regularizer == "dropout"} == {200}
+
+
+def test_the_estimate_counts_the_parameters(tmp_path):
+    rates = {}    # measured once, shared by both reports
+    small = estimate.report(["01_convergence"], results_dir=tmp_path, rates=rates,
+                            overrides={"n_seeds": 2})
+    full = estimate.report(["01_convergence"], results_dir=tmp_path, rates=rates)
+    assert "(40 runs," in small and "(1000 runs," in full
+    none = estimate.report(["01_convergence"], results_dir=tmp_path, overrides={"rerun": False})
+    assert "nothing trained" in none
+
+
+def test_a_set_reaches_the_notebook(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "fa.reproduce", "--only", "03", "--jobs", "1",
+         "--output", str(tmp_path), "--set", "n_seeds=2", "--set", "activations=['relu']",
+         "--set", "widths=[100, 400]", "--set", "dropout_rates=[]"],
+        capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    manifest = json.loads((tmp_path / "figures" / "width_dependence.json").read_text())
+    assert manifest["settings"]["widths"] == [100, 400]
+    assert manifest["settings"]["activations"] == ["relu"]
+    assert manifest["settings"]["n_seeds"] == 2 and manifest["settings"]["dropout_rates"] == []
+    bad = subprocess.run([sys.executable, "-m", "fa.reproduce", "--only", "01", "--dry-run",
+                          "--set", "dropout_rates=[]"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "not a parameter of 01_convergence" in bad.stderr
