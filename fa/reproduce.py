@@ -154,6 +154,8 @@ def main(argv=None) -> int:
     try:
         names = select(args.only)
         args.sets = parse_sets(args.sets, names)
+        for name in names if args.sets else []:   # a wrong value stops here, before any run
+            BY_NOTEBOOK[name].load().sweep_plan(args.scale, **args.sets)
         where = plan(args)
     except ValueError as err:
         parser.error(str(err))
@@ -161,7 +163,8 @@ def main(argv=None) -> int:
     print(f"Notebooks from {paths.NOTEBOOKS_DIR}; executed copies to {where['notebooks']}, "
           f"figures to {where['figures']}, data and cache to {where['results']}")
     if args.dry_run:
-        print("Would run:", ", ".join(names), f"(scale {args.scale}, {args.jobs} jobs)")
+        print("Would run:", ", ".join(names), f"(scale {args.scale}, {args.jobs} jobs"
+              + "".join(f", {k}={v!r}" for k, v in args.sets.items()) + ")")
         return 0
     if args.scale == "paper":
         from . import cluster
