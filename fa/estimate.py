@@ -1,10 +1,11 @@
 """How long the paper-scale sweeps will take on this machine, measured, not guessed.
 
 Every figure module says what its notebook runs: ``sweep_plan(scale, **parameters) ->
-(experiments, seeds)`` (``parameters``: the notebook's, as ``fa.reproduce --set`` gives
-them; settings it does not know, such as ``n_jobs``, are ignored), where ``seeds`` is one list for every experiment or a dict giving each
-experiment its own. For each kind of experiment (two-layer runs per activation, with or without dropout;
-the MNIST network; ...) the estimate times one short real run of that kind on this
+(experiments, seeds)``, with ``parameters`` the notebook's as ``fa.reproduce --set``
+gives them (those that are not settings, such as ``n_jobs``, are ignored) and ``seeds``
+one list for every experiment or a dict giving each experiment its own. For each kind of
+experiment (two-layer runs per activation, with or without dropout; the MNIST network;
+...) the estimate times one short real run of that kind on this
 machine, on one BLAS thread as the sweep's workers run, and turns it
 into seconds per unit of ``experiment.cost()``. It then adds up the cost of every
 (experiment, seed) not yet in the cache (cached runs are free, and a run two
