@@ -61,10 +61,19 @@ def select(only: list[str] | None) -> list[str]:
     return chosen
 
 
-#: Notebook parameters that the options of this command set (``--set`` may not).
-_OWN = {"scale": "--scale", "n_jobs": "--jobs", "scheduler": "--scheduler",
-        "backend": "--backend", "device": "--device", "results_dir": "--output",
-        "figures_dir": "--output or --gallery"}
+#: Notebook parameters that the options of this command set (``--set`` may not): name ->
+#: (the option, its value from the parsed ``args`` and the output folders ``where``).
+_OWN = {
+    "scale": ("--scale", lambda args, where: args.scale),
+    "n_jobs": ("--jobs", lambda args, where: args.jobs),
+    "scheduler": ("--scheduler", lambda args, where: args.scheduler),
+    "backend": ("--backend", lambda args, where: args.backend),
+    "device": ("--device", lambda args, where: args.device),
+    "results_dir": ("--output", lambda args, where: str(where["results"])),
+    "figures_dir": ("--output or --gallery", lambda args, where: str(where["figures"])),
+}
+#: Of those, the ones passed only when their option is given (not every notebook takes them).
+_IF_GIVEN = ("backend", "device")
 
 
 def parse_sets(items: list[str] | None, names: list[str]) -> dict:
@@ -82,7 +91,7 @@ def parse_sets(items: list[str] | None, names: list[str]) -> dict:
             raise ValueError(f"The '--set' option must be NAME=VALUE, e.g. n_seeds=10. "
                              f"Got {item!r} instead.")
         if name in _OWN:
-            raise ValueError(f"The '--set' option cannot set {name!r}: use {_OWN[name]}.")
+            raise ValueError(f"The '--set' option cannot set {name!r}: use {_OWN[name][0]}.")
         for notebook in names:
             accepted = BY_NOTEBOOK[notebook].accepted
             if name not in accepted:
@@ -211,15 +220,16 @@ def _execute(name: str, where: dict, args) -> None:
     out_dir = where["notebooks"]
     out_dir.mkdir(parents=True, exist_ok=True)
     final, partial = out_dir / f"{name}.ipynb", out_dir / f"{name}.partial.ipynb"
-    parameters = {"scale": args.scale, "n_jobs": args.jobs, "scheduler": args.scheduler,
-                  "results_dir": str(where["results"]), "figures_dir": str(where["figures"]),
-                  **args.sets}
-    for name_ in ("backend", "device"):
-        if getattr(args, name_) is not None:
-            if name_ not in BY_NOTEBOOK[name].accepted:
-                print(f"   --{name_} does not apply to {name}; it runs on the CPU as usual.")
-                continue
-            parameters[name_] = getattr(args, name_)
+    parameters = {}
+    for parameter, (option, value) in _OWN.items():
+        given = value(args, where)
+        if parameter in _IF_GIVEN and given is None:
+            continue
+        if parameter in _IF_GIVEN and parameter not in BY_NOTEBOOK[name].accepted:
+            print(f"   {option} does not apply to {name}; it runs on the CPU as usual.")
+            continue
+        parameters[parameter] = given
+    parameters.update(args.sets)
     try:
         with _stderr_to(out_dir / f"{name}.log"):
             papermill.execute_notebook(

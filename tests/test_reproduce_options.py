@@ -73,3 +73,32 @@ def test_a_set_reaches_the_notebook(tmp_path):
     wrong = subprocess.run([sys.executable, "-m", "fa.reproduce", "--only", "01", "--dry-run",
                             "--set", "n_seeds=ten"], capture_output=True, text=True)
     assert wrong.returncode == 2 and "'n_seeds' parameter of settings must be an int" in wrong.stderr
+
+
+@pytest.mark.parametrize("notebook, backend, expect_backend", [
+    ("01_convergence", "torch", True),      # takes a backend
+    ("04_mnist", "torch", False),           # the deep trainer has none: said, not passed
+    ("01_convergence", None, False),        # not given: the notebook's own default
+])
+def test_the_options_become_parameters(tmp_path, monkeypatch, capsys, notebook, backend,
+                                       expect_backend):
+    papermill = pytest.importorskip("papermill")
+    seen = {}
+
+    def execute_notebook(source, target, parameters, **kw):
+        seen.update(parameters)
+        raise papermill.PapermillExecutionError(0, 1, "", "Stop", "stopped here", [])
+
+    monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
+    args = reproduce._parser().parse_args(
+        ["--scale", "paper", "--jobs", "3", "--output", str(tmp_path)]
+        + (["--backend", backend] if backend else []))
+    args.sets = {"n_seeds": 2}
+    where = reproduce.plan(args)
+    with pytest.raises(SystemExit, match="stopped here"):
+        reproduce._execute(notebook, where, args)
+    assert seen == {"scale": "paper", "n_jobs": 3, "scheduler": None, "n_seeds": 2,
+                    "results_dir": str(where["results"]), "figures_dir": str(where["figures"]),
+                    **({"backend": backend} if expect_backend else {})}
+    assert ("does not apply" in capsys.readouterr().out) == (backend is not None
+                                                            and not expect_backend)
