@@ -60,11 +60,24 @@ def save(sweep, name: str, figures_dir) -> Path:
 
 
 def _thin(curves: pd.DataFrame) -> pd.DataFrame:
-    """Every k-th recorded step (at most :data:`MAX_POINTS`), and each run's last one."""
-    steps = np.unique(curves["step"])
-    stride = max(1, -(-(len(steps) - 1) // (MAX_POINTS - 1)))
-    last = curves.groupby(["run", "seed"])["step"].transform("max")
-    return curves[curves["step"].isin(steps[::stride]) | (curves["step"] == last)]
+    """Per configuration (``run``): every k-th recorded step, fewer than :data:`MAX_POINTS`
+    of them, and the last step of each of its seeds.
+
+    The grid is shared by a configuration's seeds, so their curves stay aligned, and is
+    drawn from the steps that end no seed's run, so thinning thinned data keeps it all
+    (a figure redrawn with ``rerun=False`` saves the same data again).
+    """
+    key = curves[["run", "step"]]
+    last = curves["step"] == curves.groupby(["run", "seed"])["step"].transform("max")
+    ends = pd.MultiIndex.from_frame(key[last].drop_duplicates())
+    is_end = pd.MultiIndex.from_frame(key).isin(ends)
+    kept = [ends.to_frame(index=False)]
+    for run, steps in key[~is_end].groupby("run")["step"]:
+        grid = np.unique(steps)
+        stride = max(1, -(-len(grid) // (MAX_POINTS - 1)))
+        kept.append(pd.DataFrame({"run": run, "step": grid[::stride]}))
+    return curves[pd.MultiIndex.from_frame(key).isin(
+        pd.MultiIndex.from_frame(pd.concat(kept, ignore_index=True)))]
 
 
 def load(name: str, *, kind=RunConfig, folder=None):

@@ -87,3 +87,22 @@ def test_the_manifest_says_which_precision_each_activation_ran_in(tmp_path):
                                   "sigmoid": "float32"}
     s = fa.settings("width_dependence", "paper", dtype="float64")
     assert {s.dtype_for(a) for a in s.activations} == {"float64"}
+
+
+def test_thinning_thinned_data_keeps_it_all(tmp_path, monkeypatch):
+    # Seeds that stop at different steps (the stopping rule) and many records per run:
+    # the saved data, loaded and saved again (a rerun=False notebook), is the same.
+    configs = [fa.RunConfig(width=6, n=5, d=8, steps=steps, lam=0.1, record_every=10,
+                            until_converged=True, check_every=50, tol=tol, max_steps=900)
+               for steps, tol in ((100, 1e-3), (400, 1e-12))]
+    sweep = fa.run_sweep(configs, range(4), cache_dir=None, progress=False)
+    assert sweep.runs.groupby("run")["steps_taken"].nunique().tolist() == [4, 1]
+    monkeypatch.setattr(gallery, "MAX_POINTS", 11)
+    first = gallery.save(sweep, "once", tmp_path)
+    write_manifest(tmp_path, "once")
+    back, _ = gallery.load("once", folder=tmp_path)
+    again = gallery.save(back, "twice", tmp_path)
+    assert len(pd.read_csv(first)) < len(sweep.curves)       # it was thinned
+    same(pd.read_csv(first), pd.read_csv(again))
+    per_run = back.curves.groupby(["run", "seed"])["step"]
+    assert (per_run.max() == back.runs.set_index(["run", "seed"])["steps_taken"]).all()
