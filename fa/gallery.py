@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import is_string_dtype
 
 from . import paths
 from ._io import atomic_write
@@ -115,7 +116,7 @@ def load(name: str, *, kind=RunConfig, folder=None):
     manifest = json.loads((folder / f"{name}.json").read_text())
     fields = dataclasses.fields(kind)
     for f in fields:   # tuples (e.g. hidden layer widths) come back from CSV as text
-        if "tuple" in str(f.type) and f.name in frame and frame[f.name].dtype == object:
+        if "tuple" in str(f.type) and f.name in frame and is_string_dtype(frame[f.name]):
             frame[f.name] = frame[f.name].map(ast.literal_eval)
     if "part" not in frame:
         return _sweep(frame, kind), manifest
