@@ -69,16 +69,15 @@ def _thin(curves: pd.DataFrame) -> pd.DataFrame:
     (a figure redrawn with ``rerun=False`` saves the same data again).
     """
     key = curves[["run", "step"]]
+    at = pd.MultiIndex.from_frame(key)                                  # (run, step) per row
     last = curves["step"] == curves.groupby(["run", "seed"])["step"].transform("max")
     ends = pd.MultiIndex.from_frame(key[last].drop_duplicates())
-    is_end = pd.MultiIndex.from_frame(key).isin(ends)
     kept = [ends.to_frame(index=False)]
-    for run, steps in key[~is_end].groupby("run")["step"]:
+    for run, steps in key[~at.isin(ends)].groupby("run")["step"]:
         grid = np.unique(steps)
         stride = max(1, -(-len(grid) // (MAX_POINTS - 1)))
         kept.append(pd.DataFrame({"run": run, "step": grid[::stride]}))
-    return curves[pd.MultiIndex.from_frame(key).isin(
-        pd.MultiIndex.from_frame(pd.concat(kept, ignore_index=True)))]
+    return curves[at.isin(pd.MultiIndex.from_frame(pd.concat(kept, ignore_index=True)))]
 
 
 def load(name: str, *, kind=RunConfig, folder=None):
