@@ -43,7 +43,7 @@ def configs(s: FigureSettings, *, dropout_widths=None) -> list[RunConfig]:
             out += [RunConfig(width=p, lr=proto.lr, lam=lam, steps=T, record_every=T,
                               tol=LOSS_TOL, regularizer="l2", strength=lam, **common)
                     for lam in s.lambdas_for(act)]
-        for p in dropout_widths or s.widths:
+        for p in s.widths if dropout_widths is None else dropout_widths:
             T = width_steps(p, s.steps)
             out += [RunConfig(width=p, lr=proto.dropout_lr, dropout=q, steps=T, record_every=T,
                               tol=ALIGNMENT_TOL, converge_on="alignment",

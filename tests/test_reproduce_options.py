@@ -44,6 +44,8 @@ def test_the_plan_follows_the_parameters():
     assert {c.regularizer for c in configs} == {"l2"}
     configs, _ = width_dependence.sweep_plan("paper", dropout_widths=[200])
     assert {c.width for c in configs if c.regularizer == "dropout"} == {200}
+    configs, _ = width_dependence.sweep_plan("paper", dropout_widths=[])
+    assert {c.regularizer for c in configs} == {"l2"}     # no dropout widths: no dropout row
 
 
 def test_the_estimate_counts_the_parameters(tmp_path):
