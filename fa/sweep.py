@@ -278,23 +278,36 @@ def _run_all(todo, n_jobs, executor, options):
             if future.exception() is not None:
                 if error is None:
                     error = future.exception()
-                    for other in futures:  # running chunks still finish and are saved
-                        other.cancel()
+                    _drop_pending(pool, futures, own)  # running chunks finish and are saved
                 continue
             yield (*futures[future], future.result())
         if error is not None:
             raise error
         finished = True
     finally:
+        if own and not finished:
+            # Interrupted or failed: nobody would save what still runs, and a worker
+            # stuck in a long chunk must not keep this process alive.
+            workers = list((pool._processes or {}).values())
+            _drop_pending(pool, futures, own)
+            for process in workers:
+                process.kill()
+        elif own:
+            pool.shutdown()
+        else:
+            _drop_pending(pool, futures, own)
+
+
+def _drop_pending(pool, futures, own):
+    """Cancel the chunks that have not started; running ones go on."""
+    if own:
+        # The pool drops them itself on shutdown. Cancelling its futures from here
+        # races with a killed worker: Python 3.11 then fails in the pool's thread
+        # (InvalidStateError on a cancelled future) and prints a traceback.
+        pool.shutdown(wait=False, cancel_futures=True)
+    else:
         for future in futures:
             future.cancel()
-        if own:
-            if not finished:
-                # Interrupted or failed: nobody would save what still runs, and a
-                # worker stuck in a long chunk must not keep this process alive.
-                for process in list(pool._processes.values()):
-                    process.kill()
-            pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def _describe(executor) -> tuple[str, str]:
