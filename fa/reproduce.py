@@ -231,10 +231,13 @@ def _execute(name: str, where: dict, args) -> None:
         parameters[parameter] = given
     parameters.update(args.sets)
     try:
-        with _stderr_to(out_dir / f"{name}.log"):
+        # The cells' stderr (the sweeps' run counts and progress bars, warnings) is
+        # echoed to the terminal as it comes: a paper-scale notebook runs for hours.
+        with _stderr_to(out_dir / f"{name}.log") as terminal:
             papermill.execute_notebook(
                 str(paths.NOTEBOOKS_DIR / f"{name}.ipynb"), str(partial), parameters=parameters,
-                cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False, log_output=False)
+                cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False, log_output=False,
+                stderr_file=terminal)
     except papermill.PapermillExecutionError as err:
         raise SystemExit(f"{name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
                          f"The partly executed notebook is {partial}.") from None
@@ -272,17 +275,20 @@ def _render_streams(path: Path) -> None:
 @contextlib.contextmanager
 def _stderr_to(path: Path):
     """Send file descriptor 2 to ``path`` meanwhile: the kernel inherits it, so its log
-    (and its complaints when an interrupt shuts it down mid-cell) stay out of the terminal."""
+    (and its complaints when an interrupt shuts it down mid-cell) stay out of the terminal.
+    Yields a text stream to the terminal's stderr, for what should still reach it."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with open(path, "ab") as log:
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
+    try:
+        with open(path, "ab") as log, open(saved, "w", closefd=False) as terminal:
+            os.dup2(log.fileno(), 2)
+            try:
+                yield terminal
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 if __name__ == "__main__":
