@@ -79,6 +79,12 @@ def tidy(sweep, results_dir=None) -> pd.DataFrame:
     return runs
 
 
+def dropout_row(runs: pd.DataFrame) -> list[int]:
+    """The widths the dropout runs of ``runs`` (from :func:`tidy`) trained at, for the
+    figure's manifest: its settings give the L2 widths only."""
+    return sorted(int(p) for p in runs.loc[runs["regularizer"] == "dropout", "width"].unique())
+
+
 def fit_power_law(widths, alignment) -> tuple[float, float]:
     """Least-squares fit of ``log alignment = slope * log p + intercept``.
 

@@ -3,6 +3,7 @@ back as the same sweep, so `rerun=False` redraws exactly the committed figure.""
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -87,6 +88,16 @@ def test_the_manifest_says_which_precision_each_activation_ran_in(tmp_path):
                                   "sigmoid": "float32"}
     s = fa.settings("width_dependence", "paper", dtype="float64")
     assert {s.dtype_for(a) for a in s.activations} == {"float64"}
+
+
+def test_the_width_manifest_names_the_dropout_row_it_ran():
+    # The settings list the L2 widths; the dropout row may run at fewer (a gallery run in
+    # chunks), so the manifest takes them from the runs, as plain ints for JSON.
+    runs = pd.DataFrame({"regularizer": ["l2", "dropout", "dropout", "l2", "dropout"],
+                         "width": np.array([12800, 800, 200, 400, 800])})
+    widths = width_dependence.dropout_row(runs)
+    assert widths == [200, 800] and json.dumps(widths) == "[200, 800]"
+    assert width_dependence.dropout_row(runs[runs["regularizer"] == "l2"]) == []
 
 
 def test_thinning_thinned_data_keeps_it_all(tmp_path, monkeypatch):
