@@ -69,11 +69,19 @@ _OWN = {
     "scheduler": ("--scheduler", lambda args, where: args.scheduler),
     "backend": ("--backend", lambda args, where: args.backend),
     "device": ("--device", lambda args, where: args.device),
-    "results_dir": ("--output", lambda args, where: str(where["results"])),
-    "figures_dir": ("--output or --gallery", lambda args, where: str(where["figures"])),
+    "results_dir": ("--output", lambda args, where: _folder(where["results"], where)),
+    "figures_dir": ("--output or --gallery", lambda args, where: _folder(where["figures"], where)),
 }
 #: Of those, the ones passed only when their option is given (not every notebook takes them).
 _IF_GIVEN = ("backend", "device")
+
+
+def _folder(path: Path, where: dict) -> str:
+    """``path`` as a notebook parameter: relative to the output folder (as the notebooks
+    take it) when it lies in it or beside it, as the gallery's ``../figures`` does, so an
+    executed notebook shows no machine's folders; else absolute."""
+    relative = os.path.relpath(path, where["root"])
+    return str(path) if relative.startswith(os.path.join(os.pardir, os.pardir)) else relative
 
 
 def parse_sets(items: list[str] | None, names: list[str]) -> dict:
@@ -140,9 +148,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def plan(args) -> dict:
     """Where each kind of output goes for these arguments (absolute paths)."""
-    if args.output is not None:
-        os.environ["FA_OUTPUT_ROOT"] = str(args.output.expanduser().resolve())
-    root = paths.output_root()
+    root = args.output.expanduser().resolve() if args.output is not None else paths.output_root()
+    # The kernels run in the notebooks' folder and take relative paths from
+    # $FA_OUTPUT_ROOT: pointed here, they find the same output folder.
+    os.environ["FA_OUTPUT_ROOT"] = str(root)
     where = dict(root=root, notebooks=root / paths.NOTEBOOKS_OUT_DIR,
                  figures=root / paths.FIGURES_DIR, results=root / paths.RESULTS_DIR)
     if args.gallery:

@@ -2,12 +2,13 @@
 checked against the registry, counted by the estimate and injected into the notebook."""
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from fa import estimate, reproduce, width_dependence
+from fa import estimate, paths, reproduce, width_dependence
 
 
 def test_values_are_python_literals_or_text():
@@ -84,6 +85,30 @@ def test_a_set_reaches_the_notebook(tmp_path):
 ])
 def test_the_options_become_parameters(tmp_path, monkeypatch, capsys, notebook, backend,
                                        expect_backend):
+    seen = _parameters(monkeypatch, notebook, ["--scale", "paper", "--jobs", "3", "--output",
+                                               str(tmp_path)]
+                       + (["--backend", backend] if backend else []), n_seeds=2)
+    assert seen == {"scale": "paper", "n_jobs": 3, "scheduler": None, "n_seeds": 2,
+                    "results_dir": "results", "figures_dir": "figures",
+                    **({"backend": backend} if expect_backend else {})}
+    assert ("does not apply" in capsys.readouterr().out) == (backend is not None
+                                                            and not expect_backend)
+
+
+def test_an_executed_gallery_notebook_shows_no_machines_folders(tmp_path, monkeypatch):
+    monkeypatch.delenv("FA_OUTPUT_ROOT", raising=False)     # the checkout's build/
+    seen = _parameters(monkeypatch, "01_convergence", ["--gallery"])
+    assert (seen["results_dir"], seen["figures_dir"]) == ("results", "../figures")
+    # ...which the notebook takes from the output folder: the committed figures.
+    assert paths.resolve(seen["figures_dir"], "figures").resolve() == paths.GALLERY_FIGURES_DIR
+    elsewhere = _parameters(monkeypatch, "01_convergence",
+                            ["--gallery", "--output", str(tmp_path / "a" / "b")])
+    assert elsewhere["results_dir"] == "results"
+    assert elsewhere["figures_dir"] == str(paths.GALLERY_FIGURES_DIR)   # far away: absolute
+
+
+def _parameters(monkeypatch, notebook, argv, **sets) -> dict:
+    """The parameters ``python -m fa.reproduce ARGV`` hands ``notebook`` (nothing runs)."""
     papermill = pytest.importorskip("papermill")
     seen = {}
 
@@ -92,15 +117,12 @@ def test_the_options_become_parameters(tmp_path, monkeypatch, capsys, notebook, 
         raise papermill.PapermillExecutionError(0, 1, "", "Stop", "stopped here", [])
 
     monkeypatch.setattr(papermill, "execute_notebook", execute_notebook)
-    args = reproduce._parser().parse_args(
-        ["--scale", "paper", "--jobs", "3", "--output", str(tmp_path)]
-        + (["--backend", backend] if backend else []))
-    args.sets = {"n_seeds": 2}
+    # plan() points $FA_OUTPUT_ROOT at --output for the notebooks: undone after the test
+    # (an empty value means unset).
+    monkeypatch.setenv("FA_OUTPUT_ROOT", os.environ.get("FA_OUTPUT_ROOT", ""))
+    args = reproduce._parser().parse_args(argv)
+    args.sets = sets
     where = reproduce.plan(args)
     with pytest.raises(SystemExit, match="stopped here"):
         reproduce._execute(notebook, where, args)
-    assert seen == {"scale": "paper", "n_jobs": 3, "scheduler": None, "n_seeds": 2,
-                    "results_dir": str(where["results"]), "figures_dir": str(where["figures"]),
-                    **({"backend": backend} if expect_backend else {})}
-    assert ("does not apply" in capsys.readouterr().out) == (backend is not None
-                                                            and not expect_backend)
+    return seen
