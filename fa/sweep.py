@@ -262,6 +262,9 @@ def _run_all(todo, n_jobs, executor, options):
         return
     own = executor is None
     pool = _local_pool(min(n_jobs, len(todo))) if own else executor
+    # The pool's workers (it adds to this dict as it starts them), kept here: its
+    # shutdown forgets them, but an interrupt after a failure still has to kill them.
+    workers = pool._processes if own else {}
     # Largest chunks first, so no worker is left with a long one at the end.
     todo = sorted(todo, key=lambda job: -job[0].cost() * len(job[1]))
     futures = {}
@@ -288,9 +291,8 @@ def _run_all(todo, n_jobs, executor, options):
         if own and not finished:
             # Interrupted or failed: nobody would save what still runs, and a worker
             # stuck in a long chunk must not keep this process alive.
-            workers = list((pool._processes or {}).values())
             _drop_pending(pool, futures, own)
-            for process in workers:
+            for process in list(workers.values()):
                 process.kill()
         elif own:
             pool.shutdown()
