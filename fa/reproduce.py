@@ -289,7 +289,10 @@ def _stderr_to(path: Path):
     sys.stderr.flush()
     saved = os.dup(2)
     try:
-        with open(path, "ab") as log, open(saved, "w", closefd=False) as terminal:
+        # In the terminal's encoding, and never failing on it: a progress bar's blocks
+        # must not stop a run on a terminal that cannot show them.
+        with open(path, "ab") as log, open(saved, "w", encoding=sys.stderr.encoding or "utf-8",
+                                           errors="replace", closefd=False) as terminal:
             os.dup2(log.fileno(), 2)
             try:
                 yield terminal
