@@ -4,6 +4,7 @@ Usage::
 
     python -m fa.reproduce                       # every figure, quick scale (minutes)
     python -m fa.reproduce --scale paper         # the paper's protocol (prints an estimate first)
+    python -m fa.reproduce --scale paper --estimate   # only the estimate: nothing is trained
     python -m fa.reproduce --only 01 03 --jobs 2
     python -m fa.reproduce --scale paper --gallery   # replace the committed gallery
     python -m fa.reproduce --scale paper --only 03 --set n_seeds=10 --set "dropout_rates=[]"
@@ -141,6 +142,8 @@ def _parser() -> argparse.ArgumentParser:
                              "instead of the output folder; a checkout only")
     parser.add_argument("--dry-run", action="store_true",
                         help="print what would run and where it would write, then stop")
+    parser.add_argument("--estimate", action="store_true",
+                        help="at paper scale, print the estimate and stop (nothing is trained)")
     parser.add_argument("--yes", action="store_true",
                         help="at paper scale, start without asking after the estimate")
     return parser
@@ -169,6 +172,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be an int >= 1, got {args.jobs}")
+    if args.estimate and args.scale != "paper":
+        parser.error("--estimate times the paper's protocol: add --scale paper (the quick "
+                     "scale takes minutes)")
     try:
         names = select(args.only)
         args.sets = parse_sets(args.sets, names)
@@ -191,6 +197,8 @@ def main(argv=None) -> int:
         with cluster.connect(args.scheduler) as executor:
             workers = cluster.n_workers(executor, n_jobs=args.jobs)
         print(report(names, n_jobs=workers, results_dir=where["results"], overrides=args.sets))
+        if args.estimate:
+            return 0
         if not args.yes and sys.stdin.isatty():
             if input("Start? [y/N] ").strip().lower() not in ("y", "yes"):
                 return 1

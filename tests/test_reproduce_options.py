@@ -59,6 +59,19 @@ def test_the_estimate_counts_the_parameters(tmp_path):
     assert "nothing trained" in none
 
 
+def test_the_estimate_alone_trains_nothing(tmp_path):
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "fa.reproduce", "--scale", "paper", "--only",
+                          "01", "--estimate", "--output", str(out), "--set", "rerun=False"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "Estimated paper-scale time" in run.stdout and "== 01" not in run.stdout
+    assert not out.exists()
+    quick = subprocess.run([sys.executable, "-m", "fa.reproduce", "--only", "01", "--estimate"],
+                           capture_output=True, text=True)
+    assert quick.returncode == 2 and "add --scale paper" in quick.stderr
+
+
 def test_a_set_reaches_the_notebook(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "fa.reproduce", "--only", "03", "--jobs", "1",
