@@ -258,7 +258,7 @@ def _execute(name: str, where: dict, args) -> None:
     except papermill.PapermillExecutionError as err:
         raise SystemExit(f"{name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
                          f"The partly executed notebook is {partial}.") from None
-    _render_streams(partial)
+    _finish(partial, where)
     os.replace(partial, final)
 
 
@@ -281,12 +281,28 @@ def render_streams(nb) -> None:
             cell.outputs = merged
 
 
-def _render_streams(path: Path) -> None:
+def _finish(partial: Path, where: dict) -> None:
+    """Render the streams of the executed notebook ``partial`` and name the notebook it
+    ran from and the one it becomes without any machine's folders (papermill records
+    both as absolute paths)."""
     import nbformat
 
-    nb = nbformat.read(path, as_version=4)
+    nb = nbformat.read(partial, as_version=4)
     render_streams(nb)
-    nbformat.write(nb, path)
+    record = nb.metadata.get("papermill", {})
+    final = partial.with_name(partial.name.replace(".partial.ipynb", ".ipynb"))
+    for key, path in (("input_path", record.get("input_path")), ("output_path", final)):
+        if path is not None:
+            record[key] = _shown(Path(path), where)
+    nbformat.write(nb, partial)
+
+
+def _shown(path: Path, where: dict) -> str:
+    """``path`` relative to the checkout, else to the output folder, else its name alone."""
+    for base in (paths.CHECKOUT, where["root"]):
+        if base is not None and path.resolve().is_relative_to(base.resolve()):
+            return path.resolve().relative_to(base.resolve()).as_posix()
+    return path.name
 
 
 @contextlib.contextmanager

@@ -149,6 +149,11 @@ def test_the_terminal_sees_the_notebooks_progress_as_it_runs(tmp_path, monkeypat
     assert "a table" not in seen.out + seen.err                   # printed output stays put
     executed = nbformat.read(where["notebooks"] / "09_tiny.ipynb", as_version=4)
     assert "a table" in executed.cells[-1].outputs[0].text
+    # No machine's folders: papermill's record names both notebooks by absolute paths.
+    record = executed.metadata["papermill"]
+    assert (record["input_path"], record["output_path"]) == ("09_tiny.ipynb",
+                                                             "notebooks/09_tiny.ipynb")
+    assert str(tmp_path) not in nbformat.writes(executed)
 
 
 def test_executed_notebooks_keep_a_progress_bar_as_its_last_state():
