@@ -26,6 +26,7 @@ __all__ = ["CHUNK_BUDGET_BYTES", "MAX_CHUNK", "RunConfig", "SweepResult",
            "cache_key", "is_cached", "run_sweep"]
 
 CHUNK_BUDGET_BYTES = 512 * 2**20  # memory one fa.train call may use
+CHUNK_BUDGET_WORK = 4 * 10**12    # cost() one fa.train call may take (see chunk_size)
 MAX_CHUNK = 8                     # seeds per fa.train call: small, so progress is saved often
 
 _CALLER = "RunConfig"
@@ -120,14 +121,19 @@ class RunConfig:
         return self.steps * self.n * self.width * self.d
 
     def chunk_size(self) -> int:
-        """Seeds per ``fa.train`` call: as many as fit in ``CHUNK_BUDGET_BYTES``, at most
-        ``MAX_CHUNK``."""
+        """Seeds per ``fa.train`` call: as many as fit in ``CHUNK_BUDGET_BYTES`` and in
+        ``CHUNK_BUDGET_WORK``, at most ``MAX_CHUNK`` (and at least one)."""
         # The trainer's own memory estimate, for whichever formulation needs more, so
         # the chunk depends on the config only (never on the executor or the cache).
         fits = min(max_replicas(self.n, self.d, self.width, dtype=self.dtype, method=method,
                                 memory_budget=CHUNK_BUDGET_BYTES)
                    for method in ("rowspace", "direct"))
-        return int(min(MAX_CHUNK, fits))
+        # A chunk is saved when its last seed finishes, so a stopped sweep loses the
+        # chunks running at the time. The work budget keeps that loss to one run of the
+        # longest ones: the paper's width-12 800 runs (T(p) = 40 406 steps, and up to ten
+        # times that under the stopping rule) go one seed per call, width 3200 still eight.
+        affordable = max(1, CHUNK_BUDGET_WORK // self.cost())
+        return int(min(MAX_CHUNK, fits, affordable))
 
 
 def _record(result, r: int) -> dict:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fa import DivergenceWarning, experiments
+from fa import DivergenceWarning, experiments, presets
 from fa.experiments import RunConfig, cache_key, run_sweep
 
 TINY = dict(activation="relu", width=32, n=10, d=20, lr=1e-2, steps=50, record_every=10)
@@ -217,6 +217,11 @@ def test_chunk_size_comes_from_memory_not_from_n_jobs(tmp_path):
     # Only a few replicas of 40000 hidden units fit in 512 MiB.
     assert 1 < RunConfig(width=40000).chunk_size() < experiments.MAX_CHUNK
     assert RunConfig(width=10**7).chunk_size() == 1
+    # ...and from the work of a seed: the paper's longest runs go one seed per call, so
+    # a stopped sweep loses at most one of them per worker.
+    t = {p: presets.width_steps(p, 5000) for p in (3200, 12800)}
+    assert RunConfig(width=3200, steps=t[3200]).chunk_size() == experiments.MAX_CHUNK
+    assert RunConfig(width=12800, steps=t[12800]).chunk_size() == 1
     # The chunks handed to the trainer are the same whatever n_jobs is.
     chunks = []
     for n_jobs in (1, 2):
