@@ -20,7 +20,7 @@ from .cache import cache_key, is_cached
 from .constraints import validate
 from .data import make_data
 from .sweep import SweepResult, run_sweep
-from .trainer import max_replicas, train
+from .trainer import Stopping, max_replicas, train
 
 __all__ = ["CHUNK_BUDGET_BYTES", "MAX_CHUNK", "RunConfig", "SweepResult",
            "cache_key", "is_cached", "run_sweep"]
@@ -119,6 +119,13 @@ class RunConfig:
         # The converged runs' extra steps are unknown in advance, so the bar may
         # finish a little unevenly for them.
         return self.steps * self.n * self.width * self.d
+
+    def max_cost(self) -> int:
+        """Work of one seed that trains until its cap (``max_steps``; 10 x ``steps``
+        when None) under ``until_converged``; ``cost()`` otherwise."""
+        cap = Stopping(0, steps=self.steps, until_converged=self.until_converged,
+                       cap=self.max_steps).cap
+        return cap * self.n * self.width * self.d
 
     def chunk_size(self) -> int:
         """Seeds per ``fa.train`` call: as many as fit in ``CHUNK_BUDGET_BYTES`` and in

@@ -1,6 +1,7 @@
 """The one estimator: cached runs are free, workers divide the time, every kind of
 experiment is measured by a short real run, and MNIST is never downloaded for it."""
 
+import dataclasses
 import math
 
 import pytest
@@ -104,3 +105,23 @@ def test_two_layer_rates_are_kept_apart_by_activation_and_dropout():
     keys = {estimate.rate_key(RunConfig(activation=act, width=8, dropout=q))
             for act in ("relu", "tanh") for q in (0.0, 0.5)}
     assert len(keys) == 4
+
+
+def test_runs_under_the_stopping_rule_are_counted_at_least_and_at_most(tmp_path, monkeypatch):
+    fixed = RunConfig(activation="relu", width=20, n=10, d=5, steps=100)
+    ruled = dataclasses.replace(fixed, until_converged=True)
+    assert fixed.max_cost() == ruled.cost() == fixed.cost()
+    assert ruled.max_cost() == 10 * ruled.cost()          # the cap: 10 x steps
+    assert dataclasses.replace(ruled, max_steps=300).max_cost() == 3 * ruled.cost()
+    rates = {estimate.rate_key(fixed): RATE}
+    least, _, _ = estimate.estimate_seconds([ruled], [0, 1], cache_dir=tmp_path, rates=rates)
+    most, _, _ = estimate.estimate_seconds([ruled], [0, 1], cache_dir=tmp_path, rates=rates,
+                                           at_cap=True)
+    assert most == pytest.approx(10 * least)
+    # The report gives both for F3 (its stopping rule), only one for F1 (fixed steps).
+    monkeypatch.setattr(estimate, "seconds_per_cost", lambda experiment: RATE)
+    f3 = estimate.report(["03_width_dependence"], results_dir=tmp_path,
+                         overrides={"widths": [200], "n_seeds": 1})
+    assert "if every run reached its cap" in f3 and "cap of 10 T(p)" in f3
+    f1 = estimate.report(["01_convergence"], results_dir=tmp_path)
+    assert "cap" not in f1
