@@ -459,7 +459,9 @@ def claims_kernel(spectra: pd.DataFrame, curves: pd.DataFrame, *,
     """Statement 1, measured.
 
     1. ``A A^T / p`` is positive definite at every width (smallest eigenvalue > 0).
-    2. BP's first-layer term is PSD (to round-off); FA's has negative eigenvalues.
+    2. BP's first-layer term is PSD (to round-off); FA's has negative eigenvalues in
+       most runs at every width. It is a sum of PSD terms weighted by ``beta_j b_j`` of
+       either sign, so a run may happen to have none (a few in 50 at paper scale).
     3. FA's term shrinks relative to ``A A^T / p`` as ``p`` grows (log-log slope of its
        norm in [-0.75, -0.25], the ``1/sqrt(p)`` of a sum of ``p`` random signs).
     4. The frozen-kernel prediction's error (decades, median over seeds) shrinks
@@ -473,11 +475,14 @@ def claims_kernel(spectra: pd.DataFrame, curves: pd.DataFrame, *,
                  ", ".join(f"p={p}: {v:.3g}" for p, v in med["second_min"].items()),
                  bool((spectra["second_min"] > 0).all()))]
     scale = spectra["second_min"].abs().max()
+    negative = (spectra["fa_first_min"] < 0).groupby(spectra["width"]).mean()
     out.append(Claim(tag, "BP's first-layer term is PSD; FA's is sign-indefinite",
-                     f"min eigenvalue BP {spectra['bp_first_min'].min():.2e}, "
-                     f"FA {spectra['fa_first_min'].max():.2e} (largest over runs)",
+                     f"min eigenvalue BP {spectra['bp_first_min'].min():.2e} (smallest over "
+                     "runs); FA's negative in "
+                     + ", ".join(f"{v:.0%}" for v in negative) + " of runs at p = "
+                     + ", ".join(map(str, negative.index)),
                      bool((spectra["bp_first_min"] > -1e-9 * scale).all()
-                          and (spectra["fa_first_min"] < 0).all())))
+                          and (negative > 0.5).all())))
     slope, _ = fit_power_law(med.index, med["fa_first_norm"])
     ratio = med["fa_first_norm"] / med["second_min"]
     out.append(Claim(tag, "FA's term shrinks like 1/sqrt(p) against A Aᵀ/p",

@@ -320,8 +320,9 @@ class DynamicsRun(_MechanismRun):
     ``beta_t`` they come from, ``initial_share`` (``c_t |beta_0| / |beta_t|``) and
     ``learned_share`` (``|l_t| / |beta_t|``). The scalars are the largest relative
     differences between :func:`trajectory` and :func:`fa.train` (``beta_vs_train``:
-    final beta; ``loss_vs_train``: loss curve) and between ``c_t beta_0 + l_t``
-    (gradients accumulated) and ``beta_t`` (``decomposition``).
+    final beta; ``loss_vs_train``: the residual's norm ``sqrt(loss)`` along the run,
+    relative to its start) and between ``c_t beta_0 + l_t`` (gradients accumulated)
+    and ``beta_t`` (``decomposition``).
     """
 
     lam: float = 0.0                  # L2 strength on beta (until lam_until)
@@ -356,7 +357,10 @@ class DynamicsRun(_MechanismRun):
             norm = np.linalg.norm(tr.beta, axis=1)                   # (K,)
             records.append(dict(
                 beta_vs_train=np.abs(tr.beta[-1] - r.beta[i]).max() / np.abs(r.beta[i]).max(),
-                loss_vs_train=np.max(np.abs(tr.loss - r.loss[i]) / r.loss[i]),
+                # On the residual's norm sqrt(loss), relative to its start: near round-off
+                # a loss is only known to eps * |y| / |f - y| relatively, 1e-4 at 1e-22.
+                loss_vs_train=np.max(np.abs(np.sqrt(tr.loss) - np.sqrt(r.loss[i])))
+                / np.sqrt(r.loss[i][0]),
                 decomposition=np.abs(tr.c[:, None] * tr.beta0 + tr.learned - tr.beta).max()
                 / np.abs(tr.beta).max(),
                 step=tr.record_steps, loss=tr.loss[tr.record_steps],
