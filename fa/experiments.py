@@ -5,8 +5,8 @@ seeds; :func:`fa.run_sweep` (:mod:`fa.sweep`) trains every (config, seed) pair w
 :func:`fa.train` on :func:`fa.make_data` data, caches each run (:mod:`fa.cache`)
 and returns tidy tables. Seeds of one config are trained together, a chunk of
 replicas per ``fa.train`` call (the trainer's stacked path). The chunk size comes
-from a memory budget and never from the number of workers, so a sweep gives the
-same numbers on one core or many.
+from a memory and a work budget and never from the number of workers, so a sweep
+gives the same numbers on one core or many.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from .data import make_data
 from .sweep import SweepResult, run_sweep
 from .trainer import Stopping, max_replicas, train
 
-__all__ = ["CHUNK_BUDGET_BYTES", "MAX_CHUNK", "RunConfig", "SweepResult",
-           "cache_key", "is_cached", "run_sweep"]
+__all__ = ["CHUNK_BUDGET_BYTES", "CHUNK_BUDGET_WORK", "MAX_CHUNK", "RunConfig",
+           "SweepResult", "cache_key", "is_cached", "run_sweep"]
 
 CHUNK_BUDGET_BYTES = 512 * 2**20  # memory one fa.train call may use
 CHUNK_BUDGET_WORK = 4 * 10**12    # cost() one fa.train call may take (see chunk_size)

@@ -258,7 +258,7 @@ def _execute(name: str, where: dict, args) -> None:
     except papermill.PapermillExecutionError as err:
         raise SystemExit(f"{name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
                          f"The partly executed notebook is {partial}.") from None
-    _finish(partial, where)
+    _finish(partial, final, where)
     os.replace(partial, final)
 
 
@@ -281,16 +281,15 @@ def render_streams(nb) -> None:
             cell.outputs = merged
 
 
-def _finish(partial: Path, where: dict) -> None:
+def _finish(partial: Path, final: Path, where: dict) -> None:
     """Render the streams of the executed notebook ``partial`` and name the notebook it
-    ran from and the one it becomes without any machine's folders (papermill records
-    both as absolute paths)."""
+    ran from and ``final``, the one it becomes, without any machine's folders (papermill
+    records both as absolute paths)."""
     import nbformat
 
     nb = nbformat.read(partial, as_version=4)
     render_streams(nb)
     record = nb.metadata.get("papermill", {})
-    final = partial.with_name(partial.name.replace(".partial.ipynb", ".ipynb"))
     for key, path in (("input_path", record.get("input_path")), ("output_path", final)):
         if path is not None:
             record[key] = _shown(Path(path), where)
