@@ -7,6 +7,12 @@ the trainer therefore changes every key and the runs are recomputed; an untouche
 package reuses them. Files are written atomically, and a file that cannot be read
 back as a valid record (empty, truncated, not a zip, missing or mistyped entries)
 counts as absent: the run is trained again.
+
+Cache files travel between machines as a zip archive (:func:`pack`, :func:`unpack`):
+the committed gallery keeps the runs of its longest figure that way, so a fresh clone
+resumes or redraws it without training them again. An archive holds the files under
+their names, the keys, so a run from other code is never taken for one of this code:
+its name is one that this code never asks for.
 """
 
 from __future__ import annotations
@@ -16,12 +22,19 @@ import functools
 import hashlib
 import importlib.util
 import json
+import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from . import paths
 from ._io import atomic_write
+
+#: The name of a cache file: its key and ``.npz``. Nothing else is taken from an archive.
+_FILE_NAME = re.compile(r"[0-9a-f]{64}\.npz")
+#: The date every archive entry carries, so the same runs make the same archive bytes.
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 #: dtype kinds a record's scalars may have, by declared Python type.
 _KINDS = {bool: "b", int: "iu", float: "f"}
@@ -133,3 +146,64 @@ def save(cache: Path | None, experiment, seed: int, record: dict, *, backend=Non
                             seed=int(seed), backend=backend), sort_keys=True)
     atomic_write(path(cache, experiment, seed, backend=backend),
                  lambda f: np.savez(f, about=np.array(about), **record))
+
+
+def pack(archive, pairs, *, cache_dir=paths.CACHE_DIR, backend=None) -> tuple[int, int]:
+    """Add the cached runs among ``pairs`` to the zip file ``archive``; return
+    ``(runs added, runs in the archive)``.
+
+    Parameters
+    ----------
+    archive : path
+        The zip file. Runs it already holds stay in it, so packing a sweep as it
+        progresses only ever adds: delete the file to start it afresh (for example
+        after the trainer changed and its runs went stale).
+    pairs : iterable of (experiment, seed)
+        The runs to pack; those not cached (not finished yet) are skipped.
+    cache_dir : path, default ``fa.paths.CACHE_DIR``
+        The cache to take them from.
+    backend : str, optional
+        The ``backend`` the runs were cached under (see :func:`cache_key`).
+    """
+    folder = paths.resolve(cache_dir, paths.CACHE_DIR)
+    archive = Path(archive)
+    entries = {}
+    if archive.exists():
+        with zipfile.ZipFile(archive) as z:
+            entries = {name: z.read(name) for name in z.namelist() if _FILE_NAME.fullmatch(name)}
+    held = len(entries)
+    for experiment, seed in pairs:
+        file = path(folder, experiment, seed, backend=backend)
+        if file.name not in entries and file.exists():
+            entries[file.name] = file.read_bytes()
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+            for name in sorted(entries):
+                z.writestr(zipfile.ZipInfo(name, date_time=_ZIP_DATE), entries[name],
+                           compress_type=zipfile.ZIP_DEFLATED)
+
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(archive, write)
+    return len(entries) - held, len(entries)
+
+
+def unpack(archive, *, cache_dir=paths.CACHE_DIR) -> int:
+    """Copy the runs of the zip file ``archive`` (made by :func:`pack`) into the cache;
+    return how many were not there yet.
+
+    Entries named otherwise than a cache file are ignored. A run whose numerics
+    changed since it was packed is copied too but never read: its key is not one this
+    code computes.
+    """
+    folder = paths.resolve(cache_dir, paths.CACHE_DIR)
+    folder.mkdir(parents=True, exist_ok=True)
+    added = 0
+    with zipfile.ZipFile(archive) as z:
+        for name in z.namelist():
+            target = folder / name
+            if _FILE_NAME.fullmatch(name) and not target.exists():
+                data = z.read(name)
+                atomic_write(target, lambda f: f.write(data))
+                added += 1
+    return added

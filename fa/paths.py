@@ -9,9 +9,10 @@ Outputs
     checkout, else ``build/`` in the current directory (an installed package never
     writes into its own folder). Relative output paths are taken from there.
 The gallery (a checkout only)
-    The committed figures (``figures/``), the data behind them (``figures/data/``) and
-    their executed notebooks (``gallery/``). Only ``python -m fa.reproduce --gallery``
-    writes there; exploration never does.
+    The committed figures (``figures/``), the data behind them (``figures/data/``, and
+    the cached runs of the longest sweeps in ``figures/data/runs/``) and their executed
+    notebooks (``gallery/``). Only ``python -m fa.reproduce --gallery`` (and
+    ``--archive``) writes there; exploration never does.
 """
 
 import os
@@ -30,6 +31,8 @@ CHECKOUT = _checkout()
 NOTEBOOKS_DIR = CHECKOUT / "notebooks" if CHECKOUT else PACKAGE_DIR / "notebooks"
 GALLERY_FIGURES_DIR = CHECKOUT / "figures" if CHECKOUT else None
 GALLERY_DATA_DIR = CHECKOUT / "figures" / "data" if CHECKOUT else None
+#: The committed runs of the figures whose sweeps take longest (``fa.cache.pack``).
+GALLERY_RUNS_DIR = CHECKOUT / "figures" / "data" / "runs" if CHECKOUT else None
 GALLERY_NOTEBOOKS_DIR = CHECKOUT / "gallery" if CHECKOUT else None
 
 #: Default output folders, relative to :func:`output_root`.

@@ -26,6 +26,9 @@ class Figure:
     title: str                    # one line for listings
     module: str                   # the figure module: configs / plot / summary / claims
     parameters: tuple[str, ...]   # the notebook's parameters, besides RUN_PARAMETERS
+    # Whether the gallery commits its runs (figures/data/runs/<key>.zip): for a sweep of
+    # many hours whose records are small, so that no clone has to train it again.
+    archived: bool = False
 
     def load(self):
         """The figure module."""
@@ -47,7 +50,8 @@ FIGURES = (
            _TWO_LAYER + ("dropout_rates",)),
     Figure("width_dependence", "03_width_dependence", "Fig. 3 and appendix",
            "F3 width dependence (and F3-dropout)", "fa.width_dependence",
-           _TWO_LAYER + ("dropout_rates", "dropout_widths", "until_converged", "dtype")),
+           _TWO_LAYER + ("dropout_rates", "dropout_widths", "until_converged", "dtype"),
+           archived=True),
     Figure("mnist", "04_mnist", "Fig. 4 and appendix", "F4 MNIST, beyond two layers",
            "fa.mnist_figure", ("steps", "deep_n_seeds", "deep_steps", "hidden", "depth",
                                "batch_size", "lr", "lambdas", "subset", "data_dir",

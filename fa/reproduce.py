@@ -8,6 +8,7 @@ Usage::
     python -m fa.reproduce --only 01 03 --jobs 2
     python -m fa.reproduce --scale paper --gallery   # replace the committed gallery
     python -m fa.reproduce --scale paper --only 03 --set n_seeds=10 --set "dropout_rates=[]"
+    python -m fa.reproduce --scale paper --only 03 --archive   # commit F3's finished runs
 
 Everything goes under the output folder (``build/`` of a checkout, ``./build`` for an
 installed package, or ``--output``): executed notebooks in ``notebooks/``, figures in
@@ -16,7 +17,11 @@ touched, except with ``--gallery``, which writes the committed figures (``figure
 data behind them (``figures/data/``) and the executed notebooks (``gallery/``).
 
 An interrupted run resumes: rerun the same command and finished training runs come
-from the cache. A notebook is executed under a temporary name and renamed only when it
+from the cache. The gallery also commits the runs of its longest sweep (F3, about 40 h
+on two cores) as ``figures/data/runs/<figure>.zip`` (:func:`fa.cache.pack`): at paper
+scale they are copied into the cache before anything is estimated or trained, so a
+fresh clone resumes that sweep where the gallery left it. ``--archive`` adds the runs
+finished so far, while the sweep goes on in another shell. A notebook is executed under a temporary name and renamed only when it
 completed, so a complete executed notebook is never replaced by a partial one.
 """
 
@@ -32,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import paths
+from . import cache, paths
 from .presets import SCALES
 from .registry import BY_NOTEBOOK, FIGURES
 
@@ -144,6 +149,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="print what would run and where it would write, then stop")
     parser.add_argument("--estimate", action="store_true",
                         help="at paper scale, print the estimate and stop (nothing is trained)")
+    parser.add_argument("--archive", action="store_true",
+                        help="at paper scale, add the finished runs of the chosen figures' "
+                             "sweeps (with the --set values) to the committed "
+                             "figures/data/runs/ and stop; a checkout only")
     parser.add_argument("--yes", action="store_true",
                         help="at paper scale, start without asking after the estimate")
     return parser
@@ -175,12 +184,20 @@ def main(argv=None) -> int:
     if args.estimate and args.scale != "paper":
         parser.error("--estimate times the paper's protocol: add --scale paper (the quick "
                      "scale takes minutes)")
+    if args.archive and args.scale != "paper":
+        parser.error("--archive commits runs of the paper's protocol: add --scale paper")
     try:
         names = select(args.only)
         args.sets = parse_sets(args.sets, names)
         for name in names if args.sets else []:   # a wrong value stops here, before any run
             BY_NOTEBOOK[name].load().sweep_plan(args.scale, **args.sets)
         where = plan(args)
+        archived = [name for name in names if _runs_archive(name) is not None]
+        if args.archive and not archived:
+            raise ValueError("The '--archive' option commits the runs of "
+                             + ", ".join(f.notebook for f in FIGURES if f.archived)
+                             + (" only, from a checkout" if paths.CHECKOUT is None else " only")
+                             + "; choose them with --only.")
     except ValueError as err:
         parser.error(str(err))
 
@@ -190,7 +207,13 @@ def main(argv=None) -> int:
         print("Would run:", ", ".join(names), f"(scale {args.scale}, {args.jobs} jobs"
               + "".join(f", {k}={v!r}" for k, v in args.sets.items()) + ")")
         return 0
+    if args.archive:
+        for name in archived:
+            _archive(name, where, args)
+        return 0
     if args.scale == "paper":
+        for name in archived:
+            _restore(name, where)
         from . import cluster
         from .estimate import report
 
@@ -212,6 +235,8 @@ def main(argv=None) -> int:
                   flush=True)
             start = time.perf_counter()
             _execute(name, where, args)
+            if args.gallery and args.scale == "paper" and name in archived:
+                _archive(name, where, args)
             timings.append((name, time.perf_counter() - start))
             print(f"   done in {timings[-1][1]:.0f} s -> {where['notebooks'] / (name + '.ipynb')}",
                   flush=True)
@@ -228,6 +253,33 @@ def main(argv=None) -> int:
         print(f"  {name:<24} {seconds:7.0f} s")
     print(f"  {'total':<24} {sum(s for _, s in timings):7.0f} s")
     return 0
+
+
+def _runs_archive(name: str) -> Path | None:
+    """The committed runs of notebook ``name`` (``figures/data/runs/<figure>.zip``), or
+    None if its runs are not committed or there is no checkout."""
+    figure = BY_NOTEBOOK[name]
+    if not figure.archived or paths.GALLERY_RUNS_DIR is None:
+        return None
+    return paths.GALLERY_RUNS_DIR / f"{figure.key}.zip"
+
+
+def _restore(name: str, where: dict) -> None:
+    """Copy the committed runs of ``name`` into the cache, when there are any."""
+    archive = _runs_archive(name)
+    if archive is not None and archive.exists():
+        added = cache.unpack(archive, cache_dir=where["results"] / "cache")
+        print(f"{name}: {added} runs copied into the cache from {_shown(archive, where)}")
+
+
+def _archive(name: str, where: dict, args) -> None:
+    """Add the cached runs of ``name``'s paper-scale sweep to its committed archive."""
+    experiments, seeds = BY_NOTEBOOK[name].load().sweep_plan(args.scale, **args.sets)
+    archive = _runs_archive(name)
+    added, held = cache.pack(archive, [(e, seed) for e in experiments for seed in seeds],
+                             cache_dir=where["results"] / "cache", backend=args.backend)
+    print(f"{name}: {added} runs added to {_shown(archive, where)}, which now holds {held} "
+          f"(this sweep has {len(experiments) * len(seeds)})", flush=True)
 
 
 def _execute(name: str, where: dict, args) -> None:

@@ -106,3 +106,54 @@ def test_edited_trainer_recomputes_untouched_package_reuses(tmp_path):
         f.write("\n# an edit of the trainer\n")
     assert sweep_in_copy(package, cache) == "stale: 4 runs, 0 from the cache"
     assert len(list(cache.glob("*.npz"))) == 8
+
+
+# Archives: the cache files of a sweep, carried to another machine (fa.cache.pack/unpack).
+
+def test_packed_runs_resume_a_sweep_on_another_cache(tmp_path):
+    first = run_sweep(tiny(), range(3), cache_dir=tmp_path / "here", progress=False,
+                      train_fn=fake_train)
+    archive = tmp_path / "runs.zip"
+    assert fa.cache.pack(archive, [(tiny(), s) for s in range(4)],   # seed 3 never ran
+                         cache_dir=tmp_path / "here") == (3, 3)
+    assert fa.cache.unpack(archive, cache_dir=tmp_path / "there") == 3
+    train = CountingTrain()
+    again = run_sweep(tiny(), range(4), cache_dir=tmp_path / "there", progress=False,
+                      train_fn=train)
+    assert train.calls == [[3]]                     # only the run that was never packed
+    assert_same(first, run_sweep(tiny(), range(3), cache_dir=tmp_path / "there",
+                                 progress=False, train_fn=CountingTrain()))
+    assert len(again.runs) == 4
+
+
+def test_packing_only_adds_and_the_same_runs_make_the_same_archive(tmp_path):
+    cache = tmp_path / "cache"
+    run_sweep(tiny(), range(3), cache_dir=cache, progress=False, train_fn=fake_train)
+    archive, copy = tmp_path / "a.zip", tmp_path / "b.zip"
+    assert fa.cache.pack(archive, [(tiny(), 0)], cache_dir=cache) == (1, 1)
+    assert fa.cache.pack(archive, [(tiny(), 1), (tiny(), 0)], cache_dir=cache) == (1, 2)
+    (cache / f"{cache_key(tiny(), 0)}.npz").unlink()     # gone here, kept in the archive
+    assert fa.cache.pack(archive, [(tiny(), 2)], cache_dir=cache) == (1, 3)
+    assert fa.cache.unpack(archive, cache_dir=tmp_path / "other") == 3
+    fa.cache.pack(copy, [(tiny(), s) for s in range(3)], cache_dir=tmp_path / "other")
+    assert copy.read_bytes() == archive.read_bytes()
+
+
+def test_unpack_takes_only_cache_files_and_keeps_what_is_there(tmp_path):
+    import zipfile
+    cache = tmp_path / "cache"
+    run_sweep(tiny(), range(2), cache_dir=cache, progress=False, train_fn=fake_train)
+    archive = tmp_path / "runs.zip"
+    fa.cache.pack(archive, [(tiny(), s) for s in range(2)], cache_dir=cache)
+    with zipfile.ZipFile(archive, "a") as z:
+        z.writestr("../outside.npz", b"x")
+        z.writestr(f"sub/{'0' * 64}.npz", b"x")
+        z.writestr("notes.txt", b"x")
+    other = tmp_path / "other" / "cache"
+    other.mkdir(parents=True)
+    mine = other / f"{cache_key(tiny(), 0)}.npz"
+    mine.write_bytes(b"already here")
+    assert fa.cache.unpack(archive, cache_dir=other) == 1
+    assert mine.read_bytes() == b"already here"
+    assert sorted(p.name for p in (tmp_path / "other").rglob("*") if p.is_file()) \
+        == sorted([mine.name, f"{cache_key(tiny(), 1)}.npz"])
