@@ -24,6 +24,7 @@ import importlib.util
 import json
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -164,13 +165,23 @@ def pack(archive, pairs, *, cache_dir=paths.CACHE_DIR, backend=None) -> tuple[in
         The cache to take them from.
     backend : str, optional
         The ``backend`` the runs were cached under (see :func:`cache_key`).
+
+    Raises
+    ------
+    ValueError
+        If ``archive`` exists but is not a readable zip file (it is left as it is).
     """
     folder = paths.resolve(cache_dir, paths.CACHE_DIR)
     archive = Path(archive)
     entries = {}
     if archive.exists():
-        with zipfile.ZipFile(archive) as z:
-            entries = {name: z.read(name) for name in z.namelist() if _FILE_NAME.fullmatch(name)}
+        try:
+            with zipfile.ZipFile(archive) as z:
+                entries = {name: z.read(name) for name in z.namelist()
+                           if _FILE_NAME.fullmatch(name)}
+        except zipfile.BadZipFile as err:
+            raise ValueError(f"The archive {archive} is not a readable zip file of cache files "
+                             f"({err}); move it away to pack afresh.") from None
     held = len(entries)
     for experiment, seed in pairs:
         file = path(folder, experiment, seed, backend=backend)
@@ -195,15 +206,25 @@ def unpack(archive, *, cache_dir=paths.CACHE_DIR) -> int:
     Entries named otherwise than a cache file are ignored. A run whose numerics
     changed since it was packed is copied too but never read: its key is not one this
     code computes.
+
+    Raises
+    ------
+    ValueError
+        If ``archive`` is not a readable zip file; the runs copied before the damaged
+        entry stay in the cache.
     """
     folder = paths.resolve(cache_dir, paths.CACHE_DIR)
     folder.mkdir(parents=True, exist_ok=True)
     added = 0
-    with zipfile.ZipFile(archive) as z:
-        for name in z.namelist():
-            target = folder / name
-            if _FILE_NAME.fullmatch(name) and not target.exists():
-                data = z.read(name)
-                atomic_write(target, lambda f: f.write(data))
-                added += 1
+    try:
+        with zipfile.ZipFile(archive) as z:
+            for name in z.namelist():
+                target = folder / name
+                if _FILE_NAME.fullmatch(name) and not target.exists():
+                    data = z.read(name)
+                    atomic_write(target, lambda f: f.write(data))
+                    added += 1
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+        raise ValueError(f"The archive {archive} is not a readable zip file of cache files "
+                         f"({err}); {added} of its runs were copied.") from None
     return added

@@ -208,8 +208,11 @@ def main(argv=None) -> int:
               + "".join(f", {k}={v!r}" for k, v in args.sets.items()) + ")")
         return 0
     if args.archive:
-        for name in archived:
-            _archive(name, where, args)
+        try:
+            for name in archived:
+                _archive(name, where, args)
+        except ValueError as err:
+            parser.error(str(err))
         return 0
     if args.scale == "paper":
         for name in archived:
@@ -265,10 +268,16 @@ def _runs_archive(name: str) -> Path | None:
 
 
 def _restore(name: str, where: dict) -> None:
-    """Copy the committed runs of ``name`` into the cache, when there are any."""
+    """Copy the committed runs of ``name`` into the cache, when there are any (a damaged
+    archive is reported, and its runs are trained as if it were not there)."""
     archive = _runs_archive(name)
     if archive is not None and archive.exists():
-        added = cache.unpack(archive, cache_dir=where["results"] / "cache")
+        try:
+            added = cache.unpack(archive, cache_dir=where["results"] / "cache")
+        except ValueError as err:
+            # The runs can always be trained again: say so, and go on.
+            print(f"{name}: {err} The others will be trained.", file=sys.stderr)
+            return
         print(f"{name}: {added} runs copied into the cache from {_shown(archive, where)}")
 
 

@@ -157,3 +157,18 @@ def test_unpack_takes_only_cache_files_and_keeps_what_is_there(tmp_path):
     assert mine.read_bytes() == b"already here"
     assert sorted(p.name for p in (tmp_path / "other").rglob("*") if p.is_file()) \
         == sorted([mine.name, f"{cache_key(tiny(), 1)}.npz"])
+
+
+@pytest.mark.parametrize("damage", ["not a zip", "truncated"])
+def test_a_damaged_archive_says_so(tmp_path, damage):
+    cache = tmp_path / "cache"
+    run_sweep(tiny(), range(2), cache_dir=cache, progress=False, train_fn=fake_train)
+    archive = tmp_path / "runs.zip"
+    fa.cache.pack(archive, [(tiny(), s) for s in range(2)], cache_dir=cache)
+    DAMAGES[damage](archive)
+    with pytest.raises(ValueError, match="runs.zip is not a readable zip file"):
+        fa.cache.unpack(archive, cache_dir=tmp_path / "other")
+    damaged = archive.read_bytes()
+    with pytest.raises(ValueError, match="move it away to pack afresh"):
+        fa.cache.pack(archive, [(tiny(), 0)], cache_dir=cache)
+    assert archive.read_bytes() == damaged

@@ -58,3 +58,10 @@ def test_a_paper_gallery_run_commits_its_runs(tmp_path, monkeypatch, capsys):
     assert f"{len(experiments)} runs added" in capsys.readouterr().out
     archive = tmp_path / "committed" / "width_dependence.zip"
     assert len(zipfile.ZipFile(archive).namelist()) == len(experiments)
+
+
+def test_a_damaged_archive_is_reported_and_the_runs_train(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(paths, "GALLERY_RUNS_DIR", tmp_path)
+    (tmp_path / "width_dependence.zip").write_bytes(b"version https://git-lfs.github.com/spec")
+    reproduce._restore("03_width_dependence", {"root": tmp_path, "results": tmp_path / "out"})
+    assert "not a readable zip file" in capsys.readouterr().err
