@@ -21,8 +21,9 @@ from the cache. The gallery also commits the runs of its longest sweep (F3, abou
 on two cores) as ``figures/data/runs/<figure>.zip`` (:func:`fa.cache.pack`): at paper
 scale they are copied into the cache before anything is estimated or trained, so a
 fresh clone resumes that sweep where the gallery left it. ``--archive`` adds the runs
-finished so far, while the sweep goes on in another shell. A notebook is executed under a temporary name and renamed only when it
-completed, so a complete executed notebook is never replaced by a partial one.
+finished so far, while the sweep goes on in another shell. A notebook is executed under
+a temporary name and renamed only when it completed, so a complete executed notebook is
+never replaced by a partial one.
 """
 
 from __future__ import annotations
