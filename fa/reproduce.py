@@ -195,10 +195,9 @@ def main(argv=None) -> int:
         where = plan(args)
         archived = [name for name in names if _runs_archive(name) is not None]
         if args.archive and not archived:
-            raise ValueError("The '--archive' option commits the runs of "
-                             + ", ".join(f.notebook for f in FIGURES if f.archived)
-                             + (" only, from a checkout" if paths.CHECKOUT is None else " only")
-                             + "; choose them with --only.")
+            committed = ", ".join(f.notebook for f in FIGURES if f.archived)
+            raise ValueError(f"The '--archive' option commits the runs of {committed} only, "
+                             "in a checkout; choose them with --only.")
     except ValueError as err:
         parser.error(str(err))
 
