@@ -1,4 +1,4 @@
-"""The benchmark still runs through the public API (a smoke run: no timing is asserted)."""
+"""The benchmarks still run through the public API (smoke runs: no timing is asserted)."""
 
 import json
 import subprocess
@@ -17,3 +17,16 @@ def test_the_benchmark_runs_and_writes_its_table(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert "fused row" in run.stdout and out.exists()
     assert json.loads(out.read_text())
+
+
+def test_the_estimate_benchmark_runs_and_prints_its_rows():
+    run = subprocess.run([sys.executable, str(paths.CHECKOUT / "benchmarks" / "bench_estimate.py"),
+                          "--width", "200", "--steps", "50", "--repeats", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    for row in ("one probe", "2 probes side by side", "measured"):
+        assert row in run.stdout
+    wrong = subprocess.run([sys.executable, str(paths.CHECKOUT / "benchmarks" / "bench_estimate.py"),
+                            "--width", "200", "--dropout", "0.3"],
+                           capture_output=True, text=True, timeout=300)
+    assert wrong.returncode == 1 and "its rates are [0.0, 0.4, 0.6, 0.8]" in wrong.stderr
