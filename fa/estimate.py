@@ -7,9 +7,7 @@ one list for every experiment or a dict giving each experiment its own. For each
 experiment (two-layer runs per activation, with or without dropout; the MNIST network;
 ...) the estimate times one short real run of that kind on this
 machine, on one BLAS thread as the sweep's workers run, and turns it
-into seconds per unit of ``experiment.cost()``. With a local pool of several workers it
-times as many copies side by side, each in its own process: the workers share the
-machine's memory bandwidth and caches, and at large widths that slows each of them. It then adds up the cost of every
+into seconds per unit of ``experiment.cost()``. It then adds up the cost of every
 (experiment, seed) not yet in the cache (cached runs are free, and a run two
 notebooks share counts once) and divides by the number of workers; a sweep never
 takes less than its longest run. Runs under F3's stopping rule train at least ``T(p)``
@@ -20,7 +18,6 @@ report adds the time if every such run reached its cap.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import time
 from collections.abc import Mapping
 
@@ -33,7 +30,6 @@ from .deep import train_deep
 from .experiments import RunConfig
 from .mnist_figure import FULL_TEST, SUBSET_TEST, MnistConfig
 from .registry import BY_NOTEBOOK
-from .sweep import _local_pool
 
 #: SGD or gradient steps of the timed run of each kind (a few seconds at paper scale).
 PROBE_STEPS = {MnistConfig: 10}
@@ -77,7 +73,7 @@ def rate_key(experiment):
     return type(experiment)
 
 
-def seconds_per_cost(experiment, *, side_by_side: int = 1) -> float:
+def seconds_per_cost(experiment) -> float:
     """Measured seconds per unit of ``experiment.cost()`` for experiments of its kind.
 
     Times ``S`` and ``2 S`` steps of ``experiment`` (``S`` from ``PROBE_STEPS``; as the
@@ -85,15 +81,6 @@ def seconds_per_cost(experiment, *, side_by_side: int = 1) -> float:
     difference by the difference in cost: a run's fixed costs (drawing data and
     weights, a final evaluation), which a short probe would inflate many times over,
     cancel out.
-
-    Parameters
-    ----------
-    experiment : experiment
-        Any kind with a ``steps`` field, or an ``MnistConfig``.
-    side_by_side : int, default 1
-        Copies of the probe timed at once, each in a worker process of the sweep's local
-        pool: the sweep's ``n_jobs``, so that what its workers share slows the probe as
-        it slows them. The rate is the median of theirs. 1 times it in this process.
     """
     kind = type(experiment)
     steps_field = dataclasses.is_dataclass(kind) and "steps" in {
@@ -102,53 +89,22 @@ def seconds_per_cost(experiment, *, side_by_side: int = 1) -> float:
         raise ValueError("The 'experiment' parameter of seconds_per_cost must be an "
                          f"experiment with a 'steps' field or one of "
                          f"{', '.join(k.__name__ for k in _PROBES)}. Got {experiment!r} instead.")
-    if not isinstance(side_by_side, int) or side_by_side < 1:
-        raise ValueError("The 'side_by_side' parameter of seconds_per_cost must be a "
-                         f"positive int (the sweep's workers). Got {side_by_side!r} instead.")
-    if side_by_side == 1:
-        return _rate(*_timed(experiment)[:2])
-    return float(np.median([_rate(elapsed, costs) for elapsed, costs, _ in
-                            _time_side_by_side(experiment, side_by_side)]))
-
-
-def _time_side_by_side(experiment, n_processes: int):
-    """``_timed(experiment)`` in ``n_processes`` worker processes at once; a barrier
-    before each timed stretch keeps the stretches together although compiling the
-    probe takes each process its own time."""
-    with multiprocessing.Manager() as manager, _local_pool(n_processes) as pool:
-        start = manager.Barrier(n_processes, timeout=120)   # a probe takes seconds
-        return list(pool.map(_timed, [experiment] * n_processes, [start] * n_processes))
-
-
-def _timed(experiment, start=None):
-    """Seconds and costs of ``S`` and ``2 S`` steps of ``experiment`` (see
-    :func:`seconds_per_cost`), and the ``time.monotonic`` stretches they ran in; each
-    stretch begins once every process has passed ``start`` (a barrier) where given."""
-    kind = type(experiment)
     probe, steps = _PROBES.get(kind, _probe), PROBE_STEPS.get(kind, DEFAULT_PROBE_STEPS)
-    elapsed, costs, stretches = [], [], []
+    elapsed, costs = [], []
     with threadpool_limits(1):
         for length in (steps, 2 * steps):
             run, cost = probe(experiment, length)
-            if start is not None:
-                start.wait()
-            begin = time.monotonic()
+            start = time.perf_counter()
             run()
-            stretches.append((begin, time.monotonic()))
-            elapsed.append(stretches[-1][1] - begin)
+            elapsed.append(time.perf_counter() - start)
             costs.append(cost)
-    return elapsed, costs, stretches
-
-
-def _rate(elapsed, costs) -> float:
     # Noise can make the longer run look no slower: fall back to the plain ratio then.
     extra = elapsed[1] - elapsed[0]
     return extra / (costs[1] - costs[0]) if extra > 0 else elapsed[1] / costs[1]
 
 
 def estimate_seconds(experiments, seeds, *, cache_dir=None, n_jobs: int = 1, rates=None,
-                     counted=None, at_cap: bool = False,
-                     side_by_side: int = 1) -> tuple[float, int, int]:
+                     counted=None, at_cap: bool = False) -> tuple[float, int, int]:
     """Estimated seconds to run what ``(experiments, seeds)`` still needs.
 
     Parameters
@@ -172,9 +128,6 @@ def estimate_seconds(experiments, seeds, *, cache_dir=None, n_jobs: int = 1, rat
         Count each run at ``experiment.max_cost()`` (where the kind has one), the work
         of a run that trains until its cap, instead of ``cost()``: the longest the
         sweep can take.
-    side_by_side : int, default 1
-        Processes that time each measured rate at once (see :func:`seconds_per_cost`):
-        ``n_jobs`` for the local pool, 1 where the workers are on other machines.
 
     Returns
     -------
@@ -192,8 +145,8 @@ def estimate_seconds(experiments, seeds, *, cache_dir=None, n_jobs: int = 1, rat
                 counted.add((experiment, seed))
     for key in dict.fromkeys(map(rate_key, pending)):
         if key not in rates:
-            costliest = max((e for e in pending if rate_key(e) == key), key=lambda e: e.cost())
-            rates[key] = seconds_per_cost(costliest, side_by_side=side_by_side)
+            rates[key] = seconds_per_cost(max((e for e in pending if rate_key(e) == key),
+                                              key=lambda e: e.cost()))
     # Kinds without a stopping rule have no max_cost: they always train cost().
     times = [rates[rate_key(e)] * (getattr(e, "max_cost", e.cost)() if at_cap else e.cost())
              for e in pending]
@@ -202,21 +155,19 @@ def estimate_seconds(experiments, seeds, *, cache_dir=None, n_jobs: int = 1, rat
 
 
 def report(notebooks, *, n_jobs: int = 1, results_dir=None, rates=None,
-           overrides=None, side_by_side: int = 1) -> str:
+           overrides=None) -> str:
     """A table of the estimated paper-scale time per notebook on this machine.
 
     ``rates`` (seconds per unit of cost by :func:`rate_key`) skips the measurement of
     those; the others are measured once for all notebooks. ``overrides`` are notebook
     parameters given to every notebook (``python -m fa.reproduce --set``); with
-    ``rerun=False`` a notebook trains nothing. ``side_by_side`` processes time each rate at
-    once (:func:`seconds_per_cost`): ``n_jobs`` for the local pool.
+    ``rerun=False`` a notebook trains nothing.
     """
     overrides = overrides or {}
     rates = {} if rates is None else dict(rates)
     cache = paths.resolve(results_dir, paths.RESULTS_DIR) / "cache"
-    probes = f", {side_by_side} probes side by side" if side_by_side > 1 else ""
     lines = [f"Estimated paper-scale time on this machine ({n_jobs} worker"
-             f"{'s' if n_jobs > 1 else ''}; measured just now{probes}):"]
+             f"{'s' if n_jobs > 1 else ''}; measured just now):"]
     total = total_at_cap = 0.0
     counted = set()   # runs shared between notebooks (F2 reuses F1's) are trained once
     for name in notebooks:
@@ -228,8 +179,7 @@ def report(notebooks, *, n_jobs: int = 1, results_dir=None, rates=None,
         experiments, seeds = module.sweep_plan("paper", **overrides)
         earlier = set(counted)
         seconds, runs, free = estimate_seconds(experiments, seeds, cache_dir=cache,
-                                               n_jobs=n_jobs, rates=rates, counted=counted,
-                                               side_by_side=side_by_side)
+                                               n_jobs=n_jobs, rates=rates, counted=counted)
         at_cap, _, _ = estimate_seconds(experiments, seeds, cache_dir=cache, n_jobs=n_jobs,
                                         rates=rates, counted=earlier, at_cap=True)
         total, total_at_cap = total + seconds, total_at_cap + at_cap

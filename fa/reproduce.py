@@ -222,10 +222,7 @@ def main(argv=None) -> int:
 
         with cluster.connect(args.scheduler) as executor:
             workers = cluster.n_workers(executor, n_jobs=args.jobs)
-        # The local pool's workers share this machine: time the probes side by side.
-        side_by_side = workers if executor is None else 1
-        print(report(names, n_jobs=workers, results_dir=where["results"], overrides=args.sets,
-                     side_by_side=side_by_side))
+        print(report(names, n_jobs=workers, results_dir=where["results"], overrides=args.sets))
         if args.estimate:
             return 0
         if not args.yes and sys.stdin.isatty():

@@ -146,10 +146,3 @@ def test_connect_refuses_bad_addresses_clearly():
     with pytest.raises(ConnectionError, match="No Dask scheduler answered at tcp://127.0.0.1:9"):
         with cluster.connect("tcp://127.0.0.1:9", timeout=0.5):
             pass
-
-
-def test_a_clusters_workers_are_not_probed_on_this_machine(client, tmp_path, monkeypatch):
-    from test_reproduce_options import probed
-
-    seen = probed(monkeypatch, tmp_path, ["--scheduler", client.scheduler.address])
-    assert seen["n_jobs"] == 2 and seen["side_by_side"] == 1

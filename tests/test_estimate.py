@@ -73,7 +73,7 @@ def test_the_mnist_plan_has_its_seeds_per_depth_and_loads_no_data(tmp_path, monk
 
 
 def test_report_uses_given_rates_and_scales_with_workers(tmp_path, monkeypatch):
-    def refuse(experiment, **kwargs):
+    def refuse(experiment):
         raise AssertionError("given rates are not measured again")
 
     monkeypatch.setattr(estimate, "seconds_per_cost", refuse)
@@ -94,41 +94,6 @@ def test_report_uses_given_rates_and_scales_with_workers(tmp_path, monkeypatch):
 def test_each_kind_is_measured_by_a_short_real_run(experiment):
     rate = estimate.seconds_per_cost(experiment)
     assert rate > 0 and math.isfinite(rate)
-
-
-def test_the_sweeps_workers_are_probed_side_by_side_in_their_own_processes():
-    experiment = RunConfig(activation="relu", width=16, n=10, d=5, steps=10)
-    timings = estimate._time_side_by_side(experiment, 2)
-    assert len(timings) == 2
-    for (elapsed, costs, stretches), other in zip(timings, reversed(timings)):
-        assert costs[1] == 2 * costs[0] and all(e > 0 for e in elapsed)
-        # Each timed stretch overlaps the other process's stretch of the same length.
-        for (begin, end), (other_begin, other_end) in zip(stretches, other[2]):
-            assert begin < other_end and other_begin < end
-    rate = estimate.seconds_per_cost(experiment, side_by_side=2)
-    assert rate > 0 and math.isfinite(rate)
-
-
-def test_the_estimate_asks_for_as_many_probes_as_local_workers(tmp_path, monkeypatch):
-    asked = []
-
-    def record(experiment, *, side_by_side=1):
-        asked.append(side_by_side)
-        return RATE
-
-    monkeypatch.setattr(estimate, "seconds_per_cost", record)
-    configs, seeds = two_layer_plan()
-    estimate.estimate_seconds(configs, seeds, cache_dir=tmp_path, n_jobs=3, side_by_side=3)
-    text = estimate.report(["01_convergence"], n_jobs=2, results_dir=tmp_path,
-                           side_by_side=2)
-    assert set(asked) == {3, 2} and "2 probes side by side" in text
-
-
-@pytest.mark.parametrize("side_by_side", [0, 1.5, "2"])
-def test_side_by_side_must_be_a_positive_int(side_by_side):
-    experiment = RunConfig(activation="relu", width=16, n=10, d=5, steps=10)
-    with pytest.raises(ValueError, match="'side_by_side' parameter of seconds_per_cost"):
-        estimate.seconds_per_cost(experiment, side_by_side=side_by_side)
 
 
 def test_an_unknown_kind_is_refused():
@@ -154,7 +119,7 @@ def test_runs_under_the_stopping_rule_are_counted_at_least_and_at_most(tmp_path,
                                            at_cap=True)
     assert most == pytest.approx(10 * least)
     # The report gives both for F3 (its stopping rule), only one for F1 (fixed steps).
-    monkeypatch.setattr(estimate, "seconds_per_cost", lambda experiment, **kwargs: RATE)
+    monkeypatch.setattr(estimate, "seconds_per_cost", lambda experiment: RATE)
     f3 = estimate.report(["03_width_dependence"], results_dir=tmp_path,
                          overrides={"widths": [200], "n_seeds": 1})
     assert "if every run reached its cap" in f3 and "cap of 10 T(p)" in f3

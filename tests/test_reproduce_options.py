@@ -139,23 +139,3 @@ def _parameters(monkeypatch, notebook, argv, **sets) -> dict:
     with pytest.raises(SystemExit, match="stopped here"):
         reproduce._execute(notebook, where, args)
     return seen
-
-
-def probed(monkeypatch, tmp_path, argv) -> dict:
-    """The arguments ``python -m fa.reproduce --estimate ARGV`` gives the estimate."""
-    seen = {}
-
-    def report(names, **kwargs):
-        seen.update(kwargs)
-        return "estimated"
-
-    monkeypatch.setattr(estimate, "report", report)
-    monkeypatch.setenv("FA_OUTPUT_ROOT", os.environ.get("FA_OUTPUT_ROOT", ""))
-    assert reproduce.main(["--scale", "paper", "--only", "01", "--estimate",
-                           "--output", str(tmp_path)] + argv) == 0
-    return seen
-
-
-def test_the_local_workers_are_probed_side_by_side(tmp_path, monkeypatch):
-    seen = probed(monkeypatch, tmp_path, ["--jobs", "2"])
-    assert seen["n_jobs"] == 2 and seen["side_by_side"] == 2
