@@ -24,7 +24,7 @@ def test_the_estimate_benchmark_runs_and_prints_its_rows():
                           "--width", "200", "--steps", "50", "--repeats", "1"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    for row in ("one probe", "2 probes side by side", "measured"):
+    for row in ("8 seeds a call", "estimated", "measured"):
         assert row in run.stdout
     wrong = subprocess.run([sys.executable, str(paths.CHECKOUT / "benchmarks" / "bench_estimate.py"),
                             "--width", "200", "--dropout", "0.3"],
