@@ -5,8 +5,8 @@ configuration at the paper's protocol (default: the ReLU network at p = 12 800 w
 dropout q = 0.8, in its paper dtype), fixed at ``--steps`` steps, and puts side by side:
 
 * the time :func:`fa.estimate.estimate_seconds` predicts for ``--jobs`` such runs on
-  ``--jobs`` workers (it times one short probe in this process and divides by the
-  workers);
+  ``--jobs`` workers (it times one short probe of the paper's run in this process and
+  divides by the workers);
 * the time ``fa.run_sweep(..., n_jobs=--jobs)`` really takes for them, in the chunks the
   sweep uses for the paper's run (process start, data and a final evaluation included:
   the estimate leaves those out). Workers that slowed each other down, sharing memory
@@ -42,10 +42,12 @@ def experiment(activation: str, width: int, dropout: float, steps: int):
                                          max_steps=None)
 
 
-def estimated(config, jobs: int) -> float:
+def estimated(paper, config, jobs: int) -> float:
+    # The rate measured as python -m fa.reproduce measures it: on the paper's run.
+    rates = {estimate.rate_key(paper): estimate.seconds_per_cost(paper)}
     with tempfile.TemporaryDirectory() as empty:
         seconds, _, _ = estimate.estimate_seconds([config], range(jobs), cache_dir=empty,
-                                                  n_jobs=jobs)
+                                                  n_jobs=jobs, rates=rates)
     return seconds
 
 
@@ -75,7 +77,7 @@ def main(argv=None):
     chunk_size = paper.chunk_size()
     rows = {"estimated": [], "measured": []}
     for _ in range(args.repeats):    # interleaved, so drifting load hits both rows alike
-        rows["estimated"].append(estimated(config, args.jobs))
+        rows["estimated"].append(estimated(paper, config, args.jobs))
         rows["measured"].append(measured(config, args.jobs, chunk_size))
     truth = statistics.median(rows["measured"])
     print(f"{args.jobs} runs of F3 {config.activation}, p = {config.width}, dropout "
