@@ -43,10 +43,7 @@ def _probe(experiment, steps: int):
     if isinstance(experiment, RunConfig):
         changes.update(until_converged=False, max_steps=None)
     probe = dataclasses.replace(experiment, **changes)
-    # As many seeds as the sweep stacks in one call of the real experiment, not of the
-    # short probe, which would fit more: stacked replicas can each run faster than a lone
-    # one, and at p = 12 800 (one seed a call) the probe stays one run long.
-    seeds = list(range(experiment.chunk_size()))
+    seeds = list(range(probe.chunk_size()))
     dataclasses.replace(probe, steps=2).run(seeds)      # compile the kernels: not timed
     return (lambda: probe.run(seeds)), probe.cost() * len(seeds)
 

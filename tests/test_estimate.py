@@ -96,16 +96,6 @@ def test_each_kind_is_measured_by_a_short_real_run(experiment):
     assert rate > 0 and math.isfinite(rate)
 
 
-def test_the_probe_stacks_as_many_seeds_as_the_sweep_does(monkeypatch):
-    long = RunConfig(activation="relu", width=16, n=10, d=5, steps=10)
-    # A work budget of one such run: the sweep gives it one seed a call, while the
-    # probe's shorter run alone would fit two.
-    monkeypatch.setattr("fa.experiments.CHUNK_BUDGET_WORK", long.cost())
-    assert long.chunk_size() == 1
-    _, cost = estimate._probe(long, 5)
-    assert cost == dataclasses.replace(long, steps=5).cost()
-
-
 def test_an_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="'experiment' parameter of seconds_per_cost"):
         estimate.seconds_per_cost(object())
