@@ -174,6 +174,22 @@ def test_same_seed_same_numbers_different_seed_different_numbers():
     np.testing.assert_array_equal(y, y2)
 
 
+def test_a_seed_draws_the_same_numbers_in_every_setting():
+    """Common random numbers, as docs/protocols.md describes them."""
+    X, y = fa.make_data("teacher", N, D, width=P, activation="relu", seed=3)
+    kw = dict(width=P, activation="relu", lr=0.02, steps=5, seed=3)
+    runs = [fa.train(X, y, lam=0.0, **kw), fa.train(X, y, lam=0.5, **kw),
+            fa.train(X, y, dropout=0.5, **kw), fa.train(X, y, rule="bp", **kw)]
+    for run in runs[1:]:
+        np.testing.assert_array_equal(run.b, runs[0].b)
+    # Across widths: the same X, and the narrow network's first layer is the wide one's top rows.
+    X_wide, _ = fa.make_data("teacher", N, D, width=2 * P, activation="tanh", seed=3)
+    np.testing.assert_array_equal(X_wide, X)
+    W, _, _ = trainer_module._init([3], D, P, np.float64)
+    W_wide, _, _ = trainer_module._init([3], D, 2 * P, np.float64)
+    np.testing.assert_array_equal(W_wide[:, :P], W)
+
+
 def test_make_data_protocol():
     X, y = fa.make_data("linear", 50, 150, seed=[0, 1])
     assert X.shape == (2, 50, 150) and y.shape == (2, 50)
