@@ -384,8 +384,8 @@ def plot(frame: pd.DataFrame, source: str | None = None):
                     plotting.band(ax, g["step"], g["mean"], g["low"], g["high"],
                                   label=f"FA, λ = {lam:g}" if top else "_nolegend_",
                                   color=colors[lam], ls="-" if top else ":")
-            if depth > 1:       # line styles: which curve reproduces the authors
-                ax.plot([], [], color="grey", label=f"layer {depth} (top; as the authors)")
+            if depth > 1:       # line styles: which curve is the quantity the authors plot
+                ax.plot([], [], color="grey", label=f"layer {depth} (top; the one the authors plot)")
                 ax.plot([], [], color="grey", ls=":", label="layer 1 (this project's addition)")
             ax.set_title(f"({next(letters)}) {label}, {net}")
             ax.set_ylabel(label)

@@ -188,7 +188,7 @@ def test_plot_names_the_data_and_marks_the_added_layer(out):
     assert titles[3].startswith("(d) error-signal alignment, 2 hidden layers")
     labels = fig.axes[3].get_legend_handles_labels()[1]
     assert any("layer 1 (this project's addition)" in t for t in labels)
-    assert any("layer 2 (top; as the authors)" in t for t in labels)
+    assert any("layer 2 (top; the one the authors plot)" in t for t in labels)
     full = mnist_figure.plot(frame.assign(source="MNIST, 60000 train / 10000 test images"))
     assert "not the paper's" not in full._suptitle.get_text()
 
