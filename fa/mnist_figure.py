@@ -405,7 +405,7 @@ def plot(frame: pd.DataFrame, source: str | None = None):
         ax.set_ylabel("test accuracy")
         ax.legend(fontsize="small", loc="lower right")
         for ax in row:
-            ax.set_xlabel("SGD step")
+            plotting.step_axis(ax, "SGD step")
         if depth == 1:
             row[0].legend(fontsize="small", loc="upper left")
         else:                   # below the panel: the deep curves fill it

@@ -12,6 +12,7 @@ from pathlib import Path
 # matplotlib falls back to a non-interactive backend by itself.
 import matplotlib.pyplot as plt
 import seaborn as sns
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from . import __version__, paths
 from ._io import atomic_write
@@ -109,6 +110,16 @@ def _commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return sha + ("+dirty" if dirty else "")
+
+
+def step_axis(ax, label: str = "step t") -> None:
+    """Label ``ax``'s x axis as a step count, with ticks such as 0, 10k, 20k.
+
+    Full numbers such as 25000 run into each other on a panel a few inches wide.
+    """
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:g}k" if x else "0"))
+    ax.set_xlabel(label)
 
 
 def subplots(n_panels: int, n_rows: int = 1, *, width=3.6, height=3.0, **kwargs):

@@ -193,6 +193,17 @@ def test_plot_names_the_data_and_marks_the_added_layer(out):
     assert "not the paper's" not in full._suptitle.get_text()
 
 
+def test_step_ticks_stay_short_on_long_runs():
+    fig, axes = fa.plotting.subplots(1)
+    ax = axes[0, 0]
+    ax.plot([0, 30000], [0, 1])
+    fa.plotting.step_axis(ax, "SGD step")
+    fig.canvas.draw()
+    ticks = [t.get_text() for t in ax.get_xticklabels() if 0 <= t.get_position()[0] <= 30000]
+    assert ticks == ["0", "10k", "20k", "30k"]
+    assert ax.get_xlabel() == "SGD step"
+
+
 # --------------------------------------------------------------------------- claims
 
 def _frame(sig=(0.1, 0.35, 0.47), acc=(0.81, 0.89, 0.86), deep_acc=(0.78, 0.83, 0.76),
