@@ -167,7 +167,7 @@ def claims(runs: pd.DataFrame, *, strict: bool = True) -> list[Claim]:
        for every ``lam > 0`` when ``strict`` (paper scale), else for the largest
        lam only: a short run has not yet reached the regime of a small lam,
        which acts on the time scale ``1 / (eta * lam)`` steps.
-    4. Higher for larger ``lam``: at the largest width the alignment rises with lam.
+    4. Higher for larger ``lam``: at every width the alignment rises with lam.
     5. Dropout (where run): the largest rate is above no dropout at the largest width.
     """
     table = summary(runs)
@@ -212,11 +212,14 @@ def claims(runs: pd.DataFrame, *, strict: bool = True) -> list[Claim]:
                                      f"min {low:.3f}; at p={p_max}: {at_max[-1]:.3f} vs λ=0 "
                                      f"{free_at_max:.3f}",
                                      bool(low >= 0.1 and at_max[-1] >= 1.5 * free_at_max)))
-        values = ([free_at_max] if free_at_max is not None else []) + at_max
-        if len(values) > 1:
-            out.append(Claim(tag, f"at p={p_max} alignment rises with λ",
-                             ", ".join(f"{v:.3f}" for v in values),
-                             bool(np.all(np.diff(values) > 0))))
+        by_width = l2.pivot_table(index="width", columns="strength", values="alignment")
+        if by_width.shape[1] > 1:
+            ordered = [bool(np.all(np.diff(row.dropna().to_numpy()) > 0))
+                       for _, row in by_width.iterrows()]
+            out.append(Claim(tag, "alignment rises with λ at every width",
+                             f"{sum(ordered)} of {len(ordered)} widths; at p={p_max}: "
+                             + ", ".join(f"{v:.3f}" for v in by_width.loc[p_max].dropna()),
+                             all(ordered)))
         drop = here[here["regularizer"] == "dropout"]
         if len(drop):
             wmax = drop["width"].max()

@@ -87,7 +87,7 @@ def f3_runs(free_slope=-0.5, lam_level=(0.3, 0.5), dropout=(0.05, 0.3)):
                 rows.append(dict(activation="relu", regularizer=reg, strength=strength, width=p,
                                  seed=seed, alignment=alignment * (1 + 0.01 * seed), loss=1e-3,
                                  steps=5000, capped=False))
-            add("l2", 0.0, 0.5 * (p / 200) ** free_slope)
+            add("l2", 0.0, 0.2 * (p / 200) ** free_slope)
             for lam, level in zip((0.1, 0.2), lam_level):
                 add("l2", lam, level)
             for q, level in zip((0.0, 0.5), dropout):
@@ -102,9 +102,18 @@ def test_f3_claims_hold_on_the_expected_shape():
 @pytest.mark.parametrize("data, broken", [
     (dict(free_slope=0.2), "λ=0: alignment decays with p"),
     (dict(lam_level=(0.05, 0.5)), "λ=0.1: bounded away from 0"),
-    (dict(lam_level=(0.5, 0.3)), "at p=1600 alignment rises with λ"),
+    (dict(lam_level=(0.5, 0.3)), "alignment rises with λ at every width"),
     (dict(dropout=(0.3, 0.05)), "at p=1600 the largest dropout rate"),
 ])
 def test_f3_claims_fail_on_violating_data(data, broken):
     failed = [c.claim for c in width_dependence.claims(f3_runs(**data)) if c.holds is False]
     assert failed and any(c.startswith(broken) for c in failed), failed
+
+
+def test_f3_order_in_lam_is_checked_at_every_width_not_only_the_largest():
+    runs = f3_runs()
+    crossed = (runs["width"] == 200) & (runs["strength"] == 0.2) & (runs["regularizer"] == "l2")
+    runs.loc[crossed, "alignment"] = 0.2                 # below lam = 0.1's 0.3, at p = 200 only
+    order = [c for c in width_dependence.claims(runs) if "rises with λ" in c.claim]
+    assert len(order) == 1 and order[0].holds is False
+    assert order[0].measured.startswith("3 of 4 widths")
