@@ -129,6 +129,8 @@ def plot(curves: pd.DataFrame, s: FigureSettings):
         axes[row, 0].set_ylabel(labels[name])
         for ax in axes[row]:
             ax.legend(fontsize="x-small", loc="best")
+    fig.suptitle(f"F2 · mean ± sd over {curves['seed'].nunique()} seeds "
+                 "(loss: geometric mean, ± 1 sd of log10 L)")
     fig.tight_layout()
     return fig
 

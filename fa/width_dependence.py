@@ -152,6 +152,7 @@ def plot(runs: pd.DataFrame):
                       title_fontsize="small", ncol=2, loc="upper center",
                       bbox_to_anchor=(0.5, -0.2))
         axes[i, 0].set_ylabel("final alignment cos(β, b)")
+    fig.suptitle(f"F3 · final alignment, mean ± sd over {runs['seed'].nunique()} seeds")
     fig.tight_layout()
     return fig
 

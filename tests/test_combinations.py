@@ -21,7 +21,9 @@ def skipped(claims):
 def test_f1_without_lambda_zero_skips_the_claims_that_need_it():
     s = fa.settings("convergence", "quick", lambdas=[0.05, 0.2], widths=[100], **TINY)
     curves = convergence.tidy(sweep(convergence.configs(s), s))
-    plt.close(convergence.plot(curves))
+    fig = convergence.plot(curves)
+    assert "geometric mean over 2 seeds" in fig._suptitle.get_text()     # says what it drew
+    plt.close(fig)
     claims = convergence.claims(curves)
     assert [c.claim for c in skipped(claims)] == ["FA, λ=0: loss falls exponentially"]
     assert "no λ = 0 run" in skipped(claims)[0].measured
@@ -35,6 +37,7 @@ def test_f2_without_dropout_has_no_dropout_row():
     curves = alignment_dynamics.tidy(sweep(configs, s))
     fig = alignment_dynamics.plot(curves, s)
     assert len(fig.axes) == 3          # L2, release alignment, release loss
+    assert "mean ± sd over 2 seeds" in fig._suptitle.get_text()
     plt.close(fig)
     assert all(c.holds is not None for c in alignment_dynamics.claims(curves, s))
 
@@ -57,6 +60,7 @@ def test_f3_single_width_says_there_is_no_slope(lambdas):
     assert width_dependence.slopes(runs).empty
     fig = width_dependence.plot(runs)
     assert len(fig.axes) == 1          # no dropout row
+    assert "mean ± sd over 2 seeds" in fig._suptitle.get_text()
     plt.close(fig)
     why = [c.measured for c in skipped(width_dependence.claims(runs, strict=False))]
     assert why == ["skipped: " + ("a single width: no slope to fit" if 0.0 in lambdas
