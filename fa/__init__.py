@@ -17,18 +17,19 @@ run_sweep, RunConfig
     Many runs, cached on disk, resumable, on local processes or a Dask cluster
     (``cluster.connect``).
 settings
-    Each figure's protocol at "quick" or "paper" scale.
+    The protocol of F1-F3 at "quick" or "paper" scale (F4 and the mechanisms
+    notebook: ``fa.mnist_figure.settings`` and ``fa.mechanisms.settings``).
 train_deep, load_mnist
     Deeper ReLU networks by BP or FA on MNIST (the full set, downloaded once and
     verified, or the bundled subset offline).
 registry, gallery
     Every figure declared once; the data behind each committed figure.
 
-Figure modules: ``fa.convergence`` (F1), ``fa.alignment_dynamics`` (F2),
-``fa.width_dependence`` (F3, F3-dropout), ``fa.mnist_figure`` (F4) and
-``fa.mechanisms`` (why it happens); each has ``sweep_plan``, ``plot`` and ``claims``,
-and builds its experiments with ``configs`` (one per mechanism in ``fa.mechanisms``);
-see docs/extending.md.
+Figure modules, each imported by name (``import fa.convergence``):
+``fa.convergence`` (F1), ``fa.alignment_dynamics`` (F2), ``fa.width_dependence``
+(F3, F3-dropout), ``fa.mnist_figure`` (F4) and ``fa.mechanisms`` (why it happens);
+each has ``sweep_plan``, ``plot`` and ``claims``, and builds its experiments with
+``configs`` (one per mechanism in ``fa.mechanisms``); see docs/extending.md.
 """
 
 __version__ = "0.1.0"

@@ -41,36 +41,82 @@ class RunConfig:
     on to :func:`fa.make_data` / :func:`fa.train` and enters the cache key. Values
     are validated (and numbers normalised to int / float) on construction.
 
+    Parameters
+    ----------
+    activation : str, default "relu"
+        ``psi``: a name in :data:`fa.ACTIVATIONS` ("linear", "relu", "tanh", "sigmoid", ...).
+    width : int, default 200
+        ``p``, hidden units of the student (and of the teacher that makes the data).
+    rule : str, default "fa"
+        "fa" (the error sent back through the fixed random ``b``) or "bp" (through ``beta``).
+    data : str, default "teacher"
+        "linear" (``y = X theta``) or "teacher" (a random two-layer network).
+    n : int, default 50
+        Samples.
+    d : int, default 150
+        Input dimension.
+    lr : float, default 1e-2
+        ``eta``, the step size.
+    steps : int, default 5000
+        Updates; with ``until_converged``, the minimum number ``T(p)``.
+    lam : float, default 0.0
+        L2 strength on ``beta`` (``lambda_0`` of a schedule).
+    lam_schedule : {"constant", "release", "decay"}, default "constant"
+        "release": ``lam`` until step ``lam_until``, then 0; "decay": ``lam * lam_gamma**t``.
+    lam_until : int, optional
+        "release" only: the first step without the penalty.
+    lam_gamma : float, optional
+        "decay" only: the factor per step.
+    dropout : float, default 0.0
+        ``q``, the inverted-dropout rate on the hidden units.
+    until_converged : bool, default False
+        The authors' stopping rule (:class:`fa.Stopping`): at least ``steps`` updates,
+        then on until a check finds the monitored value quiet.
+    check_every : int, default 1000
+        Steps between convergence checks, from the start.
+    tol : float, default 1e-3
+        A check whose change since the previous one is below ``tol`` latches "stop".
+    converge_on : {"loss", "alignment"}, default "loss"
+        The monitored value.
+    max_steps : int, optional
+        Cap on the updates with ``until_converged`` (None: ``10 * steps``).
+    record_every : int, default 1
+        Record the loss and ``cos(beta, b)`` every this many steps.
+    dtype : {"float64", "float32"}, default "float64"
+        Floating-point type of the computation.
+    regularizer, strength : optional
+        Labels for tables and legends; None: derived from the other fields, as
+        "dropout", "none" (no penalty), "l2" or the schedule's name, and the dropout
+        rate or ``lam``. They never change the numbers, so they are not in the cache key.
+
     Examples
     --------
     >>> RunConfig(activation="relu", width=200, lr=1e-2, steps=5000, lam=0.05).regularizer
     'l2'
     """
 
-    activation: str = "relu"          # psi: a name in fa.ACTIVATIONS ("linear", "relu", "tanh", ...)
-    width: int = 200                  # p, hidden units of the student (and of the teacher)
-    rule: str = "fa"                  # "fa" (feedback through b) or "bp" (through beta)
-    data: str = "teacher"             # "linear" (y = X theta) or "teacher" (random network)
-    n: int = 50                       # samples
-    d: int = 150                      # input dimension
-    lr: float = 1e-2                  # eta, the step size
-    steps: int = 5000                 # updates (the minimum when until_converged)
-    lam: float = 0.0                  # L2 strength on beta (lambda_0 for a schedule)
-    lam_schedule: str = "constant"    # "constant", "release" (off from lam_until), "decay"
-    lam_until: int | None = None      # "release" only: first step without the penalty
-    lam_gamma: float | None = None    # "decay" only: lam_t = lam * lam_gamma**t
-    dropout: float = 0.0              # q, inverted-dropout rate on the hidden units
-    until_converged: bool = False     # keep going after `steps` while the monitored value moves
-    check_every: int = 1000           # steps between convergence checks
-    tol: float = 1e-3                 # stop once a check moves the monitored value by < tol
-    converge_on: str = "loss"         # monitored value: "loss" or "alignment"
-    max_steps: int | None = None      # cap on updates when until_converged (None: 10 x steps)
-    record_every: int = 1             # record loss and cos(beta, b) every this many steps
-    dtype: str = "float64"            # floating-point type of the computation
+    activation: str = "relu"
+    width: int = 200
+    rule: str = "fa"
+    data: str = "teacher"
+    n: int = 50
+    d: int = 150
+    lr: float = 1e-2
+    steps: int = 5000
+    lam: float = 0.0
+    lam_schedule: str = "constant"
+    lam_until: int | None = None
+    lam_gamma: float | None = None
+    dropout: float = 0.0
+    until_converged: bool = False
+    check_every: int = 1000
+    tol: float = 1e-3
+    converge_on: str = "loss"
+    max_steps: int | None = None
+    record_every: int = 1
+    dtype: str = "float64"
     regularizer: str | None = dataclasses.field(default=None, metadata=_LABEL)
-    # ^ label for tables/legends; None: derived from the fields
     strength: float | None = dataclasses.field(default=None, metadata=_LABEL)
-    # ^ label (lam or dropout rate); None: derived likewise
 
     # The experiment protocol of fa.sweep (class attributes, not fields).
     numerics_modules: ClassVar[tuple[str, ...]] = (

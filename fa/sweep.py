@@ -61,6 +61,7 @@ from tqdm import tqdm
 
 from . import cache, paths
 from ._validation import check_int, check_seeds
+from .constraints import BACKENDS
 from .trainer import DivergenceWarning
 
 _PROTOCOL = ("numerics_modules", "scalars", "curves", "run", "cost", "chunk_size")
@@ -180,6 +181,9 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
         if value is not None and not isinstance(value, str):
             raise ValueError(f"The '{name}' parameter of {caller} must be a str or None. "
                              f"Got {value!r} instead.")
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"The 'backend' parameter of {caller} must be one of "
+                         f"{', '.join(map(repr, BACKENDS))} or None. Got {backend!r} instead.")
     options = {name: value for name, value in
                (("train_fn", train_fn), ("backend", backend), ("device", device))
                if value is not None}

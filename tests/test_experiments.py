@@ -378,6 +378,7 @@ def test_labels_are_derived_unless_given():
     (dict(configs=CONFIGS, seeds=[0, 0]), "must not repeat a seed"),
     (dict(configs=CONFIGS, seeds=[0], n_jobs=0), "'n_jobs' parameter of run_sweep"),
     (dict(configs=CONFIGS, seeds=[0], chunk_size=0), "'chunk_size' parameter of run_sweep"),
+    (dict(configs=CONFIGS, seeds=[0], backend="jax"), "'backend' parameter of run_sweep must be"),
 ])
 def test_bad_sweep_arguments_raise_clear_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
