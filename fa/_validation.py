@@ -44,8 +44,8 @@ def check_float(value, name: str, caller: str, *, low: float | None = None,
                 high: float | None = None, low_open: bool = False,
                 high_open: bool = False) -> float:
     """Return ``value`` as a float if it is a finite real in the given interval."""
-    left = "(" if low_open else "["
-    right = ")" if high_open else "]"
+    left = "(" if low_open or low is None else "["       # an infinite end is never included
+    right = ")" if high_open or high is None else "]"
     interval = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
     expected = f"a finite float in the range {interval}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -91,6 +91,8 @@ def check_seeds(seed, name: str, caller: str) -> tuple[list[int], bool]:
 def check_finite_array(a, name: str, caller: str, *, ndim: tuple[int, ...],
                        dtype=np.float64) -> np.ndarray:
     """Return ``a`` as a float array with one of the allowed ``ndim`` and finite entries."""
+    if np.iscomplexobj(a):              # a float conversion would drop the imaginary part
+        raise _fail(name, caller, "an array of real numbers", "a complex array")
     try:
         arr = np.asarray(a, dtype=dtype)
     except (TypeError, ValueError):

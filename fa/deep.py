@@ -265,7 +265,8 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
     -----
     fa.DivergenceWarning
         Once, if the loss blows up (non-finite, or more than ``DIVERGENCE_FACTOR``
-        times its initial value): the run stops there and is marked ``diverged``.
+        times the larger of its initial value and ``log K``, the loss of a uniform
+        guess): the run stops there and is marked ``diverged``.
 
     Examples
     --------
@@ -487,15 +488,18 @@ def _check_data(data, caller: str, dtype):
                     f"{X_train.shape[1]} and {X_test.shape[1]}")
     y_train = _check_labels(y_train, len(X_train), caller)
     y_test = _check_labels(y_test, len(X_test), caller)
+    if max(y_train.max(), y_test.max()) < 1:     # one class: nothing to learn, cosines 0/0
+        raise _fail("data", caller, "labels of at least two classes", "only the label 0")
     return X_train, y_train, X_test, y_test, source
 
 
 def _check_labels(y, n: int, caller: str) -> np.ndarray:
     y = np.asarray(y)
-    if y.ndim != 1 or len(y) != n or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
-        raise _fail("data", caller,
-                    f"labels as a 1-d array of {n} non-negative ints (one per input row)",
-                    f"an array of shape {y.shape} and dtype {y.dtype}")
+    expected = f"labels as a 1-d array of {n} non-negative ints (one per input row)"
+    if y.ndim != 1 or len(y) != n or not np.issubdtype(y.dtype, np.integer):
+        raise _fail("data", caller, expected, f"an array of shape {y.shape} and dtype {y.dtype}")
+    if y.min() < 0:
+        raise _fail("data", caller, expected, f"labels down to {y.min()}")
     return y.astype(np.intp, copy=False)
 
 

@@ -320,24 +320,39 @@ def test_rule_message_lists_the_rules():
         train_deep(toy_data(), rule="dfa")
 
 
-@pytest.mark.parametrize("mutate", ["nan", "shape", "labels", "float labels", "columns",
-                                    "tuple"])
-def test_bad_data(mutate):
+@pytest.mark.parametrize("mutate, got", [
+    ("nan", "non-finite"), ("complex", "a complex array"), ("shape", "shape"),
+    ("labels", "shape"), ("float labels", "dtype float"), ("negative labels", "down to -1"),
+    ("one class", "only the label 0"), ("columns", "same number of columns"),
+    ("tuple", "tuple")])
+def test_bad_data(mutate, got):
     X, y, X_test, y_test = toy_data()
     if mutate == "nan":
         X = X.copy()
         X[0, 0] = np.nan
+    elif mutate == "complex":
+        X = X + 1j
     elif mutate == "shape":
         X = X[:, :, None]
     elif mutate == "labels":
         y = y[:-1]
     elif mutate == "float labels":
         y = y + 0.5
+    elif mutate == "negative labels":
+        y = y - 1
+    elif mutate == "one class":
+        y, y_test = np.zeros_like(y), np.zeros_like(y_test)
     elif mutate == "columns":
         X_test = X_test[:, :-1]
     data = (X, y, X_test) if mutate == "tuple" else (X, y, X_test, y_test)
-    with pytest.raises(ValueError, match="The 'data' parameter of train_deep must be"):
+    with pytest.raises(ValueError, match="The 'data' parameter of train_deep must be") as err:
         train_deep(data, hidden=(4,), batch_size=8)
+    assert got in str(err.value)
+
+
+def test_an_infinite_end_of_a_range_reads_as_open():
+    with pytest.raises(ValueError, match=r"in the range \[0\.0, inf\)\. Got -1\.0"):
+        train_deep(toy_data(), hidden=(4,), batch_size=8, lam=-1.0)
 
 
 def test_init_deep_validates():

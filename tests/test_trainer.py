@@ -386,6 +386,8 @@ def test_bad_data_raises(data):
     ybad[1] = np.inf
     with pytest.raises(ValueError, match="'y'.*finite"):
         fa.train(X, ybad, **GOOD)
+    with pytest.raises(ValueError, match="'X'.*real numbers.*complex"):
+        fa.train(X + 1j, y, **GOOD)             # not silently cast to its real part
     with pytest.raises(ValueError, match="'X'.*leading axis of 2"):
         fa.train(np.stack([X, X, X]), y, **{**GOOD, "seed": [0, 1]})
     with pytest.raises(ValueError, match="'X'"):
