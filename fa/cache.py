@@ -1,10 +1,11 @@
 """The run cache: one ``.npz`` file per (experiment, seed), named by what produced it.
 
 A file's name is the sha256 of the experiment's kind and fields (labels left out),
-the seed, the ``backend`` when one is chosen, and a fingerprint of the source text
-of the modules that compute the numbers (``experiment.numerics_modules``). Editing
-the trainer therefore changes every key and the runs are recomputed; an untouched
-package reuses them. Files are written atomically, and a file that cannot be read
+the seed, the ``backend`` when one is chosen, and a fingerprint of the code of the
+modules that compute the numbers (``experiment.numerics_modules``): their source
+without docstrings and comments (:func:`code_text`). Editing the trainer's code
+therefore changes every key and the runs are recomputed; editing only its
+documentation, or leaving it alone, reuses them. Files are written atomically, and a file that cannot be read
 back as a valid record (empty, truncated, not a zip, missing or mistyped entries)
 counts as absent: the run is trained again.
 
@@ -17,12 +18,15 @@ its name is one that this code never asks for.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import hashlib
 import importlib.util
+import io
 import json
 import re
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -37,13 +41,57 @@ _FILE_NAME = re.compile(r"[0-9a-f]{64}\.npz")
 #: The date every archive entry carries, so the same runs make the same archive bytes.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
+#: The nodes whose first statement, a string, is their docstring.
+_DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 #: dtype kinds a record's scalars may have, by declared Python type.
 _KINDS = {bool: "b", int: "iu", float: "f"}
 
 
+def code_text(source: str) -> str:
+    """Return Python ``source`` without its docstrings, comments and blank lines.
+
+    What is left is what runs, line by line as written, so a run's key does not move
+    when only its documentation does. Other strings over several lines are kept
+    exactly, blank lines and all, and so is a docstring that shares a line with code:
+    keeping too much can only re-key runs, never mix them up.
+    """
+    source = source.replace("\r\n", "\n").replace("\r", "\n")  # lines as Python counts them
+    lines = source.split("\n")
+    dropped = set()
+    for node in ast.walk(ast.parse(source)):
+        body = getattr(node, "body", None)
+        if not isinstance(node, _DOCUMENTED) or not body:
+            continue
+        first = body[0]
+        if not (isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)):
+            continue
+        start, end = first.lineno - 1, first.end_lineno - 1
+        # ast's columns count UTF-8 bytes
+        if not lines[start].encode()[:first.col_offset].strip() \
+                and not lines[end].encode()[first.end_col_offset:].strip():
+            dropped.update(range(start, end + 1))
+    comment_at, verbatim = {}, set()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            comment_at[tok.start[0] - 1] = tok.start[1]
+        elif tok.end[0] > tok.start[0]:     # a string over several lines: all of it counts
+            verbatim.update(range(tok.start[0] - 1, tok.end[0]))
+    kept = []
+    for i, line in enumerate(lines):
+        if i in dropped:
+            continue
+        if i in verbatim:
+            kept.append(line)
+        elif line := line[:comment_at.get(i, len(line))].rstrip():
+            kept.append(line)
+    return "\n".join(kept)
+
+
 @functools.lru_cache(maxsize=None)
 def source_fingerprint(modules: tuple[str, ...]) -> str:
-    """Return the sha256 of the source text of ``modules`` (names such as ``"fa.trainer"``).
+    """Return the sha256 of the code of ``modules`` (names such as ``"fa.trainer"``),
+    as :func:`code_text` gives it.
 
     Modules that do not exist are skipped, so an optional module can be listed.
     Computed once per process, from the files as first read: the code this
@@ -54,7 +102,8 @@ def source_fingerprint(modules: tuple[str, ...]) -> str:
         spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None:
             continue
-        digest.update(name.encode() + b"\0" + Path(spec.origin).read_bytes() + b"\0")
+        code = code_text(Path(spec.origin).read_text(encoding="utf-8"))
+        digest.update(name.encode() + b"\0" + code.encode() + b"\0")
     return digest.hexdigest()
 
 
@@ -69,7 +118,21 @@ def cache_key(experiment, seed: int, *, backend: str | None = None) -> str:
     The key covers the experiment's kind (class name) and every field except the
     labels, the seed, ``backend`` when not None, and the fingerprint of the source
     of ``experiment.numerics_modules`` (:func:`source_fingerprint`). Relabelling a
-    curve reuses its runs; editing the trainer recomputes them.
+    curve reuses its runs; editing the trainer's code recomputes them.
+
+    Parameters
+    ----------
+    experiment : dataclass
+        An experiment of :mod:`fa.sweep`, e.g. a :class:`fa.RunConfig`.
+    seed : int
+        The seed of the run.
+    backend : str, optional
+        The array library the run is trained on (None: the default path).
+
+    Returns
+    -------
+    str
+        64 hex digits, the name of the run's cache file without ``.npz``.
     """
     fields = dataclasses.asdict(experiment)
     for name in label_fields(experiment):

@@ -15,7 +15,8 @@ runs; the seed is given separately. Its class provides:
 
 ``numerics_modules`` : tuple of str (class attribute)
     Names of the modules whose source computes its numbers (``"fa.trainer"``, ...);
-    their text enters the cache key, so editing one recomputes the runs.
+    their code (without docstrings and comments, :func:`fa.cache.code_text`) enters
+    the cache key, so editing the code of one recomputes the runs.
 ``scalars`` : dict of str to type (class attribute)
     Name and type (``bool``, ``int`` or ``float``) of every scalar a record holds:
     the ``runs`` table's columns after the fields and ``seed``. A record may carry

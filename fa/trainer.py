@@ -108,7 +108,8 @@ class TrainResult:
         True if ``until_converged`` stopped the run at ``max_steps`` before the
         stopping rule was met.
     config : dict
-        The arguments of the call (excluding the data).
+        The settings the run used: the arguments of the call, validated, without the
+        data and the seeds, and with ``method`` as resolved (never "auto").
     """
 
     loss: np.ndarray
@@ -134,7 +135,18 @@ class TrainResult:
 
 
 def cosine(beta: np.ndarray, b: np.ndarray):
-    """Alignment ``cos(beta, b) = beta . b / (|beta| |b|)`` along the last axis."""
+    """Alignment ``cos(beta, b) = beta . b / (|beta| |b|)`` along the last axis.
+
+    Parameters
+    ----------
+    beta, b : ndarray of shape (..., p)
+        Vectors along the last axis; leading axes (replicas) broadcast.
+
+    Returns
+    -------
+    float or ndarray of shape (...)
+        The cosine of each pair, in [-1, 1].
+    """
     num = np.sum(beta * b, axis=-1)
     return num / (np.linalg.norm(beta, axis=-1) * np.linalg.norm(b, axis=-1))
 
@@ -172,6 +184,23 @@ class Stopping:
     stopped there without having converged is "capped".
 
     Without ``until_converged`` every replica takes exactly ``steps`` updates.
+
+    Parameters
+    ----------
+    R : int
+        Number of replicas.
+    steps : int
+        The minimum number of updates, ``T(p)`` in the width sweep.
+    until_converged : bool, default False
+        Apply the rule; otherwise stop every replica at ``steps``.
+    check_every : int, default 1000
+        Updates between checks.
+    tol : float, default 1e-3
+        A check whose change is below ``tol`` latches "converged".
+    first : float, default 0.0
+        The value the first check compares with: 0 for the loss, 1 for the alignment.
+    cap : int, optional
+        The most updates any replica takes with ``until_converged`` (None: ``10 * steps``).
 
     Examples
     --------
@@ -267,7 +296,10 @@ def train(X, y, *, width, activation="relu", rule="fa", lam=0.0, lr, steps, seed
         change of the monitored value below ``tol`` since the previous check latches
         "converged"; the run goes on while ``t < steps`` or it has not latched.
     check_every : int, default 1000
+        Updates between the stopping rule's checks.
     tol : float, default 1e-3
+        A check whose monitored value moved less than ``tol`` since the previous one
+        latches "converged".
     converge_on : {"loss", "alignment"}, default "loss"
         The monitored value: the loss (first compared with 0) or ``cos(beta, b)``
         (first compared with 1; the dropout width sweep).

@@ -101,11 +101,39 @@ def test_edited_trainer_recomputes_untouched_package_reuses(tmp_path):
     with open(package / "plotting.py", "a") as f:
         f.write("\n# an edit that changes no number\n")
     assert sweep_in_copy(package, cache) == "stale: 4 runs, 4 from the cache"
-    # ... while any edit of the trainer's source does.
+    # ... nor does the trainer's documentation: a comment and a docstring rewritten ...
+    source = (package / "trainer.py").read_text()
+    (package / "trainer.py").write_text(
+        source.replace('"""Full-batch', '"""Plain full-batch', 1) + "\n# a note\n")
+    assert source.count('"""Full-batch') == 1
+    assert sweep_in_copy(package, cache) == "stale: 4 runs, 4 from the cache"
+    # ... while any edit of the trainer's code does.
     with open(package / "trainer.py", "a") as f:
-        f.write("\n# an edit of the trainer\n")
+        f.write("\n_UNUSED = 1\n")
     assert sweep_in_copy(package, cache) == "stale: 4 runs, 0 from the cache"
     assert len(list(cache.glob("*.npz"))) == 8
+
+
+def test_code_text_keeps_the_code_and_drops_the_documentation():
+    source = textwrap.dedent('''\
+        """Module doc."""
+        import math  # why
+
+        def f(x):
+            """Doc, λ ≥ 0.
+
+            More.
+            """
+            s = """two
+
+            lines"""   # kept whole: a string is code
+            return x  # comment
+        ''')
+    code = fa.cache.code_text(source)
+    assert code == 'import math\ndef f(x):\n    s = """two\n\n    lines"""   # kept whole: a string is code\n    return x'
+    assert fa.cache.code_text(source.replace("More.", "Less.").replace("# why", "")) == code
+    for edit in (("return x", "return -x"), ("two\n\n", "two\n"), ("import math", "import cmath")):
+        assert fa.cache.code_text(source.replace(*edit)) != code, edit
 
 
 # Archives: the cache files of a sweep, carried to another machine (fa.cache.pack/unpack).
