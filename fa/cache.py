@@ -43,6 +43,9 @@ _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 #: The nodes whose first statement, a string, is their docstring.
 _DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+#: The tokens around an f-string's pieces (Python 3.12+; None before, matching no token).
+_FSTRING_START = getattr(tokenize, "FSTRING_START", None)
+_FSTRING_END = getattr(tokenize, "FSTRING_END", None)
 #: dtype kinds a record's scalars may have, by declared Python type.
 _KINDS = {bool: "b", int: "iu", float: "f"}
 
@@ -51,9 +54,10 @@ def code_text(source: str) -> str:
     """Return Python ``source`` without its docstrings, comments and blank lines.
 
     What is left is what runs, line by line as written, so a run's key does not move
-    when only its documentation does. Other strings over several lines are kept
-    exactly, blank lines and all, and so is a docstring that shares a line with code:
-    keeping too much can only re-key runs, never mix them up.
+    when only its documentation does. Strings over several lines (f-strings included)
+    are kept exactly, blank lines and all; so is the line after a backslash
+    continuation, even when blank, and a docstring that shares a line with code or
+    follows a backslash: keeping too much can only re-key runs, never mix them up.
     """
     source = source.replace("\r\n", "\n").replace("\r", "\n")  # lines as Python counts them
     lines = source.split("\n")
@@ -68,23 +72,31 @@ def code_text(source: str) -> str:
             continue
         start, end = first.lineno - 1, first.end_lineno - 1
         # ast's columns count UTF-8 bytes
-        if not lines[start].encode()[:first.col_offset].strip() \
+        if not (start and lines[start - 1].endswith("\\")) \
+                and not lines[start].encode()[:first.col_offset].strip() \
                 and not lines[end].encode()[first.end_col_offset:].strip():
             dropped.update(range(start, end + 1))
-    comment_at, verbatim = {}, set()
+    comment_at, verbatim, fstrings = {}, set(), []
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
-        if tok.type == tokenize.COMMENT:
+        if tok.type == _FSTRING_START:          # Python 3.12+: an f-string comes in pieces
+            fstrings.append(tok.start[0])
+        elif tok.type == _FSTRING_END:          # verbatim if over several lines, as before
+            first_line = fstrings.pop()
+            if tok.end[0] > first_line:
+                verbatim.update(range(first_line - 1, tok.end[0]))
+        elif tok.type == tokenize.COMMENT:
             comment_at[tok.start[0] - 1] = tok.start[1]
-        elif tok.end[0] > tok.start[0]:     # a string over several lines: all of it counts
+        elif tok.end[0] > tok.start[0]:         # a string over several lines
             verbatim.update(range(tok.start[0] - 1, tok.end[0]))
     kept = []
     for i, line in enumerate(lines):
+        code = line[:comment_at.get(i, len(line))].rstrip()
         if i in dropped:
             continue
         if i in verbatim:
             kept.append(line)
-        elif line := line[:comment_at.get(i, len(line))].rstrip():
-            kept.append(line)
+        elif code or (i and lines[i - 1].endswith("\\")):   # a blank line ends a continuation
+            kept.append(code)
     return "\n".join(kept)
 
 
@@ -102,7 +114,8 @@ def source_fingerprint(modules: tuple[str, ...]) -> str:
         spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None:
             continue
-        code = code_text(Path(spec.origin).read_text(encoding="utf-8"))
+        # decoded as the interpreter does: coding cookie, BOM, universal newlines
+        code = code_text(importlib.util.decode_source(Path(spec.origin).read_bytes()))
         digest.update(name.encode() + b"\0" + code.encode() + b"\0")
     return digest.hexdigest()
 

@@ -28,7 +28,7 @@ from . import paths
 from .cache import is_cached
 from .deep import train_deep
 from .experiments import RunConfig
-from .mnist_figure import FULL_TEST, SUBSET_TEST, MnistConfig
+from .mnist_runs import FULL_TEST, SUBSET_TEST, MnistConfig
 from .registry import BY_NOTEBOOK
 
 #: SGD or gradient steps of the timed run of each kind (a few seconds at paper scale).

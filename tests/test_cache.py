@@ -136,6 +136,30 @@ def test_code_text_keeps_the_code_and_drops_the_documentation():
         assert fa.cache.code_text(source.replace(*edit)) != code, edit
 
 
+#: Pairs of sources that run differently: their code texts must differ.
+DIFFERENT = {
+    "blank line ending a continuation": ("d = g \\\n\n- w\n", "d = g \\\n- w\n"),
+    "comment line ending a continuation": ("d = g \\\n# c\n- w\n", "d = g \\\n- w\n"),
+    "docstring after a continuation": ('def f(): \\\n    """doc"""\nx = 1\n',
+                                       "def f(): \\\nx = 1\n"),
+    "docstring sharing a line": ('"""d"""; x = 1\n', '"""d"""; x = 2\n'),
+    "non-ASCII docstring sharing a line": ('"""λλλλ"""; x\n', '"""λλλλ"""; y\n'),
+    "trailing spaces in a string": ('s = """a   \nb"""\n', 's = """a\nb"""\n'),
+    "# in a string": ('s = "a#b"\n', 's = "a#c"\n'),
+    "self-documenting f-string over lines": ('s = f"""{x   \n=}"""\n', 's = f"""{x\n=}"""\n'),
+}
+
+
+@pytest.mark.parametrize("case", DIFFERENT)
+def test_sources_that_run_differently_have_different_code_texts(case):
+    a, b = DIFFERENT[case]
+    try:
+        compile(a, "a", "exec"), compile(b, "b", "exec")
+    except SyntaxError:
+        pytest.skip("not Python on this version (f-string fields over lines: 3.12+)")
+    assert fa.cache.code_text(a) != fa.cache.code_text(b)
+
+
 # Archives: the cache files of a sweep, carried to another machine (fa.cache.pack/unpack).
 
 def test_packed_runs_resume_a_sweep_on_another_cache(tmp_path):

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from fa import cache, estimate, mnist_figure
+from fa import cache, estimate, mnist_figure, mnist_runs
 from fa.experiments import RunConfig
-from fa.mnist_figure import MnistConfig
+from fa.mnist_runs import MnistConfig
 
 RATE = 1e-9          # a made-up rate: no measurement, so these tests are instant
 
@@ -58,8 +58,9 @@ def test_the_mnist_plan_has_its_seeds_per_depth_and_loads_no_data(tmp_path, monk
 
     for name in ("load_mnist", "locate_mnist", "fetch_mnist"):
         monkeypatch.setattr(f"fa.mnist.{name}", refuse)
-        if hasattr(mnist_figure, name):
-            monkeypatch.setattr(mnist_figure, name, refuse)
+        for module in (mnist_figure, mnist_runs):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, refuse)
     configs, seeds = mnist_figure.sweep_plan("paper")
     assert [len(seeds[c]) for c in configs] == [10] * 4 + [1] * 4
     rates = {MnistConfig: 1e-14}
