@@ -12,7 +12,8 @@ constraints, any of which may hold (like scikit-learn's ``_parameter_constraints
 * ``None`` (the value ``None`` is allowed).
 
 :data:`ONLY_WITH` lists parameters used by one value of another parameter only:
-required with it, refused (must be None) otherwise.
+required with it, refused (must be None) otherwise. :data:`NEEDS` lists optional
+parameters that act only when another one is set: refused (must be None) without it.
 
 :func:`validate` checks a dict of parameters against the table, normalises numbers
 (``int``/``float``) and raises ``ValueError`` in the project's one message form:
@@ -232,6 +233,9 @@ CONSTRAINTS = {
 
 #: Parameters only used with one value of another: ``name -> (other, value)``.
 ONLY_WITH = {"lam_until": ("lam_schedule", "release"), "lam_gamma": ("lam_schedule", "decay")}
+#: Optional parameters that act only when another one is set (true or not None), and are
+#: refused (must be None) otherwise, rather than silently ignored.
+NEEDS = {"max_steps": "until_converged", "device": "backend"}
 
 
 def _fail(name, caller, expected, got) -> ValueError:
@@ -260,7 +264,8 @@ def validate(params: dict, caller: str) -> dict:
 
     Parameters are checked in the table's order (a bound naming another parameter
     sees its normalised value). A parameter of :data:`ONLY_WITH` must be None unless
-    its partner has the value that uses it, and is then required.
+    its partner has the value that uses it, and is then required; one of :data:`NEEDS`
+    must be None unless its partner is set.
 
     Raises
     ------
@@ -287,6 +292,11 @@ def validate(params: dict, caller: str) -> dict:
                 out[name] = None
                 continue
         out[name] = check(name, value, caller, {**params, **out})
+    for name, partner in NEEDS.items():
+        if out.get(name) is not None and not out.get(partner):
+            raise ValueError(f"The '{name}' parameter of {caller} is only used with "
+                             f"{partner} set. Got {name}={out[name]!r} with "
+                             f"{partner}={out.get(partner)!r} instead.")
     return out
 
 

@@ -30,9 +30,10 @@ def make_data(kind: str, n: int, d: int, *, width: int | None = None,
         Number of samples and input dimension.
     width : int, optional
         Teacher width; required for ``kind="teacher"`` (the paper uses the
-        student's width ``p``).
+        student's width ``p``), ignored (but checked) for ``kind="linear"``.
     activation : {"linear", "relu", "tanh", "sigmoid"}, optional
-        Teacher activation; required for ``kind="teacher"``.
+        Teacher activation; required for ``kind="teacher"``, ignored (but checked)
+        for ``kind="linear"``.
     seed : int or sequence of int, default 0
         With one seed, one data set; with a sequence of ``R`` seeds, ``R``
         independent data sets stacked along a leading axis.
@@ -59,7 +60,10 @@ def make_data(kind: str, n: int, d: int, *, width: int | None = None,
                 f"'activation' (one of {', '.join(map(repr, ACTIVATIONS))}). "
                 f"Got width={width!r}, activation={activation!r} instead."
             )
+    # Checked whenever given: a bad value is a mistake even where the linear data ignore it.
+    if width is not None:
         width = check_int(width, "width", caller, low=1)
+    if activation is not None:
         activation = check_option(activation, "activation", caller, ACTIVATIONS)
     seeds, stacked = check_seeds(seed, "seed", caller)
 

@@ -187,6 +187,8 @@ def main(argv=None) -> int:
                      "scale takes minutes)")
     if args.archive and args.scale != "paper":
         parser.error("--archive commits runs of the paper's protocol: add --scale paper")
+    if args.device is not None and args.backend is None:
+        parser.error("--device chooses a device of --backend: add --backend (e.g. torch)")
     try:
         names = select(args.only)
         args.sets = parse_sets(args.sets, names)

@@ -364,6 +364,7 @@ def train(X, y, *, width, activation="relu", rule="fa", lam=0.0, lr, steps, seed
     X, y = _check_data(X, y, len(seeds))
     cfg.update(_resolve_method(X, cfg["method"], cfg["backend"]))
     xp = _namespace(cfg["backend"])
+    _check_device(xp, cfg["backend"], cfg["device"])
     cfg["cap"] = Stopping(0, steps=cfg["steps"], until_converged=cfg["until_converged"],
                           cap=cfg["max_steps"]).cap
     result = _train_chunks(X, y, seeds, cfg, xp)
@@ -375,6 +376,14 @@ def _check_data(X, y, R):
     """``X``, ``y`` as finite float arrays of matching shapes."""
     X = check_finite_array(X, "X", "train", ndim=(2, 3))
     y = check_finite_array(y, "y", "train", ndim=(1, 2))
+    n, d = X.shape[-2:]
+    if y.shape[-1] != n and y.shape[-1] == d:
+        raise ValueError(f"The 'X' parameter of train must hold one sample per row, shape "
+                         f"(n, d) with n = {y.shape[-1]} targets in y. Got an array of shape "
+                         f"{X.shape} instead: pass X.T.")
+    if y.ndim == 2 and y.shape == (n, 1) and n > 1:
+        raise ValueError(f"The 'y' parameter of train must be a vector of {n} targets. Got "
+                         f"an array of shape {y.shape} instead: pass y.ravel().")
     if X.ndim == 3 and X.shape[0] != R:
         raise ValueError(f"The 'X' parameter of train must have one data set per seed: "
                          f"a leading axis of {R}. Got an array of shape {X.shape} instead.")
@@ -412,6 +421,19 @@ def _namespace(backend):
         raise ValueError(f"The 'backend' parameter of train must name an installed array "
                          f"library; install {backend} with `{_INSTALL[backend]}`. "
                          f"Got {backend!r} instead.") from None
+
+
+def _check_device(xp, backend, device):
+    """Refuse a ``device`` that ``backend`` does not have here, naming the parameter."""
+    if device is None:
+        return
+    try:
+        xp.asarray(0.0, device=device)
+    # Each library fails its own way (torch without CUDA raises AssertionError).
+    except Exception as err:
+        raise ValueError(f"The 'device' parameter of train must be a device of {backend} "
+                         f"available here. Got {device!r} instead ({type(err).__name__}: "
+                         f"{err}).") from None
 
 
 def _train_chunks(X, y, seeds, cfg, xp):

@@ -39,6 +39,17 @@ def test_train_refuses_every_invalid_value_naming_the_parameter(name, base, valu
         fa.train(X, Y, **{**base, name: value})
 
 
+def test_a_parameter_that_needs_another_is_refused_without_it():
+    with pytest.raises(ValueError, match="^The 'max_steps' parameter of train is only used "
+                                         "with until_converged set. Got max_steps=50 with "
+                                         "until_converged=False instead.$"):
+        fa.train(X, Y, **dict(GOOD, max_steps=50))
+    with pytest.raises(ValueError, match="^The 'device' parameter of train is only used with "
+                                         "backend set"):
+        fa.train(X, Y, **dict(GOOD, device="cpu"))
+    assert fa.train(X, Y, **dict(GOOD, until_converged=True, max_steps=50)).steps <= 50
+
+
 def test_validate_normalises_numbers():
     out = validate(dict(width=np.int64(5), lr=1, lam=np.float32(0.5), seed=(1, 2),
                         until_converged=np.bool_(True), dtype=np.float32,

@@ -118,7 +118,8 @@ def test_cache_key_changes_with_every_numeric_field_and_seed(monkeypatch):
                 dict(lam_schedule="decay", lam_gamma=0.9),
                 dict(lam_schedule="decay", lam_gamma=0.8),
                 dict(dropout=0.5), dict(until_converged=True), dict(check_every=7),
-                dict(tol=1e-4), dict(converge_on="alignment"), dict(max_steps=100),
+                dict(tol=1e-4), dict(converge_on="alignment"),
+                dict(until_converged=True, max_steps=100),
                 dict(record_every=5), dict(dtype="float32")]
     labels = {"regularizer", "strength"}
     covered = set().union(*variants)

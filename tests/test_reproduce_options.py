@@ -70,6 +70,9 @@ def test_the_estimate_alone_trains_nothing(tmp_path):
     quick = subprocess.run([sys.executable, "-m", "fa.reproduce", "--only", "01", "--estimate"],
                            capture_output=True, text=True)
     assert quick.returncode == 2 and "add --scale paper" in quick.stderr
+    alone = subprocess.run([sys.executable, "-m", "fa.reproduce", "--device", "cuda"],
+                           capture_output=True, text=True)
+    assert alone.returncode == 2 and "add --backend" in alone.stderr
 
 
 def test_a_set_reaches_the_notebook(tmp_path):

@@ -388,10 +388,21 @@ def test_bad_data_raises(data):
         fa.train(X, ybad, **GOOD)
     with pytest.raises(ValueError, match="'X'.*real numbers.*complex"):
         fa.train(X + 1j, y, **GOOD)             # not silently cast to its real part
+    with pytest.raises(ValueError, match=r"'X'.*one sample per row.*pass X\.T"):
+        fa.train(X.T, y, **GOOD)
+    with pytest.raises(ValueError, match=r"'y'.*a vector of .* targets.*pass y\.ravel\(\)"):
+        fa.train(X, y[:, None], **GOOD)
     with pytest.raises(ValueError, match="'X'.*leading axis of 2"):
         fa.train(np.stack([X, X, X]), y, **{**GOOD, "seed": [0, 1]})
     with pytest.raises(ValueError, match="'X'"):
         fa.train(X[0], y, **GOOD)
+
+
+def test_a_device_the_backend_lacks_is_named(data):
+    X, y = data
+    with pytest.raises(ValueError, match="^The 'device' parameter of train must be a device "
+                                         "of numpy available here. Got 'cuda' instead"):
+        fa.train(X, y, **GOOD, backend="numpy", device="cuda")
 
 
 @pytest.mark.parametrize("kwargs, name", [
@@ -399,6 +410,8 @@ def test_bad_data_raises(data):
     (dict(kind="linear", n=5, d=-1), "d"), (dict(kind="teacher", n=5, d=5), "width"),
     (dict(kind="teacher", n=5, d=5, width=3, activation="elu"), "activation"),
     (dict(kind="linear", n=5, d=5, seed="a"), "seed"),
+    (dict(kind="linear", n=5, d=5, width=-5), "width"),          # checked though unused
+    (dict(kind="linear", n=5, d=5, activation="bogus"), "activation"),
 ])
 def test_make_data_bad_input(kwargs, name):
     with pytest.raises(ValueError, match=f"'{name}'"):
