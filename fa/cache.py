@@ -5,9 +5,9 @@ the seed, the ``backend`` when one is chosen, and a fingerprint of the code of t
 modules that compute the numbers (``experiment.numerics_modules``): their source
 without docstrings and comments (:func:`code_text`). Editing the trainer's code
 therefore changes every key and the runs are recomputed; editing only its
-documentation, or leaving it alone, reuses them. Files are written atomically, and a file that cannot be read
-back as a valid record (empty, truncated, not a zip, missing or mistyped entries)
-counts as absent: the run is trained again.
+documentation, or leaving it alone, reuses them. Files are written atomically, and a
+file that cannot be read back as a valid record (empty, truncated, not a zip, missing
+or mistyped entries) counts as absent: the run is trained again.
 
 Cache files travel between machines as a zip archive (:func:`pack`, :func:`unpack`):
 the committed gallery keeps the runs of its longest figure that way, so a fresh clone
@@ -80,7 +80,7 @@ def code_text(source: str) -> str:
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == _FSTRING_START:          # Python 3.12+: an f-string comes in pieces
             fstrings.append(tok.start[0])
-        elif tok.type == _FSTRING_END:          # verbatim if over several lines, as before
+        elif tok.type == _FSTRING_END:          # verbatim over several lines, as before 3.12
             first_line = fstrings.pop()
             if tok.end[0] > first_line:
                 verbatim.update(range(first_line - 1, tok.end[0]))
@@ -90,9 +90,9 @@ def code_text(source: str) -> str:
             verbatim.update(range(tok.start[0] - 1, tok.end[0]))
     kept = []
     for i, line in enumerate(lines):
-        code = line[:comment_at.get(i, len(line))].rstrip()
         if i in dropped:
             continue
+        code = line[:comment_at.get(i, len(line))].rstrip()
         if i in verbatim:
             kept.append(line)
         elif code or (i and lines[i - 1].endswith("\\")):   # a blank line ends a continuation
