@@ -37,6 +37,15 @@ def table(claims) -> pd.DataFrame:
     return frame
 
 
+def show(claims) -> None:
+    """Display :func:`table` of ``claims`` in a notebook with every claim and number in
+    full (pandas cuts text at 50 characters, and a plain-text table at the screen's width)."""
+    from IPython.display import display
+    with pd.option_context("display.max_colwidth", None, "display.max_columns", None,
+                           "display.width", None):
+        display(table(claims))
+
+
 def check(claims) -> pd.DataFrame:
     """Return :func:`table` of ``claims``; raise AssertionError naming any that fail.
 

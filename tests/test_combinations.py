@@ -67,6 +67,13 @@ def test_f3_single_width_says_there_is_no_slope(lambdas):
                                   else "needs λ = 0 in lambdas")]
 
 
+def test_claims_are_shown_in_full(capsys):
+    long = "λ=0.5: bounded away from 0 (min over p ≥ 0.1; at p=12800 ≥ 1.5x λ=0) " * 2
+    fa.claims.show([fa.claims.Claim("F3 relu", long, "7 of 7 widths; " + "0.123, " * 8, True)])
+    shown = capsys.readouterr().out
+    assert long.strip() in shown and "0.123, " * 8 in shown     # pandas alone cuts at 50
+
+
 def test_claims_check_ignores_skipped_but_fails_on_a_false_claim():
     ok = fa.claims.Claim("F", "holds", "1", True)
     skip = fa.claims.Claim.skipped("F", "needs λ=0", "no λ = 0 run")
