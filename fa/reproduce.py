@@ -269,6 +269,11 @@ def _runs_archive(name: str) -> Path | None:
     return paths.GALLERY_RUNS_DIR / f"{figure.key}.zip"
 
 
+def _runs(count: int) -> str:
+    """``count`` runs, in words: "1 run", "3 runs"."""
+    return f"{count} run{'' if count == 1 else 's'}"
+
+
 def _restore(name: str, where: dict) -> None:
     """Copy the committed runs of ``name`` into the cache, when there are any (a damaged
     archive is reported, and its runs are trained as if it were not there)."""
@@ -280,7 +285,7 @@ def _restore(name: str, where: dict) -> None:
             # The runs can always be trained again: say so, and go on.
             print(f"{name}: {err} The others will be trained.", file=sys.stderr)
             return
-        print(f"{name}: {added} runs copied into the cache from {_shown(archive, where)}")
+        print(f"{name}: {_runs(added)} copied into the cache from {_shown(archive, where)}")
 
 
 def _archive(name: str, where: dict, args) -> None:
@@ -289,7 +294,7 @@ def _archive(name: str, where: dict, args) -> None:
     archive = _runs_archive(name)
     added, held = cache.pack(archive, [(e, seed) for e in experiments for seed in seeds],
                              cache_dir=where["results"] / "cache", backend=args.backend)
-    print(f"{name}: {added} runs added to {_shown(archive, where)}, which now holds {held} "
+    print(f"{name}: {_runs(added)} added to {_shown(archive, where)}, which now holds {held} "
           f"(this sweep has {len(experiments) * len(seeds)})", flush=True)
 
 

@@ -42,6 +42,12 @@ def test_archive_commits_the_finished_runs_and_a_paper_run_restores_them(tmp_pat
             reproduce.main(wrong + ["--output", str(here)])
         assert message in capsys.readouterr().err
 
+    # One more finished run: only it is added, and the count reads as words.
+    cache.save(here / "results" / "cache", experiments[3], 1, {"final_loss": np.float64(1)})
+    assert reproduce.main(argv) == 0
+    assert "1 run added to" in capsys.readouterr().out
+    assert len(zipfile.ZipFile(archive).namelist()) == 4
+
 
 def test_a_paper_gallery_run_commits_its_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(paths, "GALLERY_RUNS_DIR", tmp_path / "committed")
