@@ -6,7 +6,7 @@ Run ``python benchmarks/bench_trainer.py`` (benchmarks/README.md). For each widt
 
 * ``reference``: ``fa.train(..., method="reference")`` one seed at a time, the
   straightforward one-network-at-a-time baseline (the paper's step as written,
-  :func:`fa.reference.step`, on numpy);
+  :func:`fa.model.step`, on numpy);
 * ``fused row`` / ``fused dir``: the default path (``backend=None``), all replicas
   in one call, ``method="rowspace"`` / ``"direct"``;
 * one column per array-API backend and device, ``method="rowspace"``: numpy,

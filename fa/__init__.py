@@ -9,10 +9,11 @@ train
     Full-batch gradient descent on a two-layer network, by backpropagation (BP)
     or feedback alignment (FA), with L2 / dropout regularisation, on the fused
     CPU path or any array library (``backend=``).
-reference
-    One training step written as the paper writes it: the oracle of every fast path.
-ACTIVATIONS, reference.RULES
-    The activations (psi, psi') and the learning rules, one table each.
+model
+    The paper's model in one file: activations, the two rules, the initial draws and
+    one training step as the paper writes it (the oracle of every fast path).
+ACTIVATIONS, RULES, cosine
+    The activations (psi, psi') and the learning rules, one table each; the alignment.
 run_sweep, RunConfig
     Many runs, cached on disk, resumable, on local processes or a Dask cluster
     (``cluster.connect``).
@@ -34,16 +35,16 @@ each has ``sweep_plan``, ``plot`` and ``claims``, and builds its experiments wit
 
 __version__ = "0.1.0"
 
-from .activations import ACTIVATIONS, Activation
+from .model import ACTIVATIONS, RULES, Activation, cosine
 from .data import make_data
-from .trainer import DivergenceWarning, Stopping, TrainResult, cosine, train
+from .trainer import DivergenceWarning, Stopping, TrainResult, train
 from .experiments import RunConfig, SweepResult, cache_key, run_sweep
 from .presets import settings
 from .deep import DeepResult, init_deep, train_deep
 from .mnist import MnistData, load_mnist, read_idx
-from . import claims, cluster, constraints, gallery, notebook, paths, reference, registry
+from . import claims, cluster, constraints, gallery, model, notebook, paths, registry
 
-__all__ = ["ACTIVATIONS", "Activation", "Stopping", "DeepResult", "DivergenceWarning", "MnistData",
+__all__ = ["ACTIVATIONS", "RULES", "Activation", "Stopping", "DeepResult", "DivergenceWarning", "MnistData",
            "RunConfig", "SweepResult", "TrainResult", "cache_key", "cosine", "init_deep",
            "load_mnist", "make_data", "read_idx", "run_sweep", "settings", "train",
            "train_deep"]

@@ -13,7 +13,7 @@ array and ``backward`` reads it again and writes ``M``. For relu and linear that
 array is ``H`` itself (``psi`` and ``psi'`` are cheap to recompute); for tanh and
 sigmoid it is ``A``, computed by numpy (whose ``tanh`` is vectorised), and ``psi'``
 is taken from ``psi``'s output: ``1 - a^2`` and ``a (1 - a)``. Both come from the
-one table of :mod:`fa.activations`: the scalar ``psi``/``dpsi`` (or ``dpsi_of_psi``)
+one table of :mod:`fa.model`: the scalar ``psi``/``dpsi`` (or ``dpsi_of_psi``)
 of an entry are compiled into its loops.
 
 For an activation with ``psi' = 1`` (linear) and no dropout, ``M = eta c e v^T`` is rank
@@ -31,7 +31,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .activations import Activation
+from .model import Activation
 
 #: Stands for "no dropout mask" (the mask argument is then never read).
 NO_MASK = np.empty((0, 0, 0))

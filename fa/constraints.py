@@ -7,7 +7,7 @@ constraints, any of which may hold (like scikit-learn's ``_parameter_constraints
 * :class:`Interval` ``(int | float, low, high, closed=...)``; a bound may name
   another parameter (``max_steps >= steps``);
 * :class:`Options` (one of a set of names; the set may be a live table such as
-  :data:`fa.activations.ACTIVATIONS`, so registered names are accepted);
+  :data:`fa.model.ACTIVATIONS`, so registered names are accepted);
 * :class:`Boolean`, :class:`Text`, :class:`Seeds`, :class:`Dtype`;
 * ``None`` (the value ``None`` is allowed).
 
@@ -30,8 +30,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from . import data
-from .activations import ACTIVATIONS
-from .reference import RULES
+from .model import ACTIVATIONS
+from .model import RULES
 
 LAM_SCHEDULES = ("constant", "release", "decay")
 CONVERGE_ON = ("loss", "alignment")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _random
+from . import model
 from ._validation import check_int, check_option, check_seeds
-from .activations import ACTIVATIONS, psi
+from .model import ACTIVATIONS, psi
 
 KINDS = ("linear", "teacher")
 
@@ -69,7 +69,7 @@ def make_data(kind: str, n: int, d: int, *, width: int | None = None,
 
     Xs, ys = [], []
     for s in seeds:
-        rng = _random.rng(s, _random.DATA)
+        rng = model.rng(s, model.DATA)
         X = rng.standard_normal((n, d))
         if kind == "linear":
             theta = rng.standard_normal(d)

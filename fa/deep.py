@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fa import _random
+from fa import model
 from fa._validation import _fail, check_finite_array, check_float, check_int, check_option
 from fa.constraints import check
 from fa.trainer import DivergenceWarning
@@ -179,7 +179,7 @@ def init_deep(hidden=(1000,), *, n_in: int = 784, n_out: int = 10, seed: int = 0
     seed : int, default 0
         The run's seed. The weights, the feedback matrices and the mini-batch order
         come from its independent streams ``INIT``, ``FEEDBACK`` and ``BATCHES`` of
-        :mod:`fa._random` (the project's one set of seed streams), so BP and FA runs
+        :func:`fa.model.rng` (the project's one set of seed streams), so BP and FA runs
         with the same seed start from the same weights and see the same batches,
         whatever the rule or ``lam``.
     dtype : {"float64", "float32"}, default "float64"
@@ -300,7 +300,7 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
         B = _check_feedback(feedback, [w.shape for w in W[1:]], caller, dtype)
     c = _scales(W, scale_input)                # 1 / sqrt(fan-in) of each layer, shared by BP and FA
     lams = _penalties(lam, penalize, len(W))   # lam_l per layer: lam_1 = 0 unless penalize="all"
-    batches = _batches(len(y_train), batch_size, _random.rng(seed, _random.BATCHES))
+    batches = _batches(len(y_train), batch_size, model.rng(seed, model.BATCHES))
 
     # The one line where the rules differ: the matrices that carry the error down.
     M = W[1:] if rule == "bp" else B           # BP: forward weights (updated in place); FA: fixed B
@@ -421,14 +421,11 @@ def _measure(t, W, B, c, H, E, loss, X_test, y_test):
     test_accuracy = float(np.mean(np.argmax(Z_test, axis=1) == y_test))
     _, S_bp = _backward(W, W[1:], c, H, E, None, grads=False)
     _, S_fa = _backward(W, B, c, H, E, None, grads=False)
-    weight_alignment = [_cosine(B_l.ravel(), W_l.ravel()) for B_l, W_l in zip(B, W[1:])]
+    weight_alignment = [float(model.cosine(B_l.astype(np.float64).ravel(),
+                                           W_l.astype(np.float64).ravel()))
+                        for B_l, W_l in zip(B, W[1:])]
     signal_alignment = [_mean_row_cosine(s_fa, s_bp) for s_fa, s_bp in zip(S_fa, S_bp)]
     return t, test_accuracy, test_loss, loss, weight_alignment, signal_alignment
-
-
-def _cosine(a, b) -> float:
-    a, b = a.astype(np.float64, copy=False), b.astype(np.float64, copy=False)
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def _mean_row_cosine(A, C) -> float:
@@ -445,7 +442,7 @@ def _mean_row_cosine(A, C) -> float:
 
 def _draw(hidden, n_in, n_out, seed, dtype):
     sizes = (n_in, *hidden, n_out)                  # p_0 .. p_{L+1}
-    rng_w, rng_b = _random.rng(seed, _random.INIT), _random.rng(seed, _random.FEEDBACK)
+    rng_w, rng_b = model.rng(seed, model.INIT), model.rng(seed, model.FEEDBACK)
     W = [rng_w.standard_normal((sizes[l + 1], sizes[l])).astype(dtype, copy=False)
          for l in range(len(sizes) - 1)]            # W_l: (p_l, p_{l-1})
     B = [rng_b.standard_normal(w.shape).astype(dtype, copy=False) for w in W[1:]]

@@ -120,8 +120,8 @@ class RunConfig:
 
     # The experiment protocol of fa.sweep (class attributes, not fields).
     numerics_modules: ClassVar[tuple[str, ...]] = (
-        "fa.experiments", "fa.trainer", "fa._kernels", "fa.reference", "fa.activations",
-        "fa.data", "fa._random", "fa.constraints", "fa._validation")
+        "fa.experiments", "fa.trainer", "fa._kernels", "fa.model", "fa.data",
+        "fa.constraints", "fa._validation")
     scalars: ClassVar[dict[str, type]] = dict(steps_taken=int, final_loss=float,
                                               final_alignment=float, diverged=bool)
     curves: ClassVar[tuple[str, ...]] = ("step", "loss", "alignment")

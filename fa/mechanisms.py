@@ -36,18 +36,17 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from . import _figure, plotting
 from ._validation import check_float, check_int, check_option
-from .activations import ACTIVATIONS
 from .claims import Claim
 from .mechanisms_runs import (AlignmentRun, DynamicsRun, KernelRun, Trajectory, decompose,
-                              init_params, kernel, lam_factor, predicted_loss, trajectory)
+                              kernel, lam_factor, predicted_loss, trajectory)
 from .presets import PROTOCOL, coerce
-from .reference import RULES
+from .model import ACTIVATIONS, RULES
 from .width_dependence import fit_power_law
 
 __all__ = ["AlignmentRun", "DynamicsRun", "KernelRun", "MechanismSettings", "Trajectory",
            "alignment_configs", "alignment_slopes", "alignment_summary", "alignment_table",
            "claims", "claims_alignment", "claims_dynamics", "claims_kernel", "decompose",
-           "dynamics_configs", "dynamics_tables", "init_params", "kernel",
+           "dynamics_configs", "dynamics_tables", "kernel",
            "kernel_configs", "kernel_summary", "kernel_tables", "lam_factor", "plot",
            "plot_alignment", "plot_dynamics", "plot_kernel", "predicted_loss",
            "prediction_error", "release_summary", "settings", "sweep_plan", "trajectory", "write_results"]

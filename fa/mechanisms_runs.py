@@ -2,7 +2,7 @@
 
 Notation as in ``docs/model.md``: ``f(x) = beta . psi(W x) / sqrt(p)``, ``H = X W^T``,
 ``A = psi(H)``, ``D = psi'(H)``, ``e = f(X) - y``, ``K = X X^T``, ``v = b`` (FA) or
-``beta`` (BP), as :data:`fa.reference.RULES` says.
+``beta`` (BP), as :data:`fa.model.RULES` says.
 
 The algebra: the step kernel ``G = second + first`` (:func:`kernel`), the loss it
 predicts when frozen (:func:`predicted_loss`), the exact split
@@ -25,27 +25,20 @@ from typing import ClassVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import _random
+from . import model
 from ._validation import check_option
-from .activations import get as get_activation
 from .constraints import validate
 from .data import make_data
 from .experiments import RunConfig
-from .reference import RULES
-from .trainer import cosine, train
+from .model import RULES
+from .model import cosine
+from .trainer import train
 
 __all__ = ["AlignmentRun", "DynamicsRun", "KernelRun", "Trajectory", "decompose",
-           "init_params", "kernel", "lam_factor", "predicted_loss", "trajectory"]
+           "kernel", "lam_factor", "predicted_loss", "trajectory"]
 
 
 # --- the algebra ------------------------------------------------------------------
-
-def init_params(d: int, width: int, seed: int):
-    """``W`` (p, d), ``beta`` (p,), ``b`` (p,), exactly as :func:`fa.train` draws them
-    for ``seed``."""
-    rng = _random.rng(seed, _random.INIT)
-    return rng.standard_normal((width, d)), rng.standard_normal(width), rng.standard_normal(width)
-
 
 def kernel(X, W, beta, b, *, activation: str, rule: str):
     """The two terms of the step kernel ``G = second + first`` at ``(W, beta)``.
@@ -60,7 +53,7 @@ def kernel(X, W, beta, b, *, activation: str, rule: str):
         matrices), sign-indefinite for FA.
     """
     rule = check_option(rule, "rule", "kernel", RULES)
-    act = get_activation(activation)
+    act = model.activation(activation)
     p = W.shape[0]
     H = X @ W.T                                       # (n, p)
     A, D = act.psi_array(np, H), act.dpsi_array(np, H)  # (n, p)
@@ -130,9 +123,9 @@ def trajectory(X, y, *, width: int, activation: str, rule: str = "fa", lr: float
     ``lam_until`` switches the penalty off from that step on ("release").
     """
     rule = check_option(rule, "rule", "trajectory", RULES)
-    act = get_activation(activation)
+    act = model.activation(activation)
     n, p = X.shape[0], width
-    W0, beta, b = init_params(X.shape[1], p, seed)
+    W0, beta, b = (a[0] for a in model.init([seed], X.shape[1], p))
     beta0 = beta.copy()
     K = X @ X.T                                       # (n, n)
     H = X @ W0.T                                      # (n, p)
@@ -236,7 +229,7 @@ class KernelRun(_MechanismRun):
     ``step``, ``measured`` (the trained loss) and ``predicted`` (by the frozen ``G_0``).
     """
 
-    rule: str = "fa"  # "fa" or "bp", a name in fa.reference.RULES
+    rule: str = "fa"  # "fa" or "bp", a name in fa.model.RULES
 
     scalars: ClassVar[dict[str, type]] = dict(second_min=float, first_min=float,
                                               first_norm=float, min=float, drift=float)
@@ -249,10 +242,10 @@ class KernelRun(_MechanismRun):
     def run(self, seeds: list[int]) -> list[dict]:
         """One record per seed (see the class docstring)."""
         X, y, r = self._train(seeds)                                 # (R, n, d), (R, n)
-        act = get_activation(self.activation)
+        act = model.activation(self.activation)
         records = []
         for i, seed in enumerate(seeds):
-            W, beta, b = init_params(self.d, self.width, seed)
+            W, beta, b = (a[0] for a in model.init([seed], self.d, self.width))
             e0 = act.psi_array(np, X[i] @ W.T) @ beta / np.sqrt(self.width) - y[i]   # (n,)
             second, first = kernel(X[i], W, beta, b, activation=self.activation,
                                    rule=self.rule)
@@ -297,7 +290,7 @@ class AlignmentRun(_MechanismRun):
         c = lam_factor(self.lr, self.lam, self.steps)
         records = []
         for i, seed in enumerate(seeds):
-            _, beta0, b = init_params(self.d, self.width, seed)
+            _, beta0, b = (a[0] for a in model.init([seed], self.d, self.width))
             beta = r.beta[i]
             l = beta - c * beta0                                     # (p,) the learned part of beta
             initial, learned = decompose(beta, beta0, b, c)
@@ -364,7 +357,8 @@ class DynamicsRun(_MechanismRun):
                 decomposition=np.abs(tr.c[:, None] * tr.beta0 + tr.learned - tr.beta).max()
                 / np.abs(tr.beta).max(),
                 step=tr.record_steps, loss=tr.loss[tr.record_steps],
-                alignment=cosine(tr.beta, tr.b), initial=initial, learned=learned,
+                alignment=cosine(tr.beta, np.broadcast_to(tr.b, tr.beta.shape)),
+                initial=initial, learned=learned,
                 initial_share=tr.c * np.linalg.norm(tr.beta0) / norm,
                 learned_share=np.linalg.norm(tr.learned, axis=1) / norm))
         return records

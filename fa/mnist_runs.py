@@ -49,7 +49,7 @@ class MnistConfig:
 
     # The experiment protocol of fa.sweep (class attributes, not fields).
     numerics_modules: ClassVar[tuple[str, ...]] = (
-        "fa.mnist_runs", "fa.deep", "fa.mnist", "fa._random", "fa.constraints",
+        "fa.mnist_runs", "fa.deep", "fa.mnist", "fa.model", "fa.constraints",
         "fa._validation")
     scalars: ClassVar[dict[str, type]] = dict(n_train=int, n_test=int, diverged=bool)
     curves: ClassVar[tuple[str, ...]] = ("step", "layer", "weight_alignment",

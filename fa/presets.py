@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .activations import ACTIVATIONS
+from .model import ACTIVATIONS
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Full-batch gradient descent on a two-layer network by BP or FA.
 
 The model and the update rules are those of docs/model.md, written out as code in
-:mod:`fa.reference`::
+:mod:`fa.model`::
 
     H = X W^T,  A = psi(H),  D = psi'(H),  e = f(X) - y          # all (n, p) but e
     g_beta = (2 / (n sqrt(p))) A^T e + lam * beta
@@ -11,7 +11,7 @@ Two implementations, checked against each other (tests/test_reference.py):
 
 * the default: numpy with the elementwise work of a step (``A``, ``D``, ``g_beta``,
   ``M``) in two compiled loops (:mod:`fa._kernels`), on one BLAS thread;
-* the array-API code of :mod:`fa.reference` (``method="reference"``, or any
+* the array-API code of :mod:`fa.model` (``method="reference"``, or any
   ``backend=``: numpy, array_api_strict, torch, cupy, on any of their devices).
 
 Each runs one of two exact formulations of the same iteration:
@@ -29,7 +29,7 @@ Each runs one of two exact formulations of the same iteration:
 Many seeds (replicas) are trained as stacked computations: every state array has
 a leading replica axis, and replicas that stop (converged, diverged or at their
 step budget) are dropped from the stack. Random draws (``W``, ``beta``, ``b``,
-dropout masks) always come from the host's seed streams (:mod:`fa._random`), so the
+dropout masks) always come from the host's seed streams (:func:`fa.model.rng`), so the
 numbers do not depend on the backend or device.
 """
 
@@ -45,11 +45,10 @@ from array_api_compat import numpy as _npx
 from scipy.linalg import blas
 from threadpoolctl import threadpool_limits
 
-from . import _kernels, _random, reference
+from . import _kernels, model
 from ._validation import check_finite_array
-from .activations import get as get_activation
 from .constraints import validate
-from .reference import RULES
+from .model import RULES, cosine
 
 _GEMM = {np.dtype("float64"): blas.dgemm, np.dtype("float32"): blas.sgemm}
 
@@ -132,23 +131,6 @@ class TrainResult:
     def final_alignment(self):
         """``cos(beta, b)`` of the final parameters."""
         return cosine(self.beta, self.b)
-
-
-def cosine(beta: np.ndarray, b: np.ndarray):
-    """Alignment ``cos(beta, b) = beta . b / (|beta| |b|)`` along the last axis.
-
-    Parameters
-    ----------
-    beta, b : ndarray of shape (..., p)
-        Vectors along the last axis; leading axes (replicas) broadcast.
-
-    Returns
-    -------
-    float or ndarray of shape (...)
-        The cosine of each pair, in [-1, 1].
-    """
-    num = np.sum(beta * b, axis=-1)
-    return num / (np.linalg.norm(beta, axis=-1) * np.linalg.norm(b, axis=-1))
 
 
 def _at_steps(curve: np.ndarray, steps):
@@ -261,10 +243,10 @@ def train(X, y, *, width, activation="relu", rule="fa", lam=0.0, lr, steps, seed
     width : int
         Number of hidden units ``p``.
     activation : str, default "relu"
-        The activation ``psi``: a name in :data:`fa.activations.ACTIVATIONS`
+        The activation ``psi``: a name in :data:`fa.model.ACTIVATIONS`
         ("linear", "relu", "tanh", "sigmoid", and any registered one).
     rule : str, default "fa"
-        A name in :data:`fa.reference.RULES`: feedback alignment ("fa", error sent
+        A name in :data:`fa.model.RULES`: feedback alignment ("fa", error sent
         back through the fixed random ``b``) or backpropagation ("bp", through ``beta``).
     lam : float, default 0.0
         L2 strength on ``beta`` (gradient ``+ lam * beta``).
@@ -312,7 +294,7 @@ def train(X, y, *, width, activation="relu", rule="fa", lam=0.0, lr, steps, seed
         ``rowspace`` tracks ``W - W_0`` in the row space of ``X`` (cheaper when
         ``n < d``; needs linearly independent rows); ``direct`` updates ``W``.
         ``auto`` picks ``rowspace`` when it applies. ``reference`` trains through
-        :func:`fa.reference.step` (direct formulation; numpy unless ``backend``).
+        :func:`fa.model.step` (direct formulation; numpy unless ``backend``).
         All give the same iterates up to round-off.
     memory_budget : int, default 4 GiB
         Bytes of host memory for one stacked chunk (:func:`bytes_per_replica`); more
@@ -321,7 +303,7 @@ def train(X, y, *, width, activation="relu", rule="fa", lam=0.0, lr, steps, seed
         they are sized to its free memory. The chunking never changes the numbers.
     backend : {None, "numpy", "array_api_strict", "torch", "cupy"}, default None
         None: the fused numpy path. Otherwise the array-API code of
-        :mod:`fa.reference` on that library.
+        :mod:`fa.model` on that library.
     device : str, optional
         The backend's device (e.g. "cuda" for torch); None: the library's default.
 
@@ -542,23 +524,11 @@ def replicas_per_stack(n: int, width: int, *, dtype="float64") -> int:
     return max(1, CACHE_BYTES // (6 * n * width * np.dtype(dtype).itemsize))
 
 
-def _init(seeds, n_dims: int, width: int, dtype):
-    """Draw ``W``, ``beta``, ``b`` i.i.d. N(0, 1) for each seed (in float64, then cast)."""
-    Ws, betas, bs = [], [], []
-    for s in seeds:
-        rng = _random.rng(s, _random.INIT)
-        Ws.append(rng.standard_normal((width, n_dims)))
-        betas.append(rng.standard_normal(width))
-        bs.append(rng.standard_normal(width))
-    return (np.stack(Ws).astype(dtype), np.stack(betas).astype(dtype),
-            np.stack(bs).astype(dtype))
-
-
 class _Dropout:
     """Inverted-dropout masks of the live replicas, one seed stream each (on the host)."""
 
     def __init__(self, seeds, q, shape, dtype):
-        self.rngs = [_random.rng(s, _random.DROPOUT) for s in seeds]
+        self.rngs = [model.rng(s, model.DROPOUT) for s in seeds]
         self.q, self.shape = q, shape
         self.scale = np.dtype(dtype).type(1.0 / (1.0 - q))
 
@@ -584,7 +554,7 @@ def _row(A, r):
 def _train_stack(X, y, seeds, cfg, xp):
     """Train the replicas ``seeds`` as one stack: the step loop (inputs validated)."""
     R, (n, d), p = len(seeds), X.shape[-2:], cfg["width"]
-    W, beta, b = _init(seeds, d, p, cfg["dtype"])
+    W, beta, b = model.init(seeds, d, p, cfg["dtype"])
     record = _Record(R, cfg, W.shape[1:], b)
     net = _Fused(X, y, W, beta, b, cfg) if xp is None else _ArrayAPI(X, y, W, beta, b, cfg, xp)
     stopping = Stopping(R, steps=cfg["steps"], until_converged=cfg["until_converged"],
@@ -690,7 +660,7 @@ class _Fused:
         else:
             self.W = W                                                    # (R, p, d)
             self.G = np.empty_like(W)                                     # (R, p, d)
-        self.act = get_activation(cfg["activation"])
+        self.act = model.activation(cfg["activation"])
         self.reads_A = _kernels.reads_A(self.act)
         self.A = None                   # psi(H), for activations whose loops read it
         self.M = np.empty_like(self.H)  # eta * c * D * (e v^T), so that eta * G_W = M^T X
@@ -779,7 +749,7 @@ def _subtract_product(H, K, M) -> None:
 
 
 class _ArrayAPI:
-    """The replicas still training, stepped by :mod:`fa.reference` on an array library.
+    """The replicas still training, stepped by :mod:`fa.model` on an array library.
 
     The step of :meth:`loss` is computed with the loss and kept until :meth:`step`
     commits it (the loss decides which replicas stop first).
@@ -809,10 +779,10 @@ class _ArrayAPI:
     def loss(self, mask, lam_t):
         m = None if mask is None else self._to(mask)
         if self.method == "rowspace":
-            self.next = reference.step_rowspace(self.K, self.H, self.y, self.beta, self.b,
+            self.next = model.step_rowspace(self.K, self.H, self.y, self.beta, self.b,
                                                 lam=lam_t, mask=m, **self.kw)
         else:
-            self.next = reference.step(self.X, self.y, self.W, self.beta, self.b,
+            self.next = model.step(self.X, self.y, self.W, self.beta, self.b,
                                        lam=lam_t, mask=m, **self.kw)
         return _to_host(self.next[2]).astype(float)
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from fa import _random, deep
+from fa import deep, model
 from fa.deep import DeepResult, init_deep, train_deep
 from fa.trainer import DivergenceWarning
 
@@ -123,7 +123,7 @@ def test_signal_alignment_is_the_papers_cosine_for_one_hidden_layer():
     W, B = init_deep((7,), n_in=6, n_out=3, seed=3)
     res = train_deep((X, y, X_test, y_test), hidden=(7,), batch_size=12, steps=0, seed=3,
                      scale_input=True)
-    idx = _random.rng(3, _random.BATCHES).permutation(12)          # the run's first (full) batch
+    idx = model.rng(3, model.BATCHES).permutation(12)          # the run's first (full) batch
     Z = np.maximum(X[idx] @ W[0].T / math.sqrt(6), 0) @ W[1].T / math.sqrt(7)
     P = np.exp(Z - Z.max(axis=1, keepdims=True))
     P /= P.sum(axis=1, keepdims=True)
@@ -162,7 +162,7 @@ def test_fa_with_feedback_tied_to_forward_weights_follows_the_bp_trajectory():
     bp = train_deep(data, hidden=(8, 6), rule="bp", lam=lam, lr=lr, batch_size=8,
                     steps=steps, seed=5, scale_input=True)
     W, _ = init_deep((8, 6), n_in=6, n_out=3, seed=5)
-    batches = deep._batches(len(y_train), 8, _random.rng(5, _random.BATCHES))
+    batches = deep._batches(len(y_train), 8, model.rng(5, model.BATCHES))
     for _ in range(steps):
         idx = next(batches)
         B = [w.copy() for w in W[1:]]                    # FA's feedback := current forward weights
@@ -233,7 +233,7 @@ def test_runs_of_one_seed_are_paired_across_rules_and_lambdas(monkeypatch):
         assert res.train_loss[0] == runs[0].train_loss[0]
         np.testing.assert_array_equal(res.signal_alignment[0], runs[0].signal_alignment[0])
     assert runs[1].test_loss[-1] != runs[0].test_loss[-1]   # lam does change the run
-    other_seed = real(len(data[1]), 16, _random.rng(4, _random.BATCHES))
+    other_seed = real(len(data[1]), 16, model.rng(4, model.BATCHES))
     assert not np.array_equal(next(other_seed), seen[0][0])
 
 
@@ -427,5 +427,5 @@ def test_regularisation_aligns_the_error_signal_at_no_cost_in_accuracy(mnist32):
 def test_draws_come_from_the_projects_seed_streams():
     """One set of random streams: the weights from INIT, the feedback from FEEDBACK."""
     W, B = init_deep((5,), n_in=6, n_out=3, seed=11)
-    np.testing.assert_array_equal(W[0], _random.rng(11, _random.INIT).standard_normal((5, 6)))
-    np.testing.assert_array_equal(B[0], _random.rng(11, _random.FEEDBACK).standard_normal((3, 5)))
+    np.testing.assert_array_equal(W[0], model.rng(11, model.INIT).standard_normal((5, 6)))
+    np.testing.assert_array_equal(B[0], model.rng(11, model.FEEDBACK).standard_normal((3, 5)))

@@ -69,7 +69,7 @@ def test_configs_and_seeds():
 def test_config_is_an_experiment_of_the_sweep_engine():
     config = mnist_figure.configs(mnist_figure.settings("quick", **TINY))[0]
     assert config.data == "subset" and config.data_dir is None and config.chunk_size() == 1
-    assert {"fa.deep", "fa.mnist", "fa._random"} <= set(config.numerics_modules)
+    assert {"fa.deep", "fa.mnist", "fa.model"} <= set(config.numerics_modules)
     assert config.cost() > 0
     bigger = dataclasses.replace(config, steps=2 * config.steps)
     assert bigger.cost() > config.cost()

@@ -1,4 +1,4 @@
-"""Every fast path of the trainer against the reference step (fa.reference), in float64."""
+"""Every fast path of the trainer against the reference step (fa.model), in float64."""
 
 import math
 
@@ -7,9 +7,9 @@ import pytest
 from array_api_compat import array_namespace
 
 import fa
-from fa import _random, reference
+from fa import model
 from fa import trainer as trainer_module
-from fa.activations import ACTIVATIONS, Activation
+from fa.model import ACTIVATIONS, Activation
 
 N, D, P, STEPS, SEEDS = 6, 15, 10, 6, [3, 4]
 LR = {"linear": 1e-3, "relu": 2e-2, "tanh": 1e-1, "sigmoid": 1e-1}
@@ -23,16 +23,16 @@ PATHS = {"fused rowspace": dict(method="rowspace"), "fused direct": dict(method=
 
 def oracle(X, y, *, activation, rule, lr, dropout=0.0, lam=0.0, lam_schedule="constant",
            lam_until=None, lam_gamma=None):
-    """``STEPS`` calls of :func:`fa.reference.step`; the dropout masks drawn as documented."""
-    W, beta, b = trainer_module._init(SEEDS, D, P, "float64")
-    rngs = [_random.rng(s, _random.DROPOUT) for s in SEEDS]
+    """``STEPS`` calls of :func:`fa.model.step`; the dropout masks drawn as documented."""
+    W, beta, b = fa.model.init(SEEDS, D, P, "float64")
+    rngs = [model.rng(s, model.DROPOUT) for s in SEEDS]
     losses = []
     for t in range(STEPS + 1):
         mask = None
         if dropout:
             mask = np.stack([r.random((N, P)) >= dropout for r in rngs]) / (1 - dropout)
         lam_t = trainer_module.lam_at(t, lam, lam_schedule, lam_until, lam_gamma)
-        W_next, beta_next, L = reference.step(X, y, W, beta, b, activation=activation,
+        W_next, beta_next, L = model.step(X, y, W, beta, b, activation=activation,
                                               rule=rule, eta=lr, lam=lam_t, mask=mask)
         losses.append(L)
         if t < STEPS:
@@ -65,14 +65,14 @@ def test_fast_paths_equal_the_reference_step(activation, rule, dropout, schedule
 def test_the_reference_is_the_paper(monkeypatch):
     """One step by hand, in the paper's matrices, for one relu network."""
     X, y = fa.make_data("teacher", N, D, width=P, activation="relu", seed=0)
-    W, beta, b = (a[0] for a in trainer_module._init([0], D, P, "float64"))
+    W, beta, b = (a[0] for a in fa.model.init([0], D, P, "float64"))
     H = X @ W.T
     A, Dm = np.maximum(H, 0), (H > 0).astype(float)
     e = A @ beta / np.sqrt(P) - y
     c = 2 / (N * np.sqrt(P))
     W1 = W - 0.1 * c * (Dm * np.outer(e, b)).T @ X
     beta1 = beta - 0.1 * (c * A.T @ e + 0.3 * beta)
-    W_ref, beta_ref, L = reference.step(X[None], y[None], W[None], beta[None], b[None],
+    W_ref, beta_ref, L = model.step(X[None], y[None], W[None], beta[None], b[None],
                                         activation="relu", rule="fa", eta=0.1, lam=0.3)
     np.testing.assert_allclose(W_ref[0], W1, rtol=1e-13)
     np.testing.assert_allclose(beta_ref[0], beta1, rtol=1e-13)
@@ -100,7 +100,7 @@ def test_a_new_activation_is_one_table_entry(name, entry, path, monkeypatch):
 @pytest.mark.parametrize("path", PATHS)
 def test_a_new_rule_is_one_table_entry(path, monkeypatch):
     # Sign symmetry: the feedback has the signs of beta and the magnitudes of b.
-    monkeypatch.setitem(reference.RULES, "sign",
+    monkeypatch.setitem(model.RULES, "sign",
                         lambda beta, b: array_namespace(beta).sign(beta) * abs(b))
     assert_matches_oracle("tanh", "sign", dict(lam=0.1), path)
     X, y = fa.make_data("teacher", N, D, width=P, activation="tanh", seed=SEEDS)
@@ -110,7 +110,7 @@ def test_a_new_rule_is_one_table_entry(path, monkeypatch):
 
 def test_unknown_names_are_value_errors():
     with pytest.raises(ValueError, match="'activation'.*'relu'"):
-        fa.activations.get("gelu")
+        fa.model.activation("gelu")
     with pytest.raises(ValueError, match="'activation'"):
         fa.train(np.ones((3, 4)), np.ones(3), width=2, lr=0.1, steps=1, activation="gelu")
     with pytest.raises(ValueError, match="'rule'"):

@@ -7,7 +7,7 @@ import pytest
 
 import fa
 from fa import trainer as trainer_module
-from fa.activations import ACTIVATIONS
+from fa.model import ACTIVATIONS
 
 N, D, P = 12, 30, 40
 
@@ -41,7 +41,7 @@ def reference_step(X, y, W, beta, b, act, rule, lam, lr):
 
 
 def initial_params(seed, d=D, p=P):
-    W, beta, b = trainer_module._init([seed], d, p, "float64")
+    W, beta, b = fa.model.init([seed], d, p, "float64")
     return W[0], beta[0], b[0]
 
 
@@ -96,14 +96,14 @@ def test_fa_with_b_equal_to_beta_is_bp(act, data, monkeypatch):
     X, y = data
     kwargs = dict(width=P, activation=act, lam=0.1, lr=0.01, steps=300, seed=[1, 2])
     bp = fa.train(X, y, rule="bp", **kwargs)
-    draw = trainer_module._init
+    draw = fa.model.init
 
     def b_is_beta(seeds, d, p, dtype):
         # The same array object: FA's feedback then *is* the current beta at every step.
         W, beta, _ = draw(seeds, d, p, dtype)
         return W, beta, beta
 
-    monkeypatch.setattr(trainer_module, "_init", b_is_beta)
+    monkeypatch.setattr(fa.model, "init", b_is_beta)
     fa_run = fa.train(X, y, rule="fa", **kwargs)
     np.testing.assert_array_equal(fa_run.loss, bp.loss)
     np.testing.assert_array_equal(fa_run.W, bp.W)
@@ -185,8 +185,8 @@ def test_a_seed_draws_the_same_numbers_in_every_setting():
     # Across widths: the same X, and the narrow network's first layer is the wide one's top rows.
     X_wide, _ = fa.make_data("teacher", N, D, width=2 * P, activation="tanh", seed=3)
     np.testing.assert_array_equal(X_wide, X)
-    W, _, _ = trainer_module._init([3], D, P, np.float64)
-    W_wide, _, _ = trainer_module._init([3], D, 2 * P, np.float64)
+    W, _, _ = fa.model.init([3], D, P, np.float64)
+    W_wide, _, _ = fa.model.init([3], D, 2 * P, np.float64)
     np.testing.assert_array_equal(W_wide[:, :P], W)
 
 
@@ -475,3 +475,8 @@ def test_the_in_place_row_space_update_is_h_minus_k_m(dtype, strided):
         expected = H - K @ M
         _subtract_product(H, K, M)
         np.testing.assert_allclose(H, expected, rtol=1e-5 if dtype == "float32" else 1e-12)
+
+
+def test_cosine_refuses_vectors_of_different_shapes():
+    with pytest.raises(ValueError, match="'b' parameter of cosine must have the shape"):
+        fa.cosine(np.ones((3, 4)), np.ones(4))
