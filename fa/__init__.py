@@ -42,7 +42,7 @@ from .experiments import RunConfig, SweepResult, cache_key, run_sweep
 from .presets import settings
 from .deep import DeepResult, init_deep, train_deep
 from .mnist import MnistData, load_mnist, read_idx
-from . import claims, cluster, constraints, gallery, model, notebook, paths, registry
+from . import claims, cluster, constraints, gallery, loop, model, notebook, paths, registry
 
 __all__ = ["ACTIVATIONS", "RULES", "Activation", "Stopping", "DeepResult", "DivergenceWarning", "MnistData",
            "RunConfig", "SweepResult", "TrainResult", "cache_key", "cosine", "init_deep",

@@ -229,3 +229,10 @@ def step_rowspace(K, H, y, beta, b, *, activation, rule, eta, lam, mask=None):
     xp = array_namespace(K, H, y, beta, b)
     L, Delta, g_beta = _signals(xp, H, y, beta, b, activation, rule, lam, mask)
     return H - eta * (K @ Delta), beta - eta * g_beta, L                # (R, n, p)
+
+
+def rebuild_W(K, X, H, H0, W0):
+    """``W = W_0 + C X`` with ``C^T = K^{-1} (H - H_0)``: one replica's ``W`` from its
+    row-space state (``K`` invertible)."""
+    Ct = np.linalg.solve(K, H - H0)                                     # (n, p)
+    return Ct.T @ X + W0                                                # (p, d)

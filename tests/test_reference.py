@@ -8,7 +8,6 @@ from array_api_compat import array_namespace
 
 import fa
 from fa import model
-from fa import trainer as trainer_module
 from fa.model import ACTIVATIONS, Activation
 
 N, D, P, STEPS, SEEDS = 6, 15, 10, 6, [3, 4]
@@ -31,7 +30,7 @@ def oracle(X, y, *, activation, rule, lr, dropout=0.0, lam=0.0, lam_schedule="co
         mask = None
         if dropout:
             mask = np.stack([r.random((N, P)) >= dropout for r in rngs]) / (1 - dropout)
-        lam_t = trainer_module.lam_at(t, lam, lam_schedule, lam_until, lam_gamma)
+        lam_t = fa.loop.lam_at(t, lam, lam_schedule, lam_until, lam_gamma)
         W_next, beta_next, L = model.step(X, y, W, beta, b, activation=activation,
                                               rule=rule, eta=lr, lam=lam_t, mask=mask)
         losses.append(L)

@@ -212,7 +212,7 @@ def test_lambda_schedules():
     released = fa.train(X, y, lam_schedule="release", lam_until=100, **kw)
     np.testing.assert_array_equal(released.loss[:101], constant.loss[:101])
     assert released.loss[-1] < constant.loss[-1]
-    assert trainer_module.lam_at(10, 0.5, "decay", None, 0.9) == pytest.approx(0.5 * 0.9**10)
+    assert fa.loop.lam_at(10, 0.5, "decay", None, 0.9) == pytest.approx(0.5 * 0.9**10)
 
 
 def walk(rule, value):
@@ -225,7 +225,7 @@ def walk(rule, value):
 
 
 def test_stopping_rule_branch_by_branch():
-    Stopping = trainer_module.Stopping
+    Stopping = fa.loop.Stopping
     kw = dict(steps=10, until_converged=True, check_every=3, tol=0.1, cap=40)
     # Checks at t = 2, 5, 8, 11, ...; t counts the updates taken.
     assert [t for t in range(12) if Stopping(1, **kw).is_check(t)] == [2, 5, 8, 11]
@@ -464,7 +464,7 @@ def test_rowspace_needs_independent_rows_and_auto_falls_back():
 def test_the_in_place_row_space_update_is_h_minus_k_m(dtype, strided):
     """``H[r] -= K[r] M[r]`` through BLAS, for contiguous stacks (updated in place) and
     strided ones (BLAS copies; the result is written back), with K shared or per replica."""
-    from fa.trainer import _subtract_product
+    from fa._kernels import _subtract_product
 
     rng = np.random.default_rng(0)
     for R_K in (1, 3):
