@@ -2,10 +2,12 @@
 
 A file's name is the sha256 of the experiment's kind and fields (labels left out),
 the seed, the ``backend`` when one is chosen, and a fingerprint of the code of the
-modules that compute the numbers (``experiment.numerics_modules``): their source
-without docstrings and comments (:func:`code_text`). Editing the trainer's code
-therefore changes every key and the runs are recomputed; editing only its
-documentation, or leaving it alone, reuses them. Files are written atomically, and a
+modules that compute the numbers (``experiment.numerics_modules``: the model, the
+training loop, the fused loops, the data; not the checks, messages and plumbing around
+them): their source without docstrings and comments (:func:`code_text`). Editing that
+code changes every key and the runs are recomputed; editing its documentation, or any
+other module, reuses them. An activation or rule registered at run time (not one of the
+package's own, which ``fa/model.py`` holds) is keyed by its own code (:func:`registered`). Files are written atomically, and a
 file that cannot be read back as a valid record (empty, truncated, not a zip, missing
 or mistyped entries) counts as absent: the run is trained again.
 
@@ -27,13 +29,14 @@ import io
 import json
 import re
 import tokenize
+import types
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from . import paths
+from . import model, paths
 from ._io import atomic_write
 
 #: The name of a cache file: its key and ``.npz``. Nothing else is taken from an archive.
@@ -120,6 +123,52 @@ def source_fingerprint(modules: tuple[str, ...]) -> str:
     return digest.hexdigest()
 
 
+#: The package's own activations and rules: their code is fa/model.py, fingerprinted as a file.
+_PACKAGED = {"activation": dict(model.ACTIVATIONS), "rule": dict(model.RULES)}
+TABLES = {"activation": model.ACTIVATIONS, "rule": model.RULES}
+
+
+def registered(experiment) -> dict:
+    """The activation and rule of ``experiment`` that were registered at run time.
+
+    Returns
+    -------
+    dict
+        ``{(table, name): entry}`` for each of the experiment's ``activation`` and
+        ``rule`` fields whose entry in :data:`fa.model.ACTIVATIONS` / :data:`fa.model.RULES`
+        is not the package's own (a new name, or a packaged name replaced).
+    """
+    out = {}
+    for table, entries in TABLES.items():
+        name = getattr(experiment, table, None)
+        if name in entries and entries[name] is not _PACKAGED[table].get(name):
+            out[table, name] = entries[name]
+    return out
+
+
+def code_digest(obj) -> str:
+    """sha256 of what a function (or a dataclass of functions) runs: its bytecode,
+    constants and names, and those of the functions and closures it uses."""
+    seen = set()
+
+    def walk(x):
+        if id(x) in seen:
+            return "..."
+        seen.add(id(x))
+        if isinstance(x, types.CodeType):
+            return (x.co_code, tuple(walk(c) for c in x.co_consts), x.co_names)
+        if isinstance(x, types.FunctionType):
+            used = [x.__globals__[n] for n in x.__code__.co_names
+                    if isinstance(x.__globals__.get(n), types.FunctionType)]
+            cells = [c.cell_contents for c in x.__closure__ or ()]
+            return (walk(x.__code__), tuple(walk(f) for f in used + cells))
+        if dataclasses.is_dataclass(x) and not isinstance(x, type):
+            return tuple(walk(getattr(x, f.name)) for f in dataclasses.fields(x))
+        return repr(x)
+
+    return hashlib.sha256(repr(walk(obj)).encode()).hexdigest()
+
+
 def label_fields(experiment) -> set[str]:
     """Names of the fields marked ``metadata={"label": True}``: they never change numbers."""
     return {f.name for f in dataclasses.fields(experiment) if f.metadata.get("label")}
@@ -130,8 +179,9 @@ def cache_key(experiment, seed: int, *, backend: str | None = None) -> str:
 
     The key covers the experiment's kind (class name) and every field except the
     labels, the seed, ``backend`` when not None, and the fingerprint of the source
-    of ``experiment.numerics_modules`` (:func:`source_fingerprint`). Relabelling a
-    curve reuses its runs; editing the trainer's code recomputes them.
+    of ``experiment.numerics_modules`` (:func:`source_fingerprint`), and the code of a
+    registered activation or rule it uses (:func:`registered`). Relabelling a curve
+    reuses its runs; editing the numerics' code recomputes them.
 
     Parameters
     ----------
@@ -152,6 +202,10 @@ def cache_key(experiment, seed: int, *, backend: str | None = None) -> str:
         del fields[name]
     fields.update(kind=type(experiment).__qualname__, seed=int(seed),
                   source=source_fingerprint(tuple(experiment.numerics_modules)))
+    extensions = {f"{table}:{name}": code_digest(entry)
+                  for (table, name), entry in registered(experiment).items()}
+    if extensions:
+        fields["registered"] = extensions
     if backend is not None:
         fields["backend"] = backend
     text = json.dumps(fields, sort_keys=True)  # floats written with repr: exact

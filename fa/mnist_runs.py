@@ -48,9 +48,7 @@ class MnistConfig:
     # ^ the folder of the IDX files (None for the subset); a label, not in the cache key
 
     # The experiment protocol of fa.sweep (class attributes, not fields).
-    numerics_modules: ClassVar[tuple[str, ...]] = (
-        "fa.mnist_runs", "fa.deep", "fa.mnist", "fa.model", "fa.constraints",
-        "fa._validation")
+    numerics_modules: ClassVar[tuple[str, ...]] = ("fa.model", "fa.deep", "fa.mnist")
     scalars: ClassVar[dict[str, type]] = dict(n_train=int, n_test=int, diverged=bool)
     curves: ClassVar[tuple[str, ...]] = ("step", "layer", "weight_alignment",
                                          "signal_alignment", "test_accuracy", "test_loss",

@@ -55,6 +55,7 @@ from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
+import cloudpickle
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
@@ -211,6 +212,7 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
             if missing:
                 todo.append((experiment, missing))
 
+    shipped = _shipped(unique)
     n_runs = len(unique) * len(seeds)
     total = sum(c.cost() for c in unique) * len(seeds)
     done = total - sum(c.cost() * len(s) for c, s in todo)
@@ -219,7 +221,7 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
     bar = _progress_bar(progress, label, total, done)
     try:
         with _sigterm_as_interrupt(), \
-                contextlib.closing(_run_all(todo, n_jobs, executor, options)) as chunks:
+                contextlib.closing(_run_all(todo, n_jobs, executor, options, shipped)) as chunks:
             for experiment, chunk_seeds, records in chunks:
                 for seed, record in zip(chunk_seeds, records):
                     record = cache.check_record(record, experiment)
@@ -255,7 +257,14 @@ class _LostExecutor(Exception):
     """The executor cancelled work we did not cancel: its cluster went away."""
 
 
-def _run_all(todo, n_jobs, executor, options):
+def _shipped(experiments) -> bytes | None:
+    """The run-time registered activations and rules these experiments use, pickled by
+    value: a worker started by spawn, or on a cluster, never saw them registered."""
+    entries = {key: entry for e in experiments for key, entry in cache.registered(e).items()}
+    return cloudpickle.dumps(entries) if entries else None
+
+
+def _run_all(todo, n_jobs, executor, options, shipped):
     """Yield ``(experiment, seeds, records)`` per chunk as each one finishes.
 
     If a chunk fails, the chunks already finished have been yielded (and saved by
@@ -276,7 +285,8 @@ def _run_all(todo, n_jobs, executor, options):
     finished = False
     try:
         for experiment, seeds in todo:
-            futures[pool.submit(run_chunk, experiment, seeds, options)] = (experiment, seeds)
+            futures[pool.submit(run_chunk, experiment, seeds, options, shipped)] = \
+                (experiment, seeds)
         error = None
         for future in as_completed(futures):
             if future.cancelled():
@@ -325,8 +335,15 @@ def _describe(executor) -> tuple[str, str]:
     return f"the workers of {executor!r}", "them"
 
 
-def run_chunk(experiment, seeds: list[int], options: dict) -> list[dict]:
-    """Run one chunk of seeds of ``experiment`` (in a worker); one record per seed."""
+def run_chunk(experiment, seeds: list[int], options: dict, shipped: bytes | None = None
+              ) -> list[dict]:
+    """Run one chunk of seeds of ``experiment`` (in a worker); one record per seed.
+
+    ``shipped`` (from :func:`_shipped`) registers the parent's run-time activations and
+    rules here first.
+    """
+    for (table, name), entry in (cloudpickle.loads(shipped) if shipped else {}).items():
+        cache.TABLES[table][name] = entry
     # One BLAS thread, here as in a worker: multithreaded BLAS rounds differently
     # (results would depend on the executor), and on the small products of a chunk it
     # is slower anyway, badly so when cores are shared. Parallelise over chunks.

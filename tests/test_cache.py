@@ -1,5 +1,6 @@
 """The run cache: keyed by the numerics source, robust to damaged files."""
 
+import math
 import os
 import shutil
 import subprocess
@@ -90,28 +91,67 @@ def sweep_in_copy(package: Path, cache: Path) -> str:
     return next(line for line in out.stderr.splitlines() if "from the cache" in line)
 
 
-def test_edited_trainer_recomputes_untouched_package_reuses(tmp_path):
+def test_only_an_edit_of_the_numerics_code_recomputes(tmp_path):
     package = tmp_path / "copy" / "fa"
     shutil.copytree(Path(fa.__file__).parent, package,
                     ignore=shutil.ignore_patterns("__pycache__"))
     cache = tmp_path / "cache"
     assert sweep_in_copy(package, cache) == "stale: 4 runs, 0 from the cache"
     assert sweep_in_copy(package, cache) == "stale: 4 runs, 4 from the cache"
-    # A module outside the numerics (plotting) does not change what was computed ...
-    with open(package / "plotting.py", "a") as f:
-        f.write("\n# an edit that changes no number\n")
+    # Plumbing (fa.train's checks and messages, plotting) does not change what was
+    # computed ...
+    for module in ("plotting.py", "trainer.py"):
+        with open(package / module, "a") as f:
+            f.write("\n_PLUMBING = 'an edit that changes no number'\n")
     assert sweep_in_copy(package, cache) == "stale: 4 runs, 4 from the cache"
-    # ... nor does the trainer's documentation: a comment and a docstring rewritten ...
-    source = (package / "trainer.py").read_text()
-    (package / "trainer.py").write_text(
-        source.replace('"""Full-batch', '"""Plain full-batch', 1) + "\n# a note\n")
-    assert source.count('"""Full-batch') == 1
+    # ... nor does the loop's documentation: a comment and a docstring rewritten ...
+    source = (package / "loop.py").read_text()
+    assert source.count('"""The training loop') == 1
+    (package / "loop.py").write_text(
+        source.replace('"""The training loop', '"""The loop', 1) + "\n# a note\n")
     assert sweep_in_copy(package, cache) == "stale: 4 runs, 4 from the cache"
-    # ... while any edit of the trainer's code does.
-    with open(package / "trainer.py", "a") as f:
+    # ... while any edit of the loop's code does.
+    with open(package / "loop.py", "a") as f:
         f.write("\n_UNUSED = 1\n")
     assert sweep_in_copy(package, cache) == "stale: 4 runs, 0 from the cache"
     assert len(list(cache.glob("*.npz"))) == 8
+
+
+def _softplus(scale=1.0):
+    return fa.Activation(
+        psi=lambda h: math.log1p(math.exp(-abs(h))) + max(h, 0.0),
+        dpsi=lambda h: 1.0 / (1.0 + math.exp(-h)),
+        psi_array=lambda xp, H: xp.log1p(xp.exp(-xp.abs(H))) + xp.maximum(H, 0.0) * scale,
+        dpsi_array=lambda xp, H: 1.0 / (1.0 + xp.exp(-H)))
+
+
+def test_a_registered_activation_is_keyed_by_its_code(monkeypatch):
+    monkeypatch.setitem(fa.ACTIVATIONS, "softplus", _softplus())
+    config = RunConfig(activation="softplus", width=8, n=5, d=6, steps=3)
+    key = cache_key(config, 0)
+    monkeypatch.setitem(fa.ACTIVATIONS, "softplus", _softplus())      # the same code again
+    assert cache_key(config, 0) == key
+    monkeypatch.setitem(fa.ACTIVATIONS, "softplus", _softplus(scale=2.0))   # other numbers
+    assert cache_key(config, 0) != key
+    # A packaged name given other code is keyed apart from the package's own.
+    relu = RunConfig(activation="relu", width=8, n=5, d=6, steps=3)
+    packaged = cache_key(relu, 0)
+    monkeypatch.setitem(fa.ACTIVATIONS, "relu", _softplus())
+    assert cache_key(relu, 0) != packaged
+
+
+def test_a_registered_activation_reaches_spawned_workers(monkeypatch, tmp_path):
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    monkeypatch.setitem(fa.ACTIVATIONS, "softplus", _softplus())
+    monkeypatch.setattr(fa.sweep, "_local_pool", lambda n: ProcessPoolExecutor(
+        n, mp_context=multiprocessing.get_context("spawn")))
+    configs = [RunConfig(activation="softplus", width=16, n=6, d=8, lr=1e-2, steps=20, lam=lam)
+               for lam in (0.0, 0.1)]
+    serial = run_sweep(configs, range(2), cache_dir=None, progress=False)
+    spawned = run_sweep(configs, range(2), cache_dir=None, progress=False, n_jobs=2)
+    assert_same(serial, spawned)
 
 
 def test_code_text_keeps_the_code_and_drops_the_documentation():
