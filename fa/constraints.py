@@ -1,4 +1,5 @@
-"""Parameter constraints as data, and the one function that checks them.
+"""Parameter constraints as data, and the functions that check them: the one place
+where input is validated, with one message form.
 
 :data:`CONSTRAINTS` maps every parameter name used by :func:`fa.train` and
 :class:`fa.experiments.RunConfig` to the values it accepts: a list of
@@ -18,7 +19,11 @@ parameters that act only when another one is set: refused (must be None) without
 :func:`validate` checks a dict of parameters against the table, normalises numbers
 (``int``/``float``) and raises ``ValueError`` in the project's one message form:
 "The 'lam' parameter of train must be a finite float in the range [0.0, inf). Got -1.0
-instead."
+instead." :func:`check_int`, :func:`check_float`, :func:`check_option`,
+:func:`check_seeds` and :func:`check_array` check one value against a constraint built
+on the spot (for parameters outside the table, such as the deep trainer's), in the same
+form. Every public entry point checks its arguments once, up front; the numerical loops
+behind it trust their inputs.
 """
 
 from __future__ import annotations
@@ -29,10 +34,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from . import data
 from .model import ACTIVATIONS
 from .model import RULES
 
+DATA_KINDS = ("linear", "teacher")
 LAM_SCHEDULES = ("constant", "release", "decay")
 CONVERGE_ON = ("loss", "alignment")
 METHODS = ("auto", "rowspace", "direct", "reference")
@@ -179,14 +184,15 @@ class Text:
 
 
 class Seeds:
-    """A non-negative int, or a non-empty sequence of them (normalised to a list)."""
+    """A non-negative int, or a non-empty sequence of distinct ones (normalised to a list):
+    a repeated seed would train the same replica twice."""
 
     def accepts(self, x, params) -> bool:
         if isinstance(x, (str, bytes)):
             return False
         seeds = [x] if isinstance(x, numbers.Integral) else \
             list(x) if isinstance(x, Iterable) else []
-        return bool(seeds) and all(
+        return bool(seeds) and len(set(seeds)) == len(seeds) and all(
             isinstance(s, numbers.Integral) and not isinstance(s, (bool, np.bool_)) and s >= 0
             for s in seeds)
 
@@ -194,10 +200,10 @@ class Seeds:
         return int(x) if isinstance(x, numbers.Integral) else [int(s) for s in x]
 
     def describe(self, params) -> str:
-        return "a non-negative int or a non-empty sequence of them"
+        return "a non-negative int or a non-empty sequence of distinct ones"
 
     def examples(self, params) -> list:
-        return [-1, [], [0, -1], "0", True]
+        return [-1, [], [0, -1], [0, 0], "0", True]
 
 
 #: The values each parameter accepts (any listed constraint may hold).
@@ -205,7 +211,7 @@ CONSTRAINTS = {
     "activation": [Options(ACTIVATIONS)],
     "width": [Interval(int, 1)],
     "rule": [Options(RULES)],
-    "data": [Options(data.KINDS)],
+    "data": [Options(DATA_KINDS)],
     "n": [Interval(int, 1)],
     "d": [Interval(int, 1)],
     "lr": [Interval(float, 0.0, closed="neither")],
@@ -238,7 +244,9 @@ ONLY_WITH = {"lam_until": ("lam_schedule", "release"), "lam_gamma": ("lam_schedu
 NEEDS = {"max_steps": "until_converged", "device": "backend"}
 
 
-def _fail(name, caller, expected, got) -> ValueError:
+def fail(name, caller, expected, got) -> ValueError:
+    """The project's one message: "The '<name>' parameter of <caller> must be <expected>.
+    Got <got> instead." (returned, for the caller to raise)."""
     return ValueError(f"The '{name}' parameter of {caller} must be {expected}. "
                       f"Got {got!r} instead.")
 
@@ -256,7 +264,7 @@ def check(name: str, value, caller: str, params: dict | None = None):
         if c is not None and c.accepts(value, params):
             return c.normalise(value)
     expected = " or ".join("None" if c is None else c.describe(params) for c in allowed)
-    raise _fail(name, caller, expected, value)
+    raise fail(name, caller, expected, value)
 
 
 def validate(params: dict, caller: str) -> dict:
@@ -314,3 +322,60 @@ def invalid_examples(name: str, params: dict) -> list:
         except ValueError:
             out.append(x)
     return out
+
+
+def _check_one(constraint, value, name: str, caller: str):
+    if not constraint.accepts(value, {}):
+        raise fail(name, caller, constraint.describe({}), value)
+    return constraint.normalise(value)
+
+
+def check_int(value, name: str, caller: str, *, low: int | None = None,
+              high: int | None = None) -> int:
+    """Return ``value`` as an int if it is an integer in ``[low, high]``."""
+    return _check_one(Interval(int, low, high), value, name, caller)
+
+
+def check_float(value, name: str, caller: str, *, low: float | None = None,
+                high: float | None = None, low_open: bool = False,
+                high_open: bool = False) -> float:
+    """Return ``value`` as a float if it is a finite real in the given interval."""
+    closed = {(False, False): "both", (False, True): "left", (True, False): "right",
+              (True, True): "neither"}[low_open, high_open]
+    return _check_one(Interval(float, low, high, closed=closed), value, name, caller)
+
+
+def check_option(value, name: str, caller: str, options) -> str:
+    """Return ``value`` if it is one of ``options`` (the message lists them)."""
+    return _check_one(Options(tuple(options)), value, name, caller)
+
+
+def check_seeds(seed, name: str, caller: str) -> tuple[list[int], bool]:
+    """Normalise ``seed`` to a list of distinct non-negative ints.
+
+    Returns the list and whether the caller passed a sequence (results then carry a
+    leading replica axis) rather than a single int.
+    """
+    seeds = _check_one(Seeds(), seed, name, caller)
+    return ([seeds], False) if isinstance(seeds, int) else (seeds, True)
+
+
+def check_array(a, name: str, caller: str, *, ndim: tuple[int, ...],
+                dtype=np.float64) -> np.ndarray:
+    """Return ``a`` as a float array with one of the allowed ``ndim`` and finite entries."""
+    if np.iscomplexobj(a):              # a float conversion would drop the imaginary part
+        raise fail(name, caller, "an array of real numbers", "a complex array")
+    try:
+        arr = np.asarray(a, dtype=dtype)
+    except (TypeError, ValueError):
+        raise fail(name, caller, "an array of real numbers", type(a).__name__) from None
+    if arr.ndim not in ndim:
+        dims = " or ".join(f"{k}-d" for k in ndim)
+        raise fail(name, caller, f"a {dims} array", f"an array of shape {arr.shape}")
+    if arr.size == 0:
+        raise fail(name, caller, "a non-empty array", f"an array of shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise fail(name, caller, "an array of finite values",
+                   f"an array with {bad} non-finite entries")
+    return arr

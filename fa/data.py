@@ -5,10 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import model
-from ._validation import check_int, check_option, check_seeds
+from .constraints import DATA_KINDS, check_int, check_option, check_seeds
 from .model import ACTIVATIONS, psi
-
-KINDS = ("linear", "teacher")
 
 
 def make_data(kind: str, n: int, d: int, *, width: int | None = None,
@@ -50,7 +48,7 @@ def make_data(kind: str, n: int, d: int, *, width: int | None = None,
     ((50, 150), (50,))
     """
     caller = "make_data"
-    kind = check_option(kind, "kind", caller, KINDS)
+    kind = check_option(kind, "kind", caller, DATA_KINDS)
     n = check_int(n, "n", caller, low=1)
     d = check_int(d, "d", caller, low=1)
     if kind == "teacher":

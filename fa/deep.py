@@ -69,8 +69,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fa import model
-from fa._validation import _fail, check_finite_array, check_float, check_int, check_option
-from fa.constraints import check
+from fa.constraints import check, check_array, check_float, check_int, check_option, fail
 from fa.trainer import DivergenceWarning
 
 RULES = ("bp", "fa")
@@ -291,7 +290,7 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
     record_every = check_int(record_every, "record_every", caller, low=1)
     dtype = np.dtype(check("dtype", dtype, caller))
     if not isinstance(scale_input, (bool, np.bool_)):
-        raise _fail("scale_input", caller, "a bool", scale_input)
+        raise fail("scale_input", caller, "a bool", scale_input)
     X_train, X_test = X_train.astype(dtype, copy=False), X_test.astype(dtype, copy=False)
     n_out = int(max(y_train.max(), y_test.max())) + 1
 
@@ -463,10 +462,10 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.n
 def _check_hidden(hidden, caller: str) -> tuple[int, ...]:
     expected = "a non-empty sequence of positive ints (hidden-layer widths)"
     if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence) or not hidden:
-        raise _fail("hidden", caller, expected, hidden)
+        raise fail("hidden", caller, expected, hidden)
     for p in hidden:
         if isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 1:
-            raise _fail("hidden", caller, expected, hidden)
+            raise fail("hidden", caller, expected, hidden)
     return tuple(int(p) for p in hidden)
 
 
@@ -475,18 +474,18 @@ def _check_data(data, caller: str, dtype):
     try:
         X_train, y_train, X_test, y_test = data
     except (TypeError, ValueError):
-        raise _fail("data", caller, "an MnistData or a tuple (X_train, y_train, X_test, y_test)",
+        raise fail("data", caller, "an MnistData or a tuple (X_train, y_train, X_test, y_test)",
                     type(data).__name__) from None
     dtype = np.dtype(check("dtype", dtype, caller))
-    X_train = check_finite_array(X_train, "data", caller, ndim=(2,), dtype=dtype)
-    X_test = check_finite_array(X_test, "data", caller, ndim=(2,), dtype=dtype)
+    X_train = check_array(X_train, "data", caller, ndim=(2,), dtype=dtype)
+    X_test = check_array(X_test, "data", caller, ndim=(2,), dtype=dtype)
     if X_train.shape[1] != X_test.shape[1]:
-        raise _fail("data", caller, "train and test inputs with the same number of columns",
+        raise fail("data", caller, "train and test inputs with the same number of columns",
                     f"{X_train.shape[1]} and {X_test.shape[1]}")
     y_train = _check_labels(y_train, len(X_train), caller)
     y_test = _check_labels(y_test, len(X_test), caller)
     if max(y_train.max(), y_test.max()) < 1:     # one class: nothing to learn, cosines 0/0
-        raise _fail("data", caller, "labels of at least two classes", "only the label 0")
+        raise fail("data", caller, "labels of at least two classes", "only the label 0")
     return X_train, y_train, X_test, y_test, source
 
 
@@ -494,9 +493,9 @@ def _check_labels(y, n: int, caller: str) -> np.ndarray:
     y = np.asarray(y)
     expected = f"labels as a 1-d array of {n} non-negative ints (one per input row)"
     if y.ndim != 1 or len(y) != n or not np.issubdtype(y.dtype, np.integer):
-        raise _fail("data", caller, expected, f"an array of shape {y.shape} and dtype {y.dtype}")
+        raise fail("data", caller, expected, f"an array of shape {y.shape} and dtype {y.dtype}")
     if y.min() < 0:
-        raise _fail("data", caller, expected, f"labels down to {y.min()}")
+        raise fail("data", caller, expected, f"labels down to {y.min()}")
     return y.astype(np.intp, copy=False)
 
 
@@ -504,11 +503,11 @@ def _check_feedback(feedback, shapes, caller: str, dtype) -> list[np.ndarray]:
     expected = f"a sequence of {len(shapes)} arrays of shapes {shapes}"
     if isinstance(feedback, np.ndarray) or not isinstance(feedback, Sequence) \
             or len(feedback) != len(shapes):
-        raise _fail("feedback", caller, expected, type(feedback).__name__)
+        raise fail("feedback", caller, expected, type(feedback).__name__)
     B = []
     for B_l, shape in zip(feedback, shapes):
-        B_l = check_finite_array(B_l, "feedback", caller, ndim=(2,), dtype=dtype)
+        B_l = check_array(B_l, "feedback", caller, ndim=(2,), dtype=dtype)
         if B_l.shape != shape:
-            raise _fail("feedback", caller, expected, f"an array of shape {B_l.shape}")
+            raise fail("feedback", caller, expected, f"an array of shape {B_l.shape}")
         B.append(B_l.copy())
     return B

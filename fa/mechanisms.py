@@ -35,7 +35,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from . import _figure, plotting
-from ._validation import check_float, check_int, check_option
+from .constraints import check_float, check_int, check_option
 from .claims import Claim
 from .mechanisms_runs import (AlignmentRun, DynamicsRun, KernelRun, Trajectory, decompose,
                               kernel, lam_factor, predicted_loss, trajectory)

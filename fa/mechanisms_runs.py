@@ -26,8 +26,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from . import model
-from ._validation import check_option
-from .constraints import validate
+from .constraints import check_option, validate
 from .data import make_data
 from .experiments import RunConfig
 from .model import RULES

@@ -32,8 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fa._validation import _fail, check_int
-from fa.constraints import check
+from fa.constraints import check, check_int, fail
 
 MNIST_MEAN = 0.1307  # mean pixel intensity of the MNIST training set, pixels in [0, 1]
 MNIST_STD = 0.3081   # its standard deviation
@@ -189,7 +188,7 @@ def load_mnist(data_dir=None, *, subset: bool = False, download: bool | None = N
     dtype = np.dtype(check("dtype", dtype, caller))
     for name, value in (("subset", subset), ("download", download)):
         if not (isinstance(value, (bool, np.bool_)) or (name == "download" and value is None)):
-            raise _fail(name, caller, "a bool" + (" or None" if name == "download" else ""),
+            raise fail(name, caller, "a bool" + (" or None" if name == "download" else ""),
                         value)
     if subset and data_dir is not None:
         raise ValueError(f"The 'data_dir' parameter of {caller} must be None when "

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._validation import _fail
+from .constraints import fail
 from .deep import train_deep
 from .mnist import fingerprint, load_mnist
 
@@ -58,10 +58,10 @@ class MnistConfig:
         caller = "MnistConfig"
         hidden = self.hidden
         if isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__iter__") or not len(hidden):
-            raise _fail("hidden", caller, "a non-empty sequence of positive ints", hidden)
+            raise fail("hidden", caller, "a non-empty sequence of positive ints", hidden)
         object.__setattr__(self, "hidden", tuple(int(p) for p in hidden))  # hashable
         if self.data != "subset" and (not self.data.startswith("idx-") or self.data_dir is None):
-            raise _fail("data", caller, "'subset', or a fingerprint 'idx-...' of the IDX files "
+            raise fail("data", caller, "'subset', or a fingerprint 'idx-...' of the IDX files "
                         "in data_dir (see fa.mnist_figure.configs)",
                         (self.data, self.data_dir))
 

@@ -156,7 +156,7 @@ def settings(figure: str, scale: str = "quick", **overrides) -> FigureSettings:
     ValueError
         For an unknown figure, scale or field name, or a value of the wrong type.
     """
-    from ._validation import check_option
+    from .constraints import check_option
 
     figure = check_option(figure, "figure", "settings", FIGURES)
     scale = check_option(scale, "scale", "settings", SCALES)

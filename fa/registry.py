@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from ._validation import check_option
+from .constraints import check_option
 
 #: Parameters every figure notebook takes.
 RUN_PARAMETERS = ("scale", "n_seeds", "n_jobs", "scheduler", "results_dir", "figures_dir")

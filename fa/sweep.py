@@ -62,8 +62,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from . import cache, paths
-from ._validation import check_int, check_seeds
-from .constraints import BACKENDS
+from .constraints import BACKENDS, check_int, check_seeds
 from .trainer import DivergenceWarning
 
 _PROTOCOL = ("numerics_modules", "scalars", "curves", "run", "cost", "chunk_size")
@@ -170,9 +169,6 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
                          "experiment) or a non-empty sequence of experiments of one kind. "
                          f"Got {configs!r} instead.")
     seeds, _ = check_seeds(seeds, "seeds", caller)
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"The 'seeds' parameter of {caller} must not repeat a seed. "
-                         f"Got {seeds!r} instead.")
     n_jobs = check_int(n_jobs, "n_jobs", caller, low=1)
     if executor is not None and not isinstance(executor, concurrent.futures.Executor):
         raise ValueError(f"The 'executor' parameter of {caller} must be a "

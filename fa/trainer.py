@@ -14,14 +14,12 @@ from __future__ import annotations
 import contextlib
 import importlib
 import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from .loop import Stopping, TrainResult, concatenate, train_stack, unstack
-from ._validation import check_finite_array
-from .constraints import validate
+from .constraints import check_array, validate
+from .loop import Stopping, concatenate, train_stack, unstack
 
 DEFAULT_MEMORY_BUDGET = 4 * 2**30
 #: Working set of one stack of replicas per step (bytes), about a last-level cache.
@@ -169,8 +167,8 @@ def train(X, y, *, width, activation="relu", rule="fa", lam=0.0, lr, steps, seed
 
 def _check_data(X, y, R):
     """``X``, ``y`` as finite float arrays of matching shapes."""
-    X = check_finite_array(X, "X", "train", ndim=(2, 3))
-    y = check_finite_array(y, "y", "train", ndim=(1, 2))
+    X = check_array(X, "X", "train", ndim=(2, 3))
+    y = check_array(y, "y", "train", ndim=(1, 2))
     n, d = X.shape[-2:]
     if y.shape[-1] != n and y.shape[-1] == d:
         raise ValueError(f"The 'X' parameter of train must hold one sample per row, shape "

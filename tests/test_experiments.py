@@ -376,7 +376,7 @@ def test_labels_are_derived_unless_given():
     (dict(configs=[], seeds=[0]), "'configs' parameter of run_sweep"),
     (dict(configs=[{"width": 3}], seeds=[0]), "'configs' parameter of run_sweep"),
     (dict(configs=CONFIGS, seeds=[0, -1]), "'seeds' parameter of run_sweep"),
-    (dict(configs=CONFIGS, seeds=[0, 0]), "must not repeat a seed"),
+    (dict(configs=CONFIGS, seeds=[0, 0]), "sequence of distinct ones"),
     (dict(configs=CONFIGS, seeds=[0], n_jobs=0), "'n_jobs' parameter of run_sweep"),
     (dict(configs=CONFIGS, seeds=[0], chunk_size=0), "'chunk_size' parameter of run_sweep"),
     (dict(configs=CONFIGS, seeds=[0], backend="jax"), "'backend' parameter of run_sweep must be"),

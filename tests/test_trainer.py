@@ -480,3 +480,9 @@ def test_the_in_place_row_space_update_is_h_minus_k_m(dtype, strided):
 def test_cosine_refuses_vectors_of_different_shapes():
     with pytest.raises(ValueError, match="'b' parameter of cosine must have the shape"):
         fa.cosine(np.ones((3, 4)), np.ones(4))
+
+
+def test_repeated_seeds_are_refused():
+    X, y = fa.make_data("linear", 5, 8, seed=0)
+    with pytest.raises(ValueError, match="'seed' parameter of train must be .*distinct"):
+        fa.train(X, y, width=4, lr=1e-3, steps=2, seed=[0, 0])
