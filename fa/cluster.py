@@ -24,7 +24,11 @@ BLAS thread, so a worker's threads would only share a core.
 from __future__ import annotations
 
 import contextlib
-from concurrent.futures import Executor, ProcessPoolExecutor
+import weakref
+from concurrent.futures import Executor
+
+#: The Dask client behind each executor made here (a Dask executor does not say).
+_CLIENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _distributed():
@@ -74,24 +78,36 @@ def connect(address: str | None, *, timeout: float = 10.0):
                               f"({err}). Start one with `dask scheduler` and workers with "
                               f"`dask worker {address}`.") from None
     try:
-        yield client.get_executor()
+        yield executor(client)
     finally:
         client.close()
+
+
+def executor(client) -> Executor:
+    """The executor of a Dask ``client`` for :func:`fa.run_sweep`, remembered with its
+    client so that :func:`n_workers` and the sweep's messages can ask it."""
+    ex = client.get_executor()
+    _CLIENTS[ex] = client
+    return ex
+
+
+def client_of(executor: Executor):
+    """The Dask client of an executor from :func:`executor` or :func:`connect`, else None."""
+    return _CLIENTS.get(executor)
 
 
 def n_workers(executor: Executor | None = None, *, n_jobs: int = 1) -> int:
     """How many chunks ``executor`` runs at once (for time estimates).
 
-    A Dask executor: the threads of all its workers now. A local process pool: its
-    processes. ``None``: ``n_jobs``, what :func:`fa.run_sweep` would start.
+    A Dask executor (from :func:`connect` or :func:`executor`): the threads of all its
+    workers now. ``None``: ``n_jobs``, what :func:`fa.run_sweep` would start.
     """
     if executor is None:
         return n_jobs
-    client = getattr(executor, "_client", None)   # a Dask ClientExecutor
-    if client is not None:
-        return max(1, sum(client.nthreads().values()))
-    if isinstance(executor, ProcessPoolExecutor):
-        return executor._max_workers
-    raise ValueError("The 'executor' parameter of n_workers must be a Dask executor, a "
-                     f"ProcessPoolExecutor or None. Got {executor!r} instead.")
+    client = client_of(executor)
+    if client is None:
+        raise ValueError("The 'executor' parameter of n_workers must be an executor from "
+                         f"fa.cluster.connect or fa.cluster.executor, or None. Got {executor!r} "
+                         "instead.")
+    return max(1, sum(client.nthreads().values()))
 

@@ -46,6 +46,7 @@ import concurrent.futures
 import contextlib
 import ctypes
 import dataclasses
+import multiprocessing
 import os
 import signal
 import sys
@@ -117,7 +118,7 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
         process. Every chunk runs on one BLAS thread, so the results do not
         depend on ``n_jobs``: to use more cores, raise ``n_jobs``.
     executor : concurrent.futures.Executor, optional
-        Where to run the chunks instead, e.g. ``distributed.Client(...).get_executor()``
+        Where to run the chunks instead, e.g. ``fa.cluster.executor(distributed.Client(...))``
         or :func:`fa.cluster.connect`; ``n_jobs`` is then unused. The results
         come back to this process, which caches them.
     progress : bool, default True
@@ -272,9 +273,9 @@ def _run_all(todo, n_jobs, executor, options, shipped):
         return
     own = executor is None
     pool = _local_pool(min(n_jobs, len(todo))) if own else executor
-    # The pool's workers (it adds to this dict as it starts them), kept here: its
-    # shutdown forgets them, but an interrupt after a failure still has to kill them.
-    workers = pool._processes if own else {}
+    # The pool's workers are the children started from now on (a pool does not list
+    # them): an interrupt, even after a failure and the pool's shutdown, kills them.
+    before = set(multiprocessing.active_children())
     # Largest chunks first, so no worker is left with a long one at the end.
     todo = sorted(todo, key=lambda job: -job[0].cost() * len(job[1]))
     futures = {}
@@ -303,7 +304,7 @@ def _run_all(todo, n_jobs, executor, options, shipped):
             # Interrupted or failed: nobody would save what still runs, and a worker
             # stuck in a long chunk must not keep this process alive.
             _drop_pending(pool, futures, own)
-            for process in list(workers.values()):
+            for process in set(multiprocessing.active_children()) - before:
                 process.kill()
         elif own:
             pool.shutdown()
@@ -325,7 +326,8 @@ def _drop_pending(pool, futures, own):
 
 def _describe(executor) -> tuple[str, str]:
     """What was lost, and what to restart."""
-    client = getattr(executor, "_client", None)   # a Dask ClientExecutor
+    from .cluster import client_of
+    client = client_of(executor)
     if client is not None:
         return f"the Dask scheduler at {client.scheduler.address}", "the scheduler"
     return f"the workers of {executor!r}", "them"

@@ -58,9 +58,9 @@ def when_cached(folder, action):
 
 def test_cluster_sweep_equals_serial_bit_for_bit(client, tmp_path):
     serial = run_sweep(CONFIGS, range(10), cache_dir=None, progress=False)
-    assert cluster.n_workers(client.get_executor()) == 2
+    assert cluster.n_workers(cluster.executor(client)) == 2
     on_cluster = run_sweep(CONFIGS, range(10), cache_dir=tmp_path, progress=False,
-                           executor=client.get_executor())
+                           executor=cluster.executor(client))
     assert_same(serial, on_cluster)
     assert len(list(tmp_path.glob("*.npz"))) == 30   # written here, by the client
 
@@ -69,7 +69,7 @@ def test_a_worker_killed_mid_sweep_costs_only_its_chunk(client, tmp_path, serial
     pids = list(client.run(os.getpid).values())
     killer = when_cached(tmp_path, lambda: os.kill(pids[0], signal.SIGKILL))
     res = run_sweep(SLOW, range(6), cache_dir=tmp_path, progress=False, chunk_size=1,
-                    executor=client.get_executor(), train_fn=slow_train)
+                    executor=cluster.executor(client), train_fn=slow_train)
     killer.join()
     assert pids[0] not in client.run(os.getpid).values()   # it did die (and was replaced)
     assert_same(serial_slow, res)
@@ -79,12 +79,12 @@ def test_resume_after_the_client_is_interrupted(client, tmp_path, serial_slow, c
     when_cached(tmp_path, lambda: os.kill(os.getpid(), signal.SIGINT))
     with pytest.raises(KeyboardInterrupt):
         run_sweep(SLOW, range(6), cache_dir=tmp_path, progress=False, chunk_size=1,
-                  executor=client.get_executor(), train_fn=slow_train)
+                  executor=cluster.executor(client), train_fn=slow_train)
     done = len(list(tmp_path.glob("*.npz")))
     assert 1 <= done < 12
     assert f"Interrupted: {done} of 12 runs are cached in {tmp_path}" in capsys.readouterr().err
     res = run_sweep(SLOW, range(6), cache_dir=tmp_path, progress=True, chunk_size=1,
-                    executor=client.get_executor(), desc="resume")
+                    executor=cluster.executor(client), desc="resume")
     assert f"resume: 12 runs, {done} from the cache" in capsys.readouterr().err
     assert_same(serial_slow, res)
 
@@ -116,7 +116,7 @@ def test_dask_command_line_cluster_and_losing_its_scheduler(tmp_path, serial_slo
     address, started = start_cli_cluster(tmp_path)
     try:
         with cluster.connect(address) as executor:
-            executor._client.wait_for_workers(2, timeout=60)
+            cluster.client_of(executor).wait_for_workers(2, timeout=60)
             assert cluster.n_workers(executor) == 2
             # A sweep on it equals a local one.
             assert_same(run_sweep(CONFIGS, range(4), cache_dir=None, progress=False),
