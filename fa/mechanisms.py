@@ -35,11 +35,10 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from . import _figure, plotting
-from .constraints import check_float, check_int, check_option
 from .claims import Claim
 from .mechanisms_runs import (AlignmentRun, DynamicsRun, KernelRun, Trajectory, decompose,
                               kernel, lam_factor, predicted_loss, trajectory)
-from .presets import PROTOCOL, coerce
+from .presets import PROTOCOL, resolve
 from .model import ACTIVATIONS, RULES
 from .width_dependence import fit_power_law
 
@@ -88,7 +87,6 @@ class MechanismSettings:
         return int(round(self.release_fraction * self.align_steps))
 
 
-SCALES = ("quick", "paper")
 PAPER_CHANGES = dict(
     widths=(50, 200, 800, 3200, 12800),  # F3's range, plus p = n, where the lazy picture fails
     n_seeds=50,                           # as F1-F3
@@ -103,32 +101,22 @@ def settings(scale: str = "quick", **overrides) -> MechanismSettings:
     """The settings at ``scale`` (``"quick"``: seconds; ``"paper"``: the F1-F3 networks).
 
     ``overrides`` name fields of :class:`MechanismSettings`; ``None`` keeps the
-    scale's value. Unknown names and wrong types raise ``ValueError``.
+    scale's value (:func:`fa.presets.resolve`, every figure's one settings mechanism).
     """
-    scale = check_option(scale, "scale", "settings", SCALES)
-    base = MechanismSettings()
-    if scale == "paper":
-        base = dataclasses.replace(base, **PAPER_CHANGES)
-    names = [f.name for f in dataclasses.fields(MechanismSettings)]
-    changes = {}
-    for name, value in overrides.items():
-        if name not in names:
-            raise ValueError(f"Unknown setting {name!r} for settings(); accepted names: "
-                             f"{', '.join(names)}.")
-        if value is None:
-            continue
-        if name == "lam":
-            changes[name] = check_float(value, "lam", "settings", low=0.0, low_open=True)
-        elif name == "activation":
-            changes[name] = check_option(value, "activation", "settings", ACTIVATIONS)
-        else:
-            changes[name] = coerce(name, value, getattr(base, name))
-    s = dataclasses.replace(base, **changes)
+    quick = MechanismSettings()
+    paper = dataclasses.replace(quick, **PAPER_CHANGES)
+    return resolve(paper, {k: getattr(quick, k) for k in PAPER_CHANGES}, scale, overrides,
+                   caller="05_mechanisms", rules=_rules)
+
+
+def _rules(s: MechanismSettings):
+    yield "activation", s.activation in ACTIVATIONS, \
+        f"one of {', '.join(map(repr, ACTIVATIONS))}"
+    yield "widths", bool(s.widths) and min(s.widths) >= 1, "a non-empty list of ints >= 1"
+    yield "lam", s.lam is None or s.lam > 0, "a float > 0"
     for name in ("n_seeds", "steps", "align_steps", "dynamics_width", "record_every", "n", "d"):
-        check_int(getattr(s, name), name, "settings", low=1)
-    check_float(s.release_fraction, "release_fraction", "settings", low=0.0, high=1.0,
-                low_open=True, high_open=True)
-    return s
+        yield name, getattr(s, name) >= 1, "an int >= 1"
+    yield "release_fraction", 0 < s.release_fraction < 1, "a float in (0, 1)"
 
 
 # --- the experiments: what fa.run_sweep runs, and the tables it gives ---------------

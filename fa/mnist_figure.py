@@ -30,7 +30,6 @@ the notebook).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from .claims import Claim
 from .mnist import (SUBSET_SOURCE, cache_dir, describe, fingerprint, locate_mnist,
                     standard_fingerprint)
 from .mnist_runs import MnistConfig
+from .presets import resolve
 from .sweep import SweepResult
 
 NAME = "mnist"
@@ -89,63 +89,27 @@ QUICK_CHANGES = dict(
     record_every=50,   # 21 points per curve
 )
 
-SCALES = ("quick", "paper")
-_INTS = ("hidden", "batch_size", "steps", "record_every", "n_seeds", "deep_steps",
-         "deep_n_seeds")
-
-
 def settings(scale: str = "quick", **overrides) -> MnistSettings:
-    """F4's settings at ``scale`` with ``overrides`` (``None`` keeps the scale's value).
+    """F4's settings at ``scale`` with ``overrides`` (``None`` keeps the scale's value), by
+    :func:`fa.presets.resolve`, every figure's one settings mechanism.
 
-    ``depth`` (1 or 2) may be given instead of ``depths``.
+    ``depth`` (1 or 2, the notebook's parameter) may be given instead of ``depths``.
     """
-    if scale not in SCALES:
-        raise ValueError(f"The 'scale' parameter of settings must be one of {SCALES}. "
-                         f"Got {scale!r} instead.")
-    base = PAPER if scale == "paper" else dataclasses.replace(PAPER, **QUICK_CHANGES)
-    if "depth" in overrides:
-        depth = overrides.pop("depth")
-        if depth is not None:
-            overrides["depths"] = (depth,) if np.isscalar(depth) else tuple(depth)
-    names = {f.name for f in dataclasses.fields(MnistSettings)}
-    changes = {}
-    for name, value in overrides.items():
-        if name not in names:
-            raise ValueError(f"Unknown setting {name!r}; accepted names: {', '.join(sorted(names))}.")
-        if value is None:
-            continue
-        if name in ("lambdas", "depths"):
-            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") or not len(value):
-                raise ValueError(f"The '{name}' parameter of settings must be a non-empty list. "
-                                 f"Got {value!r} instead.")
-            value = tuple(float(v) for v in value) if name == "lambdas" else tuple(int(v) for v in value)
-        elif name in _INTS:
-            if isinstance(value, bool) or int(value) != value or value < 1:
-                raise ValueError(f"The '{name}' parameter of settings must be an int >= 1. "
-                                 f"Got {value!r} instead.")
-            value = int(value)
-        elif name in ("subset", "download"):
-            if not isinstance(value, bool):
-                raise ValueError(f"The '{name}' parameter of settings must be True or False. "
-                                 f"Got {value!r} instead.")
-        elif name == "lr":
-            value = float(value)
-        elif name in ("data_dir", "dtype"):
-            value = str(value)
-        changes[name] = value
-    s = dataclasses.replace(base, **changes)
-    if any(d not in (1, 2) for d in s.depths):
-        raise ValueError(f"The 'depths' parameter of settings must contain only 1 and 2. "
-                         f"Got {s.depths!r} instead.")
-    if any(v < 0 for v in s.lambdas):
-        raise ValueError(f"The 'lambdas' parameter of settings must be floats >= 0. "
-                         f"Got {s.lambdas!r} instead.")
-    if not s.lr > 0:
-        raise ValueError(f"The 'lr' parameter of settings must be > 0. Got {s.lr!r} instead.")
-    if s.subset and s.data_dir is not None:
-        raise ValueError(f"The 'data_dir' parameter of settings must be None when subset is True. "
-                         f"Got {s.data_dir!r}.")
-    return s
+    depth = overrides.pop("depth", None)
+    if depth is not None:
+        overrides["depths"] = [depth] if np.isscalar(depth) else depth
+    return resolve(PAPER, QUICK_CHANGES, scale, overrides, caller="04_mnist", rules=_rules)
+
+
+def _rules(s: MnistSettings):
+    yield "depths", bool(s.depths) and set(s.depths) <= {1, 2}, "a non-empty list of 1 and 2"
+    yield "lambdas", bool(s.lambdas) and min(s.lambdas) >= 0, "a non-empty list of floats >= 0"
+    yield "lr", s.lr > 0, "a float > 0"
+    for name in ("hidden", "batch_size", "steps", "record_every", "n_seeds", "deep_steps",
+                 "deep_n_seeds"):
+        yield name, getattr(s, name) >= 1, "an int >= 1"
+    yield "dtype", s.dtype in ("float64", "float32"), "'float64' or 'float32'"
+    yield "data_dir", not (s.subset and s.data_dir is not None), "None when subset is True"
 
 
 def data_choice(s: MnistSettings, *, fetch: bool = True) -> tuple[str, str | None]:

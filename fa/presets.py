@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
+from .constraints import check_option, fail
 from .model import ACTIVATIONS
 
 
@@ -156,110 +158,88 @@ def settings(figure: str, scale: str = "quick", **overrides) -> FigureSettings:
     ValueError
         For an unknown figure, scale or field name, or a value of the wrong type.
     """
-    from .constraints import check_option
+    from .registry import FIGURES as REGISTERED
 
     figure = check_option(figure, "figure", "settings", FIGURES)
-    scale = check_option(scale, "scale", "settings", SCALES)
-    base = PAPER[figure]
-    if scale == "quick":
-        base = dataclasses.replace(base, **QUICK_CHANGES[figure])
-    fields = {f.name: f for f in dataclasses.fields(FigureSettings)}
-    changes = {}
-    for name, value in overrides.items():
-        if name not in fields:
-            raise ValueError(f"Unknown setting {name!r} for settings(); accepted names: "
-                             f"{', '.join(fields)}.")
-        if value is not None:
-            changes[name] = coerce(name, value, getattr(base, name))
-    result = dataclasses.replace(base, **changes)
-    _check(result)
-    return result
+    notebook = next(f.notebook for f in REGISTERED if f.key == figure)
+    return resolve(PAPER[figure], QUICK_CHANGES[figure], scale, overrides, caller=notebook,
+                   rules=_rules)
 
 
-def coerce(name: str, value, default):
-    """Return a setting's override ``value`` with the type of the ``default`` it replaces.
-
-    The one override rule of every figure's settings (:func:`settings`,
-    :func:`fa.mechanisms.settings`): bools, ints, floats and strings keep their type;
-    lists become tuples (of ints for ``widths``, of known names for ``activations``,
-    of floats otherwise, non-empty except ``dropout_rates``).
+def resolve(paper, quick: dict, scale: str, overrides: dict, *, caller: str, rules=None):
+    """The one settings mechanism of every figure: defaults, scale, overrides, checks.
 
     Parameters
     ----------
-    name : str
-        The setting, for the message (and the list rules above).
-    value
-        The override.
-    default
-        The value it replaces (``None`` for a tuple setting stands for a tuple).
+    paper : frozen dataclass
+        The figure's settings at the paper's protocol, every field commented.
+    quick : dict
+        The quick scale as differences from ``paper``, each with its reason.
+    scale : {"quick", "paper"}
+    overrides : dict
+        A notebook's parameters by field name; ``None`` keeps the scale's value. Each
+        is coerced to its field's declared type (a list to a tuple).
+    caller : str
+        Who asks, for the messages (the notebook's name).
+    rules : callable, optional
+        ``rules(s)`` yields ``(name, holds, expected)`` for rules across fields.
 
     Returns
     -------
-    The coerced value.
+    The settings, a new instance of ``paper``'s class.
 
     Raises
     ------
     ValueError
-        "The '<name>' parameter of settings must be <type>. Got <value> instead."
+        For an unknown scale or name (listing the accepted ones), or a value of the
+        wrong type or outside its rule, in the project's one message form.
     """
-    def fail(expected):
-        return ValueError(f"The '{name}' parameter of settings must be {expected}. "
-                          f"Got {value!r} instead.")
-
-    if isinstance(default, bool):
-        if not isinstance(value, (bool, np.bool_)):
-            raise fail("a bool")
-        return bool(value)
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise fail("an int")
-        return int(value)
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise fail("a float")
-        return float(value)
-    if isinstance(default, str) or name == "dtype":
-        if not isinstance(value, str):
-            raise fail("a string")
-        return value
-    # tuples (or None defaults of tuple fields)
-    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
-        raise fail("a list")
-    items = tuple(value)
-    if not items and name != "dropout_rates":   # no dropout rates: no dropout row
-        raise fail("a non-empty list")
-    if name == "activations":
-        for a in items:
-            if a not in ACTIVATIONS:
-                raise fail(f"a list of activations from {', '.join(map(repr, ACTIVATIONS))}")
-        return items
-    if name == "widths":
-        if any(isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1 for w in items):
-            raise fail("a list of ints >= 1")
-        return tuple(int(w) for w in items)
-    if any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in items):
-        raise fail("a list of floats")
-    return tuple(float(v) for v in items)
+    scale = check_option(scale, "scale", caller, SCALES)
+    base = paper if scale == "paper" else dataclasses.replace(paper, **quick)
+    kinds = {f.name: f.type for f in dataclasses.fields(paper)}
+    unknown = [name for name in overrides if name not in kinds]
+    if unknown:
+        raise ValueError(f"Unknown parameter {unknown[0]!r} for {caller}; accepted names: "
+                         f"{', '.join(kinds)}.")
+    changes = {name: coerce(name, value, kinds[name], caller)
+               for name, value in overrides.items() if value is not None}
+    result = dataclasses.replace(base, **changes)
+    for name, holds, expected in (rules(result) if rules else ()):
+        if not holds:
+            raise fail(name, caller, expected, getattr(result, name))
+    return result
 
 
-def _check(s: FigureSettings) -> None:
-    def fail(name, expected, got):
-        raise ValueError(f"The '{name}' parameter of settings must be {expected}. "
-                         f"Got {got!r} instead.")
+_SCALARS = {"bool": ((bool, np.bool_), ()), "int": (numbers.Integral, (bool, np.bool_)),
+            "float": (numbers.Real, (bool, np.bool_)), "str": (str, ())}
 
-    if s.n_seeds < 1:
-        fail("n_seeds", "an int >= 1", s.n_seeds)
-    if s.steps < 1:
-        fail("steps", "an int >= 1", s.steps)
-    if s.record_every < 1:
-        fail("record_every", "an int >= 1", s.record_every)
-    if s.n < 1 or s.d < 1:
-        fail("n" if s.n < 1 else "d", "an int >= 1", min(s.n, s.d))
-    if s.lambdas is not None and any(v < 0 for v in s.lambdas):
-        fail("lambdas", "a list of floats >= 0", s.lambdas)
-    if s.dropout_rates is not None and any(not 0 <= v < 1 for v in s.dropout_rates):
-        fail("dropout_rates", "a list of floats in [0, 1)", s.dropout_rates)
-    if not 0 < s.release_fraction < 1:
-        fail("release_fraction", "a float in (0, 1)", s.release_fraction)
-    if s.dtype not in ("float64", "float32", None):
-        fail("dtype", "'float64' or 'float32'", s.dtype)
+
+def coerce(name: str, value, kind: str, caller: str):
+    """``value`` as the declared type ``kind`` of its field (``"int"``, ``"tuple[float,
+    ...] | None"``, ...): scalars keep their type, lists become tuples of their items."""
+    kind = kind.split("|")[0].strip()
+    if kind.startswith("tuple["):
+        item = kind[len("tuple["):].split(",")[0].strip()
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            raise fail(name, caller, f"a list of {item}s (from papermill, a list goes "
+                       f"through -y: -y '{name}: [...]')", value)
+        return tuple(coerce(name, v, item, caller) for v in value)
+    accepted, refused = _SCALARS[kind]
+    if not isinstance(value, accepted) or isinstance(value, refused):
+        raise fail(name, caller, f"an {kind}" if kind == "int" else f"a {kind}", value)
+    return {"bool": bool, "int": int, "float": float, "str": str}[kind](value)
+
+
+def _rules(s: FigureSettings):
+    """The rules of F1-F3's settings across fields, for :func:`resolve`."""
+    yield "activations", bool(s.activations) and all(a in ACTIVATIONS for a in s.activations), \
+        f"a non-empty list of names from {', '.join(map(repr, ACTIVATIONS))}"
+    yield "widths", bool(s.widths) and min(s.widths) >= 1, "a non-empty list of ints >= 1"
+    yield "lambdas", s.lambdas is None or (bool(s.lambdas) and min(s.lambdas) >= 0), \
+        "a non-empty list of floats >= 0"
+    yield "dropout_rates", s.dropout_rates is None or all(0 <= q < 1 for q in s.dropout_rates), \
+        "a list of floats in [0, 1)"
+    for name in ("n_seeds", "steps", "record_every", "n", "d"):
+        yield name, getattr(s, name) >= 1, "an int >= 1"
+    yield "release_fraction", 0 < s.release_fraction < 1, "a float in (0, 1)"
+    yield "dtype", s.dtype in ("float64", "float32", None), "'float64' or 'float32'"

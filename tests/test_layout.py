@@ -76,8 +76,12 @@ def test_width_sweep_steps_follow_the_authors_formula():
 
 
 def test_settings_reject_unknown_names_and_wrong_types():
-    with pytest.raises(ValueError, match="Unknown setting 'width'"):
+    with pytest.raises(ValueError, match="Unknown parameter 'width' for 01_convergence"):
         fa.settings("convergence", "quick", width=[100])
+    # A list passed as text (papermill's -p) says how to pass a list.
+    with pytest.raises(ValueError, match="'lambdas' parameter of 01_convergence must be a list"
+                                         ".* goes through -y"):
+        fa.settings("convergence", "quick", lambdas="[0, 0.1]")
     with pytest.raises(ValueError, match="'n_seeds'"):
         fa.settings("convergence", "quick", n_seeds=2.5)
     with pytest.raises(ValueError, match="'activations'"):

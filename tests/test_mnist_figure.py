@@ -45,9 +45,9 @@ def test_settings_reject_bad_values():
         mnist_figure.settings("quick", widths=[3])
     with pytest.raises(ValueError):
         mnist_figure.settings("huge")
-    with pytest.raises(ValueError, match="'subset' parameter of settings"):
+    with pytest.raises(ValueError, match="'subset' parameter of 04_mnist"):
         mnist_figure.settings("quick", subset="yes")
-    with pytest.raises(ValueError, match="'data_dir' parameter of settings must be None"):
+    with pytest.raises(ValueError, match="'data_dir' parameter of 04_mnist must be None"):
         mnist_figure.settings("quick", data_dir="somewhere")
     assert mnist_figure.settings("quick", depth=2).depths == (2,)
     assert mnist_figure.settings("quick", subset=False, data_dir="x").data_dir == "x"

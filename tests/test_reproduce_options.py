@@ -91,7 +91,8 @@ def test_a_set_reaches_the_notebook(tmp_path):
     assert bad.returncode == 2 and "not a parameter of 01_convergence" in bad.stderr
     wrong = subprocess.run([sys.executable, "-m", "fa.reproduce", "--only", "01", "--dry-run",
                             "--set", "n_seeds=ten"], capture_output=True, text=True)
-    assert wrong.returncode == 2 and "'n_seeds' parameter of settings must be an int" in wrong.stderr
+    assert wrong.returncode == 2 and \
+        "'n_seeds' parameter of 01_convergence must be an int" in wrong.stderr
 
 
 @pytest.mark.parametrize("notebook, backend, expect_backend", [
