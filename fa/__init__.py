@@ -37,8 +37,8 @@ __version__ = "0.1.0"
 
 from .model import ACTIVATIONS, RULES, Activation, cosine
 from .data import make_data
-from .loop import Stopping, TrainResult
-from .trainer import DivergenceWarning, train
+from .loop import DivergenceWarning, Stopping, TrainResult
+from .trainer import train
 from .experiments import RunConfig, SweepResult, cache_key, run_sweep
 from .presets import settings
 from .deep import DeepResult, init_deep, train_deep

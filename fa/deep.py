@@ -70,7 +70,7 @@ import numpy as np
 
 from fa import model
 from fa.constraints import check, check_array, check_float, check_int, check_option, fail
-from fa.trainer import DivergenceWarning
+from fa.loop import DivergenceWarning
 
 RULES = ("bp", "fa")
 # Which layers lam acts on: every layer except the input one (the authors' code), or all.

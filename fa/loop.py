@@ -27,6 +27,10 @@ from .model import cosine
 #: A replica whose loss exceeds this multiple of its initial loss has diverged.
 BLOWUP = 1e6
 
+
+class DivergenceWarning(RuntimeWarning):
+    """A replica's loss became non-finite or exploded; it was stopped."""
+
 @dataclass
 class TrainResult:
     """What one call of :func:`train` returns.

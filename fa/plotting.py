@@ -6,6 +6,7 @@ import dataclasses
 import json
 import subprocess
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
 # No backend is chosen here: Jupyter shows figures inline, and with no display
@@ -14,7 +15,7 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from . import __version__, paths
+from . import paths
 from ._io import atomic_write
 
 #: Panel titles, as the paper names the activations.
@@ -83,7 +84,7 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
            if hasattr(settings, "dtype_for") else {}),
         "seeds": f"{len(seeds)} seeds: {seeds[0]}..{seeds[-1]}" if len(seeds) > 3 else seeds,
         "commit": _commit(),
-        "fa_version": __version__,
+        "fa_version": _version(),
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         **(about or {}),
     }
@@ -95,6 +96,14 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
     text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
     atomic_write(files[2], lambda f: f.write(text.encode()))
     return files
+
+
+def _version() -> str | None:
+    """The installed fa's version (None when run from a checkout that is not installed)."""
+    try:
+        return metadata.version("fa")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _commit() -> str:

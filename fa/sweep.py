@@ -64,7 +64,7 @@ from tqdm import tqdm
 
 from . import cache, paths
 from .constraints import BACKENDS, check_int, check_seeds
-from .trainer import DivergenceWarning
+from .loop import DivergenceWarning
 
 _PROTOCOL = ("numerics_modules", "scalars", "curves", "run", "cost", "chunk_size")
 

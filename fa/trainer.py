@@ -19,7 +19,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .constraints import check_array, validate
-from .loop import Stopping, concatenate, train_stack, unstack
+from .loop import DivergenceWarning, Stopping, concatenate, train_stack, unstack
 
 DEFAULT_MEMORY_BUDGET = 4 * 2**30
 #: Working set of one stack of replicas per step (bytes), about a last-level cache.
@@ -32,10 +32,6 @@ _NAMESPACES = {"numpy": "array_api_compat.numpy", "array_api_strict": "array_api
                "torch": "array_api_compat.torch", "cupy": "array_api_compat.cupy"}
 _INSTALL = {"numpy": 'pip install -e "."', "array_api_strict": 'pip install -e ".[test]"',
             "torch": 'pip install -e ".[torch]"', "cupy": 'pip install -e ".[cupy]"'}
-
-
-class DivergenceWarning(RuntimeWarning):
-    """A replica's loss became non-finite or exploded; it was stopped."""
 
 
 def train(X, y, *, width, activation="relu", rule="fa", lam=0.0, lr, steps, seed=0,
