@@ -1,0 +1,83 @@
+"""Sphinx settings of the companion's site: the README, docs/ and the executed gallery
+notebooks as one book (Jupyter Book 1's parts: MyST-NB, the book theme, an external table
+of contents). Build it from the repository root, offline, without running a notebook:
+
+    python -m sphinx -b html -c book . build/site
+"""
+
+import posixpath
+from pathlib import Path
+
+from docutils import nodes
+from sphinx import addnodes
+from sphinx.transforms.post_transforms import SphinxPostTransform
+
+project = "fa: feedback alignment, reproduced"
+author = "the fa contributors"
+extensions = ["myst_nb", "sphinx_external_toc", "sphinx_design"]
+external_toc_path = "book/_toc.yml"
+#: Only the book's pages are read: the source folder is the whole checkout.
+include_patterns = ["README.md", "docs/*.md", "gallery/*.ipynb"]
+myst_enable_extensions = ["dollarmath", "amsmath"]
+myst_heading_anchors = 3          # the README's and docs' "#section" links resolve
+nb_execution_mode = "off"         # the gallery notebooks are shown as executed, never rerun
+nb_merge_streams = True
+suppress_warnings = ["mystnb.unknown_mime_type"]
+
+# No canonical repository exists yet: put the project's own URL here when it is
+# published; the Binder and source buttons follow it.
+REPOSITORY = "https://github.com/OWNER-PLACEHOLDER/fa"
+html_theme = "sphinx_book_theme"
+html_title = "fa: feedback alignment, reproduced"
+html_theme_options = {
+    "repository_url": REPOSITORY,
+    "repository_branch": "main",
+    "path_to_docs": "",
+    "use_repository_button": True,
+    "use_source_button": True,       # each page's source file, e.g. gallery/03_width_dependence.ipynb
+    "use_download_button": True,     # the .ipynb itself, from the site: works offline too
+    "launch_buttons": {"binderhub_url": "https://mybinder.org", "notebook_interface": "jupyterlab"},
+    "show_navbar_depth": 1,
+}
+html_last_updated_fmt = None
+
+
+def _index(app, exception):
+    """The site opens at ``index.html``; the book's first page is the README."""
+    if exception is None and app.builder.format == "html":
+        Path(app.outdir, "index.html").write_text(
+            '<!DOCTYPE html><meta charset="utf-8"><title>fa</title>'
+            '<meta http-equiv="refresh" content="0; url=README.html">'
+            '<a href="README.html">fa: feedback alignment, reproduced</a>\n')
+
+
+class RepositoryLinks(SphinxPostTransform):
+    """Send links to files of the checkout that are not pages of the book (the source
+    notebooks, benchmarks/, folders) to that file on the code host: MyST would drop them."""
+
+    default_priority = 8       # before MyST's own resolver (9)
+
+    def run(self, **kwargs):
+        root = Path(self.env.srcdir)
+        for node in list(self.document.findall(addnodes.pending_xref)):
+            if node["reftype"] != "myst" or node["reftarget"] in self.env.all_docs:
+                continue
+            if node["refdomain"] == "doc":     # a docname, from the root, without suffix
+                path = next((node["reftarget"] + s for s in (".ipynb", ".md")
+                             if (root / (node["reftarget"] + s)).is_file()), None)
+            else:                              # a path as written, from the page's folder
+                path = posixpath.normpath(posixpath.join(
+                    posixpath.dirname(node.get("refdoc", self.env.docname)), node["reftarget"]))
+                path = path if (root / path).exists() else None
+            if path is None:
+                continue                       # not a file of the checkout: MyST warns
+            kind = "tree" if (root / path).is_dir() else "blob"
+            link = nodes.reference("", "", internal=False,
+                                   refuri=f"{REPOSITORY}/{kind}/main/{path}")
+            link.extend(node[0].deepcopy().children or [nodes.literal(path, path)])
+            node.replace_self(link)
+
+
+def setup(app):
+    app.add_post_transform(RepositoryLinks)
+    app.connect("build-finished", _index)
