@@ -6,8 +6,10 @@ of contents). Build it from the repository root, offline, without running a note
 """
 
 import posixpath
+import shutil
 from pathlib import Path
 
+import jupyter_server_mathjax
 from docutils import nodes
 from sphinx import addnodes
 from sphinx.transforms.post_transforms import SphinxPostTransform
@@ -39,16 +41,21 @@ html_theme_options = {
     "launch_buttons": {"binderhub_url": "https://mybinder.org", "notebook_interface": "jupyterlab"},
     "show_navbar_depth": 1,
 }
-html_last_updated_fmt = None
+#: MathJax 2 as a PyPI package ships it, copied into the site: the math is typeset offline
+#: too (Sphinx's default loads MathJax 3 from a CDN).
+MATHJAX = Path(jupyter_server_mathjax.__file__).parent / "static"
+mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
+#: MyST marks each page's text as not math and its math spans as math (MathJax 3's
+#: options); MathJax 2 says the same with these classes.
+mathjax2_config = {"tex2jax": {"ignoreClass": "tex2jax_ignore|mathjax_ignore",
+                               "processClass": "tex2jax_process|mathjax_process|math|output_area"}}
 
 
-def _index(app, exception):
-    """The site opens at ``index.html``; the book's first page is the README."""
+def _mathjax(app, exception):
+    """Copy MathJax where :data:`mathjax_path` points. (``index.html``, a redirect to the
+    first page, the README, comes from sphinx-external-toc.)"""
     if exception is None and app.builder.format == "html":
-        Path(app.outdir, "index.html").write_text(
-            '<!DOCTYPE html><meta charset="utf-8"><title>fa</title>'
-            '<meta http-equiv="refresh" content="0; url=README.html">'
-            '<a href="README.html">fa: feedback alignment, reproduced</a>\n')
+        shutil.copytree(MATHJAX, Path(app.outdir, "_static", "mathjax"), dirs_exist_ok=True)
 
 
 class RepositoryLinks(SphinxPostTransform):
@@ -80,4 +87,4 @@ class RepositoryLinks(SphinxPostTransform):
 
 def setup(app):
     app.add_post_transform(RepositoryLinks)
-    app.connect("build-finished", _index)
+    app.connect("build-finished", _mathjax)

@@ -53,7 +53,7 @@ def outputs(notebook: Path):
 
 
 def test_the_site_opens_at_index_html_on_the_readme(site):
-    assert 'url=README.html' in (site / "index.html").read_text()
+    assert "url=README.html" in (site / "index.html").read_text()
     assert "Read it as a book" in (site / "README.html").read_text()
 
 
@@ -70,6 +70,7 @@ def test_every_gallery_figure_and_claims_table_is_on_its_page(site, notebook):
                  for d in outputs(notebook) if "text/html" in d)
     assert claims >= 1 and html.count("<th>holds</th>") == claims
     assert "mybinder.org/v2/gh/" in html, "a Binder launch button"
+    assert "_static/mathjax/MathJax.js" in html, "MathJax from the site itself, offline"
     assert f"gallery/{notebook.name}" in html, "a link to the notebook's source"
 
 
