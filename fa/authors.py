@@ -21,7 +21,7 @@ REPOSITORY = "https://github.com/ChristophorusX/align_neurips_simulations"
 TOLERANCE = 0.06
 Z_MAX = 3.0
 SHARE = 0.9          # the share of L2 cells that must agree for the claim to hold
-KEYS = ["activation", "strength", "width"]
+KEYS = ["activation", "strength", "width"]   # what names a cell of F3 (strength: lam or q)
 
 
 def load(name: str) -> pd.DataFrame:
