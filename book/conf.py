@@ -46,9 +46,14 @@ html_theme_options = {
 MATHJAX = Path(jupyter_server_mathjax.__file__).parent / "static"
 mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
 #: MyST marks each page's text as not math and its math spans as math (MathJax 3's
-#: options); MathJax 2 says the same with these classes.
-mathjax2_config = {"tex2jax": {"ignoreClass": "tex2jax_ignore|mathjax_ignore",
-                               "processClass": "tex2jax_process|mathjax_process|math|output_area"}}
+#: options); MathJax 2 says the same with these classes. The package ships the STIX-Web
+#: fonts only: without naming them MathJax measures with the TeX fonts it lacks.
+mathjax2_config = {
+    "tex2jax": {"ignoreClass": "tex2jax_ignore|mathjax_ignore",
+                "processClass": "tex2jax_process|mathjax_process|math|output_area"},
+    "HTML-CSS": {"availableFonts": [], "preferredFont": None, "webFont": "STIX-Web",
+                 "imageFont": None},
+}
 
 
 def _mathjax(app, exception):
