@@ -15,6 +15,9 @@ from fa import paths, plotting, width_dependence
 from fa.claims import Claim
 
 REPOSITORY = "https://github.com/ChristophorusX/align_neurips_simulations"
+#: ``figures/data/authors/`` of a checkout, or its copy inside an installed package.
+DATA_DIR = (paths.GALLERY_DATA_DIR / "authors" if paths.CHECKOUT
+            else paths.PACKAGE_DIR / "authors_data")
 #: Two cells agree when their means differ by at most max(TOLERANCE, Z_MAX * SE of the
 #: difference): the SE alone is too strict where both sides' seeds happen to agree closely
 #: but the runs differ in float width and stopping step (a few hundredths, docs/reproduction.md).
@@ -25,7 +28,7 @@ KEYS = ["activation", "strength", "width"]   # what names a cell of F3 (strength
 
 
 def load(name: str) -> pd.DataFrame:
-    """The authors' summary ``figures/data/authors/<name>.csv`` of a checkout.
+    """The authors' summary ``<name>.csv`` from :data:`DATA_DIR`.
 
     Parameters
     ----------
@@ -38,10 +41,7 @@ def load(name: str) -> pd.DataFrame:
     pandas.DataFrame
         The file as it is committed.
     """
-    if paths.GALLERY_DATA_DIR is None:
-        raise FileNotFoundError("The authors' numbers live in figures/data/authors/ of a "
-                                "checkout of fa; this is an installed package without one.")
-    return pd.read_csv(paths.GALLERY_DATA_DIR / "authors" / f"{name}.csv")
+    return pd.read_csv(DATA_DIR / f"{name}.csv")
 
 
 def compare_f3(runs: pd.DataFrame, regularizer: str = "l2") -> pd.DataFrame:
