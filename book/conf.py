@@ -36,9 +36,10 @@ html_theme_options = {
     "repository_branch": "main",
     "path_to_docs": "",
     "use_repository_button": True,
-    "use_source_button": True,       # each page's source file, e.g. gallery/03_width_dependence.ipynb
+    "use_source_button": True,       # each page's source file, e.g. gallery/04_mnist.ipynb
     "use_download_button": True,     # the .ipynb itself, from the site: works offline too
-    "launch_buttons": {"binderhub_url": "https://mybinder.org", "notebook_interface": "jupyterlab"},
+    "launch_buttons": {"binderhub_url": "https://mybinder.org",
+                       "notebook_interface": "jupyterlab"},
     "show_navbar_depth": 1,
 }
 #: MathJax 2 as a PyPI package ships it, copied into the site: the math is typeset offline

@@ -109,9 +109,11 @@ def claim_f3(table: pd.DataFrame, *, strict: bool = True) -> Claim:
     if table.empty:
         return Claim.skipped("F3 vs authors", claim, "no cell of this run is one of theirs")
     n, agree = len(table), int(table["agree"].sum())
-    seeds = f"ours {sorted(set(table['ours_n']))} seeds a cell, theirs {sorted(set(table['theirs_n']))}"
-    measured = (f"{agree} of {n} cells ({agree / n:.0%}), |z| median {table['z'].abs().median():.2f}"
-                f"; {seeds}; {table.attrs.get('ours_only', 0)} of our cells have no counterpart")
+    seeds = {side: sorted(set(table[f"{side}_n"])) for side in ("ours", "theirs")}
+    measured = (f"{agree} of {n} cells ({agree / n:.0%}), |z| median "
+                f"{table['z'].abs().median():.2f}; seeds a cell: ours {seeds['ours']}, theirs "
+                f"{seeds['theirs']}; {table.attrs.get('ours_only', 0)} of our cells have no "
+                "counterpart")
     if not strict:
         return Claim.skipped("F3 vs authors", claim, f"not the paper's protocol ({measured})")
     return Claim("F3 vs authors", claim, measured, agree >= SHARE * n)
@@ -131,16 +133,16 @@ def _hollow(ax, x, y, color) -> None:
 def overlay_f3(fig, tables: dict[str, pd.DataFrame]):
     """Draw the authors' means of ``tables`` ({"l2": ..., "dropout": ...} from
     :func:`compare_f3`) as hollow circles on :func:`fa.width_dependence.plot`'s figure."""
-    row = {"l2": "L2 on β", "dropout": "dropout"}
+    panels = {f"{title}, {'L2 on β' if reg == 'l2' else 'dropout'}": (act, reg)
+              for act, title in plotting.TITLES.items() for reg in tables}
     for ax in fig.axes:
-        for reg, table in tables.items():
-            for act, title in plotting.TITLES.items():
-                if ax.get_title() != f"{title}, {row[reg]}":
-                    continue
-                colors = _colors(ax)
-                symbol = "λ" if reg == "l2" else "q"
-                for value, g in table[table["activation"] == act].groupby("strength"):
-                    _hollow(ax, g["width"], g["theirs"], colors[f"{symbol} = {value:g}"])
+        if ax.get_title() not in panels:
+            continue
+        act, reg = panels[ax.get_title()]
+        colors, symbol = _colors(ax), "λ" if reg == "l2" else "q"
+        table = tables[reg]
+        for value, g in table[table["activation"] == act].groupby("strength"):
+            _hollow(ax, g["width"], g["theirs"], colors[f"{symbol} = {value:g}"])
     fig.suptitle(f"{fig.get_suptitle()}; hollow circles: the authors' means")
     fig.tight_layout()
     return fig
@@ -173,15 +175,16 @@ def compare_f4(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         last = here.loc[here["step"].idxmax()]
         rows.append(dict(lam=lam, step=int(g["step"]), their_step=int(last["step"]),
-                         ours_alignment=g["ours_alignment"], theirs_alignment=last["signal_alignment"],
+                         ours_alignment=g["ours_alignment"],
+                         theirs_alignment=last["signal_alignment"],
                          ours_accuracy=g["ours_accuracy"], theirs_accuracy=last["test_accuracy"],
                          ours_n=int(g["ours_n"])))
     return pd.DataFrame(rows)
 
 
 def overlay_f4(fig):
-    """Draw the authors' curves (hollow circles every 1000 steps) on panels (a) and (c) of
-    :func:`fa.mnist_figure.plot`'s figure, for each lam it draws."""
+    """Draw the authors' curves (hollow circles at their recorded steps) on panels (a) and
+    (c) of :func:`fa.mnist_figure.plot`'s figure, for each lam it draws."""
     theirs = load("f4_one_hidden_layer_curves")
     panels = {"error-signal alignment, 1 hidden layer": "signal_alignment",
               "test accuracy, 1 hidden layer": "test_accuracy"}
@@ -195,6 +198,7 @@ def overlay_f4(fig):
                 lam = float(label.removeprefix("FA, λ = "))
                 g = theirs[np.isclose(theirs["lam"], lam) & (theirs["step"] <= right)]
                 _hollow(ax, g["step"], g[column], color)
-    fig.suptitle(f"{fig.get_suptitle()}\nhollow circles: the authors' means (full MNIST, 10 seeds)")
+    fig.suptitle(f"{fig.get_suptitle()}\n"
+                 "hollow circles: the authors' means (full MNIST, 10 seeds)")
     fig.tight_layout()
     return fig
