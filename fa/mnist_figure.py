@@ -178,7 +178,7 @@ def tidy(sweeps, results_dir=None) -> pd.DataFrame:
     for sweep in sweeps:
         runs = sweep.runs
         runs = runs.assign(source=[describe(n_train, n_test, folder) for n_train, n_test, folder
-                                   in zip(runs["n_train"], runs["n_test"], runs["data_dir"].where(
+                                   in zip(runs["n_train"], runs["n_test"], runs["data_dir"].astype(object).where(
                                        runs["data_dir"].notna(), None))])
         curves = sweep.curves.merge(runs[["run", "seed", "diverged", "source"]],
                                     on=["run", "seed"], validate="many_to_one")

@@ -255,3 +255,13 @@ def test_claims_need_runs_to_judge():
     frame = _frame()
     results = mnist_figure.claims(frame[frame["rule"] == "bp"])
     assert len(results) == 1 and not results[0].holds
+
+
+def test_runs_read_back_from_a_csv_still_name_the_subset(out):
+    """``rerun=False`` reads the gallery's runs from a CSV, where a subset run's empty
+    ``data_dir`` is a float NaN rather than None: the figure must still say "subset"."""
+    s = mnist_figure.settings("quick", **TINY)
+    read_back = [dataclasses.replace(one, runs=one.runs.assign(data_dir=float("nan")))
+                 for one in sweep(s)]
+    frame = mnist_figure.tidy(read_back, "results")
+    assert frame.attrs["source"] == SUBSET_SOURCE + ", 4000 train / 1000 test images"
