@@ -9,15 +9,19 @@ has no such switch, runs at its quick defaults once and from its sweep cache the
 """
 
 import copy
+import json
+import re
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from fa import paths, registry
+from fa import notebook, paths, registry, student
 
 NOTEBOOKS = [f.notebook for f in registry.FIGURES]
+WITH_EXERCISES = [p.stem for p in sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb"))
+                  if "solution" in p.read_text()]
 #: Parameters-cell lines that make each notebook fast: appended, so they win.
 FAST = {name: "rerun = False" if "rerun" in registry.figure(name).accepted else ""
         for name in NOTEBOOKS}
@@ -32,9 +36,10 @@ def kernel(tmp_path_factory):
         yield client
 
 
-def load(name, extra=""):
-    """Notebook ``name`` with ``extra`` appended to its parameters cell."""
-    nb = nbformat.read(paths.NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
+def load(name, extra="", nb=None):
+    """Notebook ``name`` (or ``nb``) with ``extra`` appended to its parameters cell."""
+    if nb is None:
+        nb = nbformat.read(paths.NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
     if extra:
         cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
         cell.source += "\n" + extra
@@ -102,3 +107,27 @@ def test_a_misspelt_parameter_is_caught_when_typed_or_injected(kernel):
                                                            metadata={"tags": ["injected-parameters"]}))
     expect_unknown(kernel, injected, i, "'lamdas', 'widht'")
     assert run(kernel, nb, start=i) >= 1, "the notebook runs again once the name is fixed"
+
+
+def test_the_check_reads_the_cells_of_assignments_run_just_before_it():
+    history = ["", "configs = make(s)\nconfigs", 'scale = "quick"  # a comment\nwidths = [2 * 100]',
+               "# Parameters\nwidht = 800\n", "import fa\nfa.notebook.check_parameters(...)"]
+    assert notebook.parameter_names(history) == {"scale", "widths", "widht"}
+    namespace = {"In": history, "configs": [], "sweep": None, "scale": "quick"}
+    with pytest.raises(ValueError, match=r"Unknown parameter 'widht' for notebook 01_convergence"):
+        notebook.check_parameters(namespace, "01_convergence")
+    notebook.check_parameters({**namespace, "In": history[:3] + history[4:]}, "01_convergence")
+
+
+@pytest.mark.parametrize("name", WITH_EXERCISES)
+def test_each_student_copy_stops_at_its_first_exercise_with_its_message(kernel, name):
+    source = json.loads((paths.NOTEBOOKS_DIR / f"{name}.ipynb").read_text())
+    nb = load(name, FAST.get(name, ""), nbformat.reads(json.dumps(student.student_copy(source)), as_version=4))
+    exercises = [i for i, c in enumerate(nb.cells) if "exercise" in c.metadata.get("tags", [])]
+    message = re.search(r'NotImplementedError\("(.*)"\)', nb.cells[exercises[0]].source).group(1)
+    with pytest.raises(CellExecutionError) as error:
+        run(kernel, nb)
+    assert "NotImplementedError" in str(error.value) and message in str(error.value)
+    stopped = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+                   and any(out.output_type == "error" for out in c.outputs))
+    assert exercises[0] < stopped < (exercises[1:] or [len(nb.cells)])[0]
