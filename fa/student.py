@@ -8,10 +8,9 @@ Usage::
 One source notebook gives both versions. An exercise is a cell tagged ``exercise`` that
 defines a function whose body stops with ``raise NotImplementedError("Student exercise
 ...")``, followed by a cell tagged ``solution`` that defines the same function in full.
-The full notebook runs straight through, since the solution replaces the stub before
-any cell calls it; the student copy, without the solution cells, stops at the first call
-of an unsolved exercise with that exercise's message, and the self-check after each
-exercise says whether the student's version is right.
+The full notebook runs straight through (the solution replaces the stub before any cell
+calls it); the student copy stops at the first call of an unsolved exercise, with its
+message.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ def student_copy(nb: dict) -> dict:
     Returns
     -------
     dict
-        A new notebook; ``nb`` is left as it is.
+        A new notebook (``nb`` is left as it is).
 
     Raises
     ------
@@ -75,21 +74,21 @@ def write(output: Path | None = None) -> list[Path]:
     list of Path
         The notebooks written.
     """
-    output = Path(output) if output is not None else paths.output_root() / "student"
+    output = Path(output or paths.output_root() / "student")
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for source in sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb")):
         nb = json.loads(source.read_text(encoding="utf-8"))
         if not any(SOLUTION in c.get("metadata", {}).get("tags", []) for c in nb["cells"]):
             continue
-        target = output / source.name
-        target.write_text(json.dumps(student_copy(nb), indent=1, ensure_ascii=False) + "\n",
-                          encoding="utf-8")
-        written.append(target)
+        written.append(output / source.name)
+        written[-1].write_text(json.dumps(student_copy(nb), indent=1, ensure_ascii=False) + "\n",
+                               encoding="utf-8")
     return written
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command line: write the student copies and print where."""
     parser = argparse.ArgumentParser(prog="python -m fa.student", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", metavar="DIR", type=Path,
