@@ -44,11 +44,10 @@ def student_copy(nb: dict) -> dict:
         If a solution cell does not follow a cell tagged ``exercise``: the student
         would lose code with nothing left in its place.
     """
-    cells, previous = [], None
+    cells, previous = [], {}
     for cell in nb["cells"]:
-        tags = cell.get("metadata", {}).get("tags", [])
-        if SOLUTION in tags:
-            if previous is None or "exercise" not in previous.get("metadata", {}).get("tags", []):
+        if SOLUTION in cell.get("metadata", {}).get("tags", []):
+            if "exercise" not in previous.get("metadata", {}).get("tags", []):
                 raise ValueError(f"The {SOLUTION!r} cell {''.join(cell['source'])[:60]!r} must "
                                  "follow a cell tagged 'exercise' (the stub the student fills in).")
         else:
