@@ -2,12 +2,24 @@
 
 papermill passes a misspelt parameter (``-p widht 800``) on as a new variable, with
 only a warning, and the notebook would silently run its defaults. The cell after the
-parameters calls :func:`check_parameters`, which compares every variable the
-parameters (and papermill's injected cell) defined with the names the figure accepts.
+parameters calls :func:`check_parameters`, which compares the names the parameters
+cell (and papermill's injected cell) assigned with the names the figure accepts.
+
+Which names are "parameters" is read from the kernel's input history (IPython's
+``In``), not from the namespace: after one run the namespace also holds every name the
+notebook's own cells made (``configs``, ``sweep``, ``fig``, ...), and a student's edits
+add more, none of which are parameters. The parameters cell and papermill's injected
+cell are cells of plain assignments to names (``widths = [200, 400]``), and they are the
+cells run just before the check whichever way the notebook is run: Run All (once or
+again in the same kernel), papermill, or editing the parameters cell and running it and
+the cells below. So the check takes the cells run just before it that hold nothing but
+assignments to names, and looks at the names they assign. Run in a namespace without
+that history (plain Python), it falls back to every variable of the namespace.
 """
 
 from __future__ import annotations
 
+import ast
 import types
 
 from .registry import figure
@@ -16,13 +28,61 @@ from .registry import figure
 _IPYTHON = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 
 
+def _assigned(source: str) -> set[str] | None:
+    """The names ``source`` assigns if it holds only assignments to names, else ``None``."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return None
+    names = set()
+    for statement in body:
+        if isinstance(statement, ast.Assign) and all(isinstance(t, ast.Name)
+                                                     for t in statement.targets):
+            names.update(t.id for t in statement.targets)
+        elif isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
+            names.add(statement.target.id)
+        else:
+            return None
+    return names
+
+
+def parameter_names(history: list[str]) -> set[str]:
+    """The names assigned by the cells of plain assignments run just before the last one.
+
+    Parameters
+    ----------
+    history : list of str
+        The sources of the cells run so far, oldest first, the running cell last
+        (IPython's ``In``).
+
+    Returns
+    -------
+    set of str
+        Every name assigned by the consecutive cells before the running one that hold
+        only assignments to names (the parameters cell, papermill's injected cell).
+    """
+    names: set[str] = set()
+    for source in reversed(history[:-1]):
+        if not source.strip():      # IPython's placeholder In[0], an empty cell
+            continue
+        assigned = _assigned(source)
+        if assigned is None:
+            break
+        names |= assigned
+    return names
+
+
 def check_parameters(namespace: dict, notebook: str) -> None:
-    """Raise ``ValueError`` if ``namespace`` defines a name ``notebook`` does not accept.
+    """Raise ``ValueError`` if the parameters of ``notebook`` include a name it does not accept.
 
     Parameters
     ----------
     namespace : dict
-        The notebook's ``globals()``, right after its parameters cell.
+        The notebook's ``globals()``, in the cell right after its parameters cell. In a
+        notebook the names checked are those the parameters cell and papermill's
+        injected cell assigned (read from ``In``, see the module's docstring), so the
+        check holds on a second run in the same kernel; without ``In``, every variable
+        of ``namespace``.
     notebook : str
         The notebook's name, e.g. ``"03_width_dependence"`` (see :mod:`fa.registry`).
 
@@ -32,10 +92,13 @@ def check_parameters(namespace: dict, notebook: str) -> None:
         Naming each unknown parameter and listing the accepted ones.
     """
     accepted = figure(notebook).accepted
-    unknown = sorted(name for name, value in namespace.items()
-                     if not name.startswith("_") and name not in _IPYTHON
-                     and not isinstance(value, types.ModuleType) and not callable(value)
-                     and name not in accepted)
+    if isinstance(namespace.get("In"), list) and namespace["In"]:
+        candidates = parameter_names(namespace["In"])
+    else:
+        candidates = {name for name, value in namespace.items()
+                      if not name.startswith("_") and name not in _IPYTHON
+                      and not isinstance(value, types.ModuleType) and not callable(value)}
+    unknown = sorted(candidates - set(accepted))
     if unknown:
         raise ValueError(f"Unknown parameter{'s' if len(unknown) > 1 else ''} "
                          f"{', '.join(map(repr, unknown))} for notebook {notebook}; "

@@ -1,0 +1,133 @@
+"""The notebooks as a student uses them, in one real kernel (nbclient): Run All twice,
+edit the parameters cell and rerun it and the cells below, misspell a parameter.
+
+One kernel serves every test of this module, as one JupyterLab kernel would serve a
+student who opens one notebook after another: a notebook must not trip over the names
+the notebooks before it left in the namespace. F1-F4 redraw their committed gallery
+figure (``rerun = False``: seconds, nothing trained); the mechanisms notebook, which
+has no such switch, runs at its quick defaults once and from its sweep cache the second time.
+"""
+
+import copy
+import json
+import re
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from fa import notebook, paths, registry, student
+
+NOTEBOOKS = [f.notebook for f in registry.FIGURES]
+WITH_EXERCISES = [p.stem for p in sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb"))
+                  if "solution" in p.read_text()]
+#: Parameters-cell lines that make each notebook fast: appended, so they win.
+FAST = {name: "rerun = False" if "rerun" in registry.figure(name).accepted else ""
+        for name in NOTEBOOKS}
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    """An nbclient client with a running kernel; swap ``client.nb`` to run another notebook."""
+    client = NotebookClient(nbformat.v4.new_notebook(), timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(paths.NOTEBOOKS_DIR)}})
+    with client.setup_kernel():
+        yield client
+
+
+def load(name, extra="", nb=None):
+    """Notebook ``name`` (or ``nb``) with ``extra`` appended to its parameters cell."""
+    if nb is None:
+        nb = nbformat.read(paths.NOTEBOOKS_DIR / f"{name}.ipynb", as_version=4)
+    if extra:
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        cell.source += "\n" + extra
+    return nb
+
+
+def run(client, nb, start=0):
+    """Execute the code cells of ``nb`` from index ``start``; the number of images shown."""
+    client.nb = nb
+    images = 0
+    for index, cell in enumerate(nb.cells):
+        if index >= start and cell.cell_type == "code":
+            cell.outputs = []
+            client.execute_cell(cell, index)
+            images += sum("image/png" in out.get("data", {}) for out in cell.outputs)
+    return images
+
+
+def parameters_index(nb):
+    return next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_run_all_twice_in_one_kernel_shows_the_figure_both_times(kernel, name):
+    nb = load(name, FAST[name])
+    first = run(kernel, nb)
+    second = run(kernel, copy.deepcopy(nb))
+    assert first >= 1 and second == first
+
+
+def test_edit_the_parameters_and_rerun_the_cells_below(kernel):
+    nb = load("01_convergence", FAST["01_convergence"])
+    run(kernel, nb)
+    i = parameters_index(nb)
+    # Train a small ReLU-only sweep instead; the claims cell is left out, as such a small
+    # run is not meant to show the paper's claims.
+    nb.cells[i].source += '\nrerun = True\nactivations = ["relu"]\nwidths = [100]\nsteps = 200\nn_seeds = 2'
+    claims = next(j for j, c in enumerate(nb.cells) if "claims.check" in c.source)
+    edited = copy.deepcopy(nb)
+    edited.cells = nb.cells[:claims]
+    assert run(kernel, edited, start=i) >= 1
+    table = next(c for c in edited.cells if c.cell_type == "code" and "summary(curves)" in c.source)
+    shown = table.outputs[0]["data"]["text/plain"]
+    assert "relu" in shown and "tanh" not in shown, "the edit reached the cells below"
+
+
+def expect_unknown(client, nb, start, names):
+    """Running ``nb`` from ``start`` stops at the check, naming ``names`` and the accepted."""
+    with pytest.raises(CellExecutionError) as error:
+        run(client, nb, start=start)
+    assert f"Unknown parameters {names} for notebook" in str(error.value).replace("\n", " ") \
+        or f"Unknown parameter {names} for notebook" in str(error.value)
+    assert "accepted names: scale, " in str(error.value)
+
+
+def test_a_misspelt_parameter_is_caught_when_typed_or_injected(kernel):
+    nb = load("03_width_dependence", FAST["03_width_dependence"])
+    run(kernel, nb)                                       # a namespace full of the notebook's names
+    i = parameters_index(nb)
+    typed = copy.deepcopy(nb)
+    typed.cells[i].source += "\nwidht = 800"              # typed into the parameters cell
+    expect_unknown(kernel, typed, i, "'widht'")
+    injected = copy.deepcopy(nb)                          # as papermill injects it, after the cell
+    injected.cells.insert(i + 1, nbformat.v4.new_code_cell("# Parameters\nwidht = 800\nlamdas = [0]\n",
+                                                           metadata={"tags": ["injected-parameters"]}))
+    expect_unknown(kernel, injected, i, "'lamdas', 'widht'")
+    assert run(kernel, nb, start=i) >= 1, "the notebook runs again once the name is fixed"
+
+
+def test_the_check_reads_the_cells_of_assignments_run_just_before_it():
+    history = ["", "configs = make(s)\nconfigs", 'scale = "quick"  # a comment\nwidths = [2 * 100]',
+               "# Parameters\nwidht = 800\n", "import fa\nfa.notebook.check_parameters(...)"]
+    assert notebook.parameter_names(history) == {"scale", "widths", "widht"}
+    namespace = {"In": history, "configs": [], "sweep": None, "scale": "quick"}
+    with pytest.raises(ValueError, match=r"Unknown parameter 'widht' for notebook 01_convergence"):
+        notebook.check_parameters(namespace, "01_convergence")
+    notebook.check_parameters({**namespace, "In": history[:3] + history[4:]}, "01_convergence")
+
+
+@pytest.mark.parametrize("name", WITH_EXERCISES)
+def test_each_student_copy_stops_at_its_first_exercise_with_its_message(kernel, name):
+    source = json.loads((paths.NOTEBOOKS_DIR / f"{name}.ipynb").read_text())
+    nb = load(name, FAST.get(name, ""), nbformat.reads(json.dumps(student.student_copy(source)), as_version=4))
+    exercises = [i for i, c in enumerate(nb.cells) if "exercise" in c.metadata.get("tags", [])]
+    message = re.search(r'NotImplementedError\("(.*)"\)', nb.cells[exercises[0]].source).group(1)
+    with pytest.raises(CellExecutionError) as error:
+        run(kernel, nb)
+    assert "NotImplementedError" in str(error.value) and message in str(error.value)
+    stopped = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code"
+                   and any(out.output_type == "error" for out in c.outputs))
+    assert exercises[0] < stopped < (exercises[1:] or [len(nb.cells)])[0]
