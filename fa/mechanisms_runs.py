@@ -1,19 +1,14 @@
-"""The numbers behind notebook 05: the mechanisms' algebra, and the experiments it runs.
+"""The numbers behind notebook 05: the mechanisms' algebra, and the experiments that measure it.
 
-Notation as in ``docs/model.md``: ``f(x) = beta . psi(W x) / sqrt(p)``, ``H = X W^T``,
-``A = psi(H)``, ``D = psi'(H)``, ``e = f(X) - y``, ``K = X X^T``, ``v = b`` (FA) or
-``beta`` (BP), as :data:`fa.model.RULES` says.
+Notation as in ``docs/model.md`` and :mod:`fa.model`: ``H = X W^T``, ``A = psi(H)``,
+``D = psi'(H)``, ``e = f(X) - y``, ``K = X X^T`` and ``v = RULES[rule](beta, b)``.
 
-The algebra: the step kernel ``G = second + first`` (:func:`kernel`), the loss it
-predicts when frozen (:func:`predicted_loss`), the exact split
-``beta_t = c_t beta_0 + l_t`` (:func:`lam_factor`, :func:`decompose`) and a plain
-reference loop that keeps ``beta_t`` (:func:`trajectory`).
-
-The experiments (:class:`KernelRun`, :class:`AlignmentRun`, :class:`DynamicsRun`)
-follow the protocol of :mod:`fa.sweep`, so :func:`fa.run_sweep` runs, caches and
-parallelises them like :class:`fa.RunConfig`. They live apart from
-:mod:`fa.mechanisms` (tables, figures, claims) because this module's source is part
-of their cache key: redrawing a figure must not recompute the runs.
+The algebra: the step kernel ``G = second + first`` (:func:`kernel`), the loss it predicts
+when frozen (:func:`predicted_loss`) and the exact split ``beta_t = c_t beta_0 + l_t``
+(:func:`lam_factor`, :func:`decompose`), followed along the model's own step by
+:func:`trajectory`. The experiments (:class:`KernelRun`, :class:`AlignmentRun`,
+:class:`DynamicsRun`) follow the protocol of :mod:`fa.sweep`, so :func:`fa.run_sweep`
+runs, caches and parallelises them like :class:`fa.RunConfig`.
 """
 
 from __future__ import annotations
@@ -30,12 +25,11 @@ from ._validation import check_option
 from .constraints import validate
 from .data import make_data
 from .experiments import RunConfig
-from .model import RULES
-from .model import cosine
-from .trainer import train
+from .model import RULES, cosine
+from .trainer import lam_at, train
 
-__all__ = ["AlignmentRun", "DynamicsRun", "KernelRun", "Trajectory", "decompose",
-           "kernel", "lam_factor", "predicted_loss", "trajectory"]
+__all__ = ["AlignmentRun", "DynamicsRun", "KernelRun", "Trajectory", "decompose", "kernel",
+           "lam_factor", "predicted_loss", "trajectory"]
 
 
 # --- the algebra ------------------------------------------------------------------
@@ -43,24 +37,28 @@ __all__ = ["AlignmentRun", "DynamicsRun", "KernelRun", "Trajectory", "decompose"
 def kernel(X, W, beta, b, *, activation: str, rule: str):
     """The two terms of the step kernel ``G = second + first`` at ``(W, beta)``.
 
+    Parameters
+    ----------
+    X : ndarray (n, d)
+    W : ndarray (p, d)
+    beta, b : ndarray (p,)
+    activation, rule : str
+        Names in :data:`fa.ACTIVATIONS` and :data:`fa.RULES`.
+
     Returns
     -------
     second : ndarray (n, n)
-        ``A A^T / p``, from the second-layer update: PSD in both rules.
+        ``A A^T / p``, from the second-layer update: PSD in every rule.
     first : ndarray (n, n)
-        ``((D diag(beta * v) D^T) * K) / p``, from the first-layer update,
-        ``v = b`` (FA) or ``beta`` (BP): PSD for BP (a Schur product of PSD
-        matrices), sign-indefinite for FA.
+        ``((D diag(beta * v) D^T) * K) / p``, from the first-layer update: PSD for BP
+        (a Schur product of PSD matrices), sign-indefinite for FA.
     """
     rule = check_option(rule, "rule", "kernel", RULES)
     act = model.activation(activation)
-    p = W.shape[0]
-    H = X @ W.T                                       # (n, p)
+    H = X @ W.T                                         # (n, p)
     A, D = act.psi_array(np, H), act.dpsi_array(np, H)  # (n, p)
-    v = RULES[rule](beta, b)
-    second = A @ A.T / p                              # (n, n)
-    first = ((D * (beta * v)) @ D.T) * (X @ X.T) / p  # (n, n)
-    return second, first
+    v = RULES[rule](beta, b)                            # (p,)
+    return A @ A.T / W.shape[0], ((D * (beta * v)) @ D.T) * (X @ X.T) / W.shape[0]
 
 
 def predicted_loss(G, e0, lr: float, steps: int) -> np.ndarray:
@@ -68,11 +66,9 @@ def predicted_loss(G, e0, lr: float, steps: int) -> np.ndarray:
 
     With ``G = Q diag(mu) Q^T``, ``e_t = Q diag((1 - 2 eta mu / n)^t) Q^T e_0``.
     """
-    n = e0.size
     mu, Q = np.linalg.eigh(G)                                        # (n,), (n, n)
-    z = Q.T @ e0                                                     # (n,)
-    decay = (1.0 - 2.0 * lr * mu / n)[None, :] ** np.arange(steps + 1)[:, None]  # (T+1, n)
-    return np.sum((decay * z) ** 2, axis=1) / n
+    decay = (1.0 - 2.0 * lr * mu / e0.size)[None, :] ** np.arange(steps + 1)[:, None]
+    return np.sum((decay * (Q.T @ e0)) ** 2, axis=1) / e0.size       # (steps + 1,)
 
 
 def lam_factor(lr: float, lam: float, t, lam_until: int | None = None):
@@ -81,8 +77,7 @@ def lam_factor(lr: float, lam: float, t, lam_until: int | None = None):
     ``lam_s = lam`` for ``s < lam_until`` (all ``s`` if ``lam_until`` is None), then 0.
     """
     t = np.asarray(t)
-    on = t if lam_until is None else np.minimum(t, lam_until)
-    return (1.0 - lr * lam) ** on
+    return (1.0 - lr * lam) ** (t if lam_until is None else np.minimum(t, lam_until))
 
 
 def decompose(beta, beta0, b, c):
@@ -94,9 +89,8 @@ def decompose(beta, beta0, b, c):
     beta, beta0, b = np.asarray(beta), np.asarray(beta0), np.asarray(b)
     c = np.asarray(c)[..., None]
     norm = np.linalg.norm(beta, axis=-1) * np.linalg.norm(b, axis=-1)
-    initial = np.sum(c * beta0 * b, axis=-1) / norm
-    learned = np.sum((beta - c * beta0) * b, axis=-1) / norm
-    return initial, learned
+    return (np.sum(c * beta0 * b, axis=-1) / norm,
+            np.sum((beta - c * beta0) * b, axis=-1) / norm)
 
 
 @dataclass
@@ -108,54 +102,47 @@ class Trajectory:
     beta: np.ndarray          # (K, p) beta_t at record_steps
     beta0: np.ndarray         # (p,)
     b: np.ndarray             # (p,)
-    c: np.ndarray             # (K,) c_t at record_steps
-    learned: np.ndarray       # (K, p) -eta sum_s (prod_{s<r<t} (1 - eta lam_r)) g_s, accumulated
+    c: np.ndarray             # (K,) c_t at record_steps (lam_factor)
+    learned: np.ndarray       # (K, p) l_t, accumulated step by step
 
 
 def trajectory(X, y, *, width: int, activation: str, rule: str = "fa", lr: float,
                steps: int, lam: float = 0.0, lam_until: int | None = None, seed: int = 0,
                record_every: int = 1) -> Trajectory:
-    """Full-batch gradient descent as in :func:`fa.train`, written out and recorded.
+    """The descent of :func:`fa.train`, one :func:`fa.model.step_rowspace` at a time.
 
-    Works on ``H = X W^T`` directly (``eta G_W = M^T X`` moves ``H`` by ``-eta K M``),
-    and accumulates the learned part ``l_t`` of ``beta_t`` separately from the
-    gradients, so that ``beta_t = c_t beta_0 + l_t`` can be checked to round-off.
+    Keeps ``beta_t`` every ``record_every`` steps (and at ``lam_until`` and the end), and
+    its learned part ``l_t``, accumulated from the updates with the factor ``1 - eta lam_t``
+    of the trainer's penalty schedule, so that ``beta_t = c_t beta_0 + l_t`` with
+    :func:`lam_factor`'s ``c_t`` holds to round-off only if the two schedules agree.
     ``lam_until`` switches the penalty off from that step on ("release").
     """
     rule = check_option(rule, "rule", "trajectory", RULES)
-    act = model.activation(activation)
-    n, p = X.shape[0], width
-    W0, beta, b = (a[0] for a in model.init([seed], X.shape[1], p))
-    beta0 = beta.copy()
-    K = X @ X.T                                       # (n, n)
-    H = X @ W0.T                                      # (n, p)
-    c = 2.0 / (n * np.sqrt(p))
-    learned = np.zeros(p)
-    loss = np.empty(steps + 1)
-    kept, kept_l, kept_t = [], [], []
+    W, beta, b = model.init([seed], X.shape[1], width)            # (1, p, d), (1, p), (1, p)
+    K, H, y = (X @ X.T)[None], (X @ W[0].T)[None], y[None]        # (1, n, n), (1, n, p), (1, n)
+    beta0, learned = beta[0].copy(), np.zeros(width)
+    loss, kept, kept_l, kept_t = np.empty(steps + 1), [], [], []
+    schedule = "constant" if lam_until is None else "release"
     # One BLAS thread: the products are small and threads cost more than they give
     # (10x slower on a busy 2-core machine).
     with threadpool_limits(limits=1, user_api="blas"):
         for t in range(steps + 1):
-            A = act.psi_array(np, H)                      # (n, p)
-            e = A @ beta / np.sqrt(p) - y                 # (n,)
-            loss[t] = e @ e / n
             if t % record_every == 0 or t in (steps, lam_until):
-                kept.append(beta.copy())
+                kept.append(beta[0].copy())
                 kept_l.append(learned.copy())
                 kept_t.append(t)
-            if t == steps:
-                break
-            lam_t = lam if lam_until is None or t < lam_until else 0.0
-            v = RULES[rule](beta, b)                      # the one FA/BP difference
-            g = c * A.T @ e                               # (p,) data gradient of beta
-            M = c * act.dpsi_array(np, H) * np.outer(e, v)  # (n, p): G_W = M^T X
-            beta = (1.0 - lr * lam_t) * beta - lr * g
-            learned = (1.0 - lr * lam_t) * learned - lr * g
-            H = H - lr * K @ M                            # (n, p)
+            lam_t = lam_at(t, lam, schedule, lam_until, None)
+            # The step returns the loss before it: a last step of size 0 gives the final loss.
+            eta = lr if t < steps else 0.0
+            H, new, L = model.step_rowspace(K, H, y, beta, b, activation=activation, rule=rule,
+                                            eta=eta, lam=lam_t)
+            loss[t] = L[0]
+            # beta_{t+1} = (1 - eta lam_t) beta_t - eta g_t: the data term joins l.
+            learned = (1.0 - eta * lam_t) * (learned - beta[0]) + new[0]
+            beta = new
     record_steps = np.array(kept_t)
     return Trajectory(loss=loss, record_steps=record_steps, beta=np.array(kept),
-                      beta0=beta0, b=b, c=lam_factor(lr, lam, record_steps, lam_until),
+                      beta0=beta0, b=b[0], c=lam_factor(lr, lam, record_steps, lam_until),
                       learned=np.array(kept_l))
 
 
@@ -166,7 +153,8 @@ class _MechanismRun:
     """What the three experiments share: the network, its data and its training length.
 
     Fields are validated (and numbers normalised) by :func:`fa.constraints.validate`,
-    the same table :class:`fa.RunConfig` and :func:`fa.train` use.
+    the same table :class:`fa.RunConfig` and :func:`fa.train` use. Each experiment's
+    ``config()`` is the :class:`fa.RunConfig` of the training run behind it.
     """
 
     activation: str   # psi: a name in fa.ACTIVATIONS
@@ -177,8 +165,7 @@ class _MechanismRun:
     lr: float         # eta, the step size
     steps: int        # updates
 
-    numerics_modules: ClassVar[tuple[str, ...]] = ("fa.mechanisms_runs",
-                                                   *RunConfig.numerics_modules)
+    numerics_modules: ClassVar[tuple[str, ...]] = (__name__, *RunConfig.numerics_modules)
 
     def __post_init__(self):
         values = validate({f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
@@ -186,9 +173,10 @@ class _MechanismRun:
         for name, value in values.items():   # frozen: normalise through object.__setattr__
             object.__setattr__(self, name, value)
 
-    def config(self) -> RunConfig:
-        """The :class:`fa.RunConfig` of the training run behind this experiment."""
-        raise NotImplementedError
+    def _run_config(self, **training) -> RunConfig:
+        """The :class:`fa.RunConfig` of this network, trained as ``training`` says."""
+        network = {f.name: getattr(self, f.name) for f in dataclasses.fields(_MechanismRun)}
+        return RunConfig(**network, **training)
 
     def cost(self) -> int:
         """Work of one seed: that of its training run."""
@@ -199,7 +187,8 @@ class _MechanismRun:
         return self.config().chunk_size()
 
     def _train(self, seeds: list[int]):
-        """Data ``X`` (R, n, d), ``y`` (R, n) and the :func:`fa.train` result for ``seeds``."""
+        """Data ``X`` (R, n, d), ``y`` (R, n), the :func:`fa.train` result and the initial
+        ``W, beta, b`` of ``seeds`` (:func:`fa.model.init`, the draws ``fa.train`` makes)."""
         config = self.config()
         teacher = config.data == "teacher"
         X, y = make_data(config.data, config.n, config.d, seed=seeds,
@@ -210,11 +199,12 @@ class _MechanismRun:
             # The algebra below would run on a blown-up network: stop, and say where.
             raise FloatingPointError(f"{self!r} diverged for some of the seeds {seeds}; "
                                      "its step size is too large for this network.")
-        return X, y, result
+        return X, y, result, model.init(seeds, self.d, self.width)
 
-    def _network(self) -> dict:
-        return dict(activation=self.activation, width=self.width, data=self.data, n=self.n,
-                    d=self.d, lr=self.lr, steps=self.steps)
+
+def _records(columns: dict) -> list[dict]:
+    """One record per seed from ``columns`` of per-seed values."""
+    return [dict(zip(columns, row)) for row in zip(*columns.values())]
 
 
 @dataclass(frozen=True)
@@ -229,7 +219,7 @@ class KernelRun(_MechanismRun):
     ``step``, ``measured`` (the trained loss) and ``predicted`` (by the frozen ``G_0``).
     """
 
-    rule: str = "fa"  # "fa" or "bp", a name in fa.model.RULES
+    rule: str = "fa"  # a name in fa.RULES
 
     scalars: ClassVar[dict[str, type]] = dict(second_min=float, first_min=float,
                                               first_norm=float, min=float, drift=float)
@@ -237,26 +227,22 @@ class KernelRun(_MechanismRun):
 
     def config(self) -> RunConfig:
         """The training run: ``rule``, no penalty, the loss recorded at every step."""
-        return RunConfig(**self._network(), rule=self.rule)
+        return self._run_config(rule=self.rule)
 
     def run(self, seeds: list[int]) -> list[dict]:
         """One record per seed (see the class docstring)."""
-        X, y, r = self._train(seeds)                                 # (R, n, d), (R, n)
-        act = model.activation(self.activation)
+        X, y, r, (W, beta, b) = self._train(seeds)                   # X (R, n, d), y (R, n)
+        kw = dict(activation=self.activation, rule=self.rule)
         records = []
-        for i, seed in enumerate(seeds):
-            W, beta, b = (a[0] for a in model.init([seed], self.d, self.width))
-            e0 = act.psi_array(np, X[i] @ W.T) @ beta / np.sqrt(self.width) - y[i]   # (n,)
-            second, first = kernel(X[i], W, beta, b, activation=self.activation,
-                                   rule=self.rule)
-            G0 = second + first                                      # (n, n)
-            second_T, first_T = kernel(X[i], r.W[i], r.beta[i], r.b[i],
-                                       activation=self.activation, rule=self.rule)
-            mu_first = np.linalg.eigvalsh(first)                     # (n,)
+        for i in range(len(seeds)):
+            e0 = model.psi(self.activation, X[i] @ W[i].T) @ beta[i] / np.sqrt(self.width) - y[i]
+            second, first = kernel(X[i], W[i], beta[i], b[i], **kw)  # (n, n) each
+            G0, mu_first = second + first, np.linalg.eigvalsh(first)
+            G_T = sum(kernel(X[i], r.W[i], r.beta[i], r.b[i], **kw))  # second + first
             records.append(dict(
                 second_min=np.linalg.eigvalsh(second)[0], first_min=mu_first[0],
                 first_norm=np.abs(mu_first).max(), min=np.linalg.eigvalsh(G0)[0],
-                drift=np.linalg.norm(second_T + first_T - G0, 2) / np.linalg.norm(G0, 2),
+                drift=np.linalg.norm(G_T - G0, 2) / np.linalg.norm(G0, 2),
                 step=np.arange(self.steps + 1), measured=r.loss[i],
                 predicted=predicted_loss(G0, e0, self.lr, self.steps)))
         return records
@@ -282,24 +268,19 @@ class AlignmentRun(_MechanismRun):
 
     def config(self) -> RunConfig:
         """The training run: FA, constant ``lam``, only the end recorded."""
-        return RunConfig(**self._network(), rule="fa", lam=self.lam, record_every=self.steps)
+        return self._run_config(rule="fa", lam=self.lam, record_every=self.steps)
 
     def run(self, seeds: list[int]) -> list[dict]:
         """One record per seed (see the class docstring)."""
-        _, _, r = self._train(seeds)
+        _, _, r, (_, beta0, b) = self._train(seeds)                  # beta0, b: (R, p)
         c = lam_factor(self.lr, self.lam, self.steps)
-        records = []
-        for i, seed in enumerate(seeds):
-            _, beta0, b = (a[0] for a in model.init([seed], self.d, self.width))
-            beta = r.beta[i]
-            l = beta - c * beta0                                     # (p,) the learned part of beta
-            initial, learned = decompose(beta, beta0, b, c)
-            records.append(dict(alignment=cosine(beta, r.b[i]), initial=initial,
-                                learned=learned, l_dot_b=l @ b,
-                                learned_share=np.linalg.norm(l) / np.linalg.norm(beta),
-                                growth=np.linalg.norm(beta) / np.linalg.norm(beta0),
-                                loss=r.loss[i, -1]))
-        return records
+        l = r.beta - c * beta0                                       # (R, p) the learned part
+        initial, learned = decompose(r.beta, beta0, b, c)
+        norm = np.linalg.norm(r.beta, axis=1)                        # (R,)
+        return _records(dict(
+            alignment=cosine(r.beta, r.b), initial=initial, learned=learned,
+            l_dot_b=np.sum(l * b, axis=1), learned_share=np.linalg.norm(l, axis=1) / norm,
+            growth=norm / np.linalg.norm(beta0, axis=1), loss=r.loss[:, -1]))
 
 
 @dataclass(frozen=True)
@@ -314,8 +295,8 @@ class DynamicsRun(_MechanismRun):
     ``learned_share`` (``|l_t| / |beta_t|``). The scalars are the largest relative
     differences between :func:`trajectory` and :func:`fa.train` (``beta_vs_train``:
     final beta; ``loss_vs_train``: the residual's norm ``sqrt(loss)`` along the run,
-    relative to its start) and between ``c_t beta_0 + l_t`` (gradients accumulated)
-    and ``beta_t`` (``decomposition``).
+    relative to its start) and between ``c_t beta_0 + l_t`` and ``beta_t``
+    (``decomposition``).
     """
 
     lam: float = 0.0                  # L2 strength on beta (until lam_until)
@@ -330,9 +311,8 @@ class DynamicsRun(_MechanismRun):
 
     def config(self) -> RunConfig:
         """The training run :func:`trajectory` is checked against."""
-        return RunConfig(**self._network(), rule="fa", lam=self.lam,
-                         lam_schedule=self.lam_schedule, lam_until=self.lam_until,
-                         record_every=self.steps)
+        return self._run_config(rule="fa", lam=self.lam, lam_schedule=self.lam_schedule,
+                              lam_until=self.lam_until, record_every=self.steps)
 
     def cost(self) -> int:
         """Work of one seed: the training run, and the reference loop, about as much again."""
@@ -340,7 +320,7 @@ class DynamicsRun(_MechanismRun):
 
     def run(self, seeds: list[int]) -> list[dict]:
         """One record per seed (see the class docstring)."""
-        X, y, r = self._train(seeds)                                 # (R, n, d), (R, n)
+        X, y, r, _ = self._train(seeds)                              # (R, n, d), (R, n)
         records = []
         for i, seed in enumerate(seeds):
             tr = trajectory(X[i], y[i], width=self.width, activation=self.activation,
