@@ -2,25 +2,21 @@
 
 Notation as in ``docs/model.md``; ``v = b`` (FA) or ``beta`` (BP). Three statements:
 
-1. **Convergence is a kernel step.** ``f_{t+1} - f_t = -(2 eta / n) G_t e_t - eta lam f_t
-   + O(eta^2)`` with ``G = A A^T / p + ((D diag(beta * v) D^T) * K) / p``: the second
-   layer's term is PSD in both rules, the first layer's PSD for BP and sign-indefinite
-   for FA. Freezing ``G`` at initialisation (the lazy regime) predicts the loss curve.
+1. **Convergence is a kernel step.** To first order in ``eta`` (``lam = 0``) the outputs
+   move by ``-(2 eta / n) G_t e_t``, ``G = A A^T / p + ((D diag(beta * v) D^T) * K) / p``: a
+   PSD term, plus one PSD for BP and sign-indefinite for FA. ``G_0`` predicts the loss.
 2. **Alignment needs regularisation.** ``beta_t = c_t beta_0 + l_t`` exactly, with
    ``c_t = prod_{s<t} (1 - eta lam_s)``: ``cos(beta_t, b)`` splits into an initial part
    (random, of order ``1/sqrt(p)``) and a learned part.
 3. **Regularise, then release.** After the release ``c_t`` stops changing and the learned
    part moves only by what the (now exponentially falling) error still adds.
 
-The algebra and the experiments are in :mod:`fa.mechanisms_runs`. This module builds the
-experiments from the settings (:func:`kernel_configs`, :func:`alignment_configs`,
-:func:`dynamics_configs`), turns the sweeps into tables, and draws and checks them.
+The settings, the algebra and the experiments are in :mod:`fa.mechanisms_runs`
+(:func:`settings` and the ``*_configs`` are imported here for the notebook). This module
+turns the sweeps into tables, and draws and checks them.
 """
 
 from __future__ import annotations
-
-import dataclasses
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,11 +24,9 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from . import _figure, plotting
-from ._validation import check_float, check_int, check_option
 from .claims import Claim
-from .mechanisms_runs import AlignmentRun, DynamicsRun, KernelRun
-from .model import ACTIVATIONS
-from .presets import PROTOCOL, SCALES, coerce
+from .mechanisms_runs import (AlignmentRun, DynamicsRun, MechanismSettings, alignment_configs,
+                              dynamics_configs, kernel_configs, settings)
 from .width_dependence import fit_power_law
 
 __all__ = ["MechanismSettings", "alignment_configs", "alignment_slopes", "alignment_summary",
@@ -48,102 +42,7 @@ ROUND_OFF = 1e-20
 COLORS = {"fa": "tab:blue", "bp": "crimson"}
 
 
-@dataclass(frozen=True)
-class MechanismSettings:
-    """What the mechanisms notebook runs. Its parameters override these by name."""
-
-    activation: str = "relu"              # psi of every network here
-    widths: tuple[int, ...] = (50, 200, 800, 3200)  # widths p, from p = n to p >> n
-    n_seeds: int = 3                      # seeds per (width, rule, lam): fresh data, W, beta, b
-    steps: int = 500                      # horizon of the kernel prediction (statement 1)
-    align_steps: int = 2000               # length of the alignment runs (statements 2, 3)
-    lam: float | None = None              # L2 strength of statements 2, 3; None: the largest of F1
-    release_fraction: float = 0.5         # statement 3: L2 switched off after this fraction
-    dynamics_width: int = 800             # width of the time-resolved runs (statements 2, 3)
-    record_every: int = 20                # steps between recorded beta_t in the time-resolved runs
-    n: int = 50                           # samples
-    d: int = 150                          # input dimension
-
-    @property
-    def lr(self) -> float:
-        """The paper's step size ``eta`` for this activation."""
-        return PROTOCOL[self.activation].lr
-
-    @property
-    def lam_used(self) -> float:
-        """The L2 strength of statements 2 and 3."""
-        return max(PROTOCOL[self.activation].lambdas) if self.lam is None else self.lam
-
-    @property
-    def release_step(self) -> int:
-        """First step without the penalty in the regularise-then-release runs."""
-        return int(round(self.release_fraction * self.align_steps))
-
-
-#: The paper scale, as changes to the quick one (the defaults above).
-PAPER_CHANGES = dict(
-    widths=(50, 200, 800, 3200, 12800),  # F3's range, plus p = n, where the lazy picture fails
-    n_seeds=50,                           # as F1-F3
-    steps=1000,                           # BP reaches float64 round-off soon after
-    align_steps=5000,                     # F1/F2's length
-    dynamics_width=3200,                  # the F1/F2 networks
-    record_every=10,
-)
-
-
-def settings(scale: str = "quick", **overrides) -> MechanismSettings:
-    """The settings at ``scale`` (``"quick"``: seconds; ``"paper"``: the F1-F3 networks).
-
-    Parameters
-    ----------
-    scale : {"quick", "paper"}
-    **overrides
-        Fields of :class:`MechanismSettings`, coerced as every figure's settings are
-        (:func:`fa.presets.coerce`); ``None`` keeps the scale's value.
-
-    Returns
-    -------
-    MechanismSettings
-
-    Raises
-    ------
-    ValueError
-        For an unknown scale or name, a value of the wrong type or out of range.
-    """
-    scale = check_option(scale, "scale", "settings", SCALES)
-    base = MechanismSettings(**(PAPER_CHANGES if scale == "paper" else {}))
-    names = [f.name for f in dataclasses.fields(MechanismSettings)]
-    for name in overrides:
-        if name not in names:
-            raise ValueError(f"Unknown setting {name!r} for settings(); accepted names: "
-                             f"{', '.join(names)}.")
-    # lam's default None stands for "the largest lambda of F1": a float.
-    s = dataclasses.replace(base, **{name: coerce(name, value, 0.0 if name == "lam" else
-                                                  getattr(base, name))
-                                     for name, value in overrides.items() if value is not None})
-    check_option(s.activation, "activation", "settings", ACTIVATIONS)
-    for name in ("n_seeds", "steps", "align_steps", "dynamics_width", "record_every", "n", "d"):
-        check_int(getattr(s, name), name, "settings", low=1)
-    check_float(s.release_fraction, "release_fraction", "settings", low=0.0, high=1.0,
-                low_open=True, high_open=True)
-    if s.lam is not None:
-        check_float(s.lam, "lam", "settings", low=0.0, low_open=True)
-    return s
-
-
-# --- the experiments, and the tables of their sweeps ----------------------------------
-
-def _network(s: MechanismSettings) -> dict:
-    return dict(activation=s.activation, data=_figure.data_kind(s.activation), n=s.n, d=s.d,
-                lr=s.lr)
-
-
-def kernel_configs(s: MechanismSettings, rules=("fa", "bp")) -> list[KernelRun]:
-    """Statement 1: each of ``rules`` (names in :data:`fa.RULES`), ``lam = 0`` and
-    ``s.steps`` steps, at every width."""
-    return [KernelRun(**_network(s), width=p, steps=s.steps, rule=rule)
-            for p in s.widths for rule in rules]
-
+# --- the tables of the sweeps ------------------------------------------------------
 
 def kernel_tables(sweep) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The tables of statement 1 from the sweep of :func:`kernel_configs`.
@@ -151,19 +50,18 @@ def kernel_tables(sweep) -> tuple[pd.DataFrame, pd.DataFrame]:
     Returns
     -------
     spectra : DataFrame
-        One row per (width, seed): ``second_min`` (smallest eigenvalue of ``A A^T / p``,
-        the same in every rule), then for each rule ``r`` of the sweep, in its order,
-        ``r_first_norm`` and ``r_first_min`` (spectral norm and smallest eigenvalue of
-        its first-layer term), ``r_min`` (smallest eigenvalue of ``G_0``) and
-        ``r_drift`` (``|G_T - G_0| / |G_0|`` after ``steps``).
+        One row per (width, seed): ``second_min`` (the same in every rule), then for
+        each rule ``r`` of the sweep, in its order, ``r_first_norm``, ``r_first_min``,
+        ``r_min`` and ``r_drift`` (the scalars of :class:`~fa.mechanisms_runs.KernelRun`).
     curves : DataFrame
         width, seed, rule, step, ``measured`` (:func:`fa.train`) and ``predicted``
         (frozen ``G_0``) loss.
     """
-    by_rule = list(sweep.runs.set_index(["width", "seed"]).groupby("rule", sort=False))
-    spectra = pd.concat([by_rule[0][1][["second_min"]]]
-                        + [g[["first_norm", "first_min", "min", "drift"]].add_prefix(f"{rule}_")
-                           for rule, g in by_rule], axis=1)
+    runs = sweep.runs.set_index(["width", "seed"])
+    second = runs.loc[runs["rule"] == runs["rule"].iloc[0], ["second_min"]]   # any rule's
+    spectra = pd.concat([second, *(g[["first_norm", "first_min", "min", "drift"]]
+                                   .add_prefix(f"{rule}_")
+                                   for rule, g in runs.groupby("rule", sort=False))], axis=1)
     curves = sweep.curves[["width", "seed", "rule", "step", "measured", "predicted"]]
     return spectra.sort_index().reset_index(), curves.reset_index(drop=True)
 
@@ -198,16 +96,9 @@ def kernel_summary(spectra: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     return spec.merge(err.reset_index(), on="width")
 
 
-def alignment_configs(s: MechanismSettings) -> list[AlignmentRun]:
-    """Statement 2 across widths: FA for ``s.align_steps`` steps at every width, with
-    ``lam = 0`` and with ``s.lam_used``."""
-    return [AlignmentRun(**_network(s), width=p, steps=s.align_steps, lam=lam)
-            for p in s.widths for lam in (0.0, s.lam_used)]
-
-
 def alignment_table(sweep) -> pd.DataFrame:
     """The table of statement 2 from the sweep of :func:`alignment_configs`: one row per
-    (width, lam, seed) with the record of :class:`fa.mechanisms_runs.AlignmentRun`."""
+    (width, lam, seed) with the record of :class:`~fa.mechanisms_runs.AlignmentRun`."""
     return sweep.runs[["width", "lam", "seed", *AlignmentRun.scalars]].reset_index(drop=True)
 
 
@@ -247,27 +138,14 @@ def alignment_slopes(runs: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def dynamics_configs(s: MechanismSettings) -> list[DynamicsRun]:
-    """Statements 2 and 3 in time, at ``s.dynamics_width``: constant L2, and its release
-    at ``s.release_step``."""
-    common = dict(_network(s), width=s.dynamics_width, steps=s.align_steps, lam=s.lam_used,
-                  record_every=s.record_every)
-    return [DynamicsRun(**common, lam_schedule="constant"),
-            DynamicsRun(**common, lam_schedule="release", lam_until=s.release_step)]
-
-
 def dynamics_tables(sweep) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The tables of statements 2 and 3 in time from the sweep of :func:`dynamics_configs`.
 
     Returns
     -------
-    frame : DataFrame
-        schedule (``"constant"`` or ``"release"``), seed, and the curves of
-        :class:`fa.mechanisms_runs.DynamicsRun` (step, loss, alignment, its parts and
-        their shares of ``beta_t``).
-    checks : DataFrame
-        schedule, seed and the run's scalars: the largest relative differences of the
-        reference loop from :func:`fa.train`, and of ``c_t beta_0 + l_t`` from ``beta_t``.
+    frame, checks : DataFrame
+        schedule (``"constant"`` or ``"release"``), seed, and the curves (``frame``) or
+        the scalars (``checks``) of :class:`~fa.mechanisms_runs.DynamicsRun`.
     """
     frame = sweep.curves.rename(columns={"lam_schedule": "schedule"})
     checks = sweep.runs.rename(columns={"lam_schedule": "schedule"})
@@ -321,10 +199,7 @@ def plot_kernel(spectra: pd.DataFrame, curves: pd.DataFrame, *, panels: int = 4)
             ("bp_first_min", "^-", COLORS["bp"], "$\\mu_{\\min}$(BP first-layer term)")):
         if column in med:
             ax.plot(med.index, med[column], style, color=color, label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("width p")
-    ax.set_title("kernel at initialisation")
+    ax.set(xscale="log", yscale="log", xlabel="width p", title="kernel at initialisation")
     ax.legend(fontsize="x-small")
     err = prediction_error(curves).set_index(["width", "rule"])
     rules = list(dict.fromkeys(curves["rule"]))
@@ -337,9 +212,7 @@ def plot_kernel(spectra: pd.DataFrame, curves: pd.DataFrame, *, panels: int = 4)
                 mean = np.exp(np.log(g[column]).groupby(g["step"]).mean())
                 ax.plot(mean.index, mean, color=color, lw=lw, ls=ls,
                         label=f"{rule.upper()} {label}")
-        ax.set_yscale("log")
-        ax.set_title(f"p = {p}")
-        ax.set_xlabel("step t")
+        ax.set(yscale="log", title=f"p = {p}", xlabel="step t")
         ax.legend(fontsize="x-small", loc="lower left")
     axes[0, 1].set_ylabel("training loss L")
     fig.tight_layout()
@@ -375,14 +248,11 @@ def plot_alignment(runs: pd.DataFrame):
             ax.plot(p, g["learned"].iloc[0] * (p / p[0]) ** fit["implied_slope"],
                     color="tab:green", lw=0.8,
                     label=f"implied law $p^{{{fit['implied_slope']:.2f}}}$")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        ax.set(xscale="log", yscale="log", xlabel="width p", title=f"FA, λ = {lam:g}")
         # Labels at 1 and 3 per decade: the default labels every minor tick, overlapping.
         ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 3.0)))
         ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.yaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("width p")
-        ax.set_title(f"FA, λ = {lam:g}")
         ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2))
     axes[0, 0].set_ylabel("final alignment and its parts")
     fig.tight_layout()
@@ -423,8 +293,7 @@ def plot_dynamics(frame: pd.DataFrame, s: MechanismSettings):
                 label="initial part (RMS)")
         ax.set_title(titles[schedule])
         ax.legend(fontsize="x-small")
-    axes[0, 3].set_yscale("log")
-    axes[0, 3].set_title("training loss")
+    axes[0, 3].set(yscale="log", title="training loss")
     axes[0, 3].legend(fontsize="x-small")
     for ax in axes[0]:
         ax.axvline(1 / (s.lr * s.lam_used), color="grey", ls="-.", lw=0.8)
@@ -604,12 +473,9 @@ def claims(spectra: pd.DataFrame, curves: pd.DataFrame, runs: pd.DataFrame,
             + claims_dynamics(frame, checks, s))
 
 
-def plot(spectra: pd.DataFrame, curves: pd.DataFrame):
-    """The notebook's main figure (``mechanisms.png``): statement 1, :func:`plot_kernel`.
-
-    The other two figures are :func:`plot_alignment` and :func:`plot_dynamics`.
-    """
-    return plot_kernel(spectra, curves)
+#: The notebook's main figure (``mechanisms.png``), statement 1; the other two are
+#: :func:`plot_alignment` and :func:`plot_dynamics`.
+plot = plot_kernel
 
 
 def sweep_plan(scale: str = "paper", **overrides) -> tuple[list, list[int]]:

@@ -1,4 +1,4 @@
-"""The numbers behind notebook 05: the mechanisms' algebra, and the experiments that measure it.
+"""What notebook 05 runs: its settings, the mechanisms' algebra, and the experiments.
 
 Notation as in ``docs/model.md`` and :mod:`fa.model`: ``H = X W^T``, ``A = psi(H)``,
 ``D = psi'(H)``, ``e = f(X) - y``, ``K = X X^T`` and ``v = RULES[rule](beta, b)``.
@@ -8,7 +8,9 @@ when frozen (:func:`predicted_loss`) and the exact split ``beta_t = c_t beta_0 +
 (:func:`lam_factor`, :func:`decompose`), followed along the model's own step by
 :func:`trajectory`. The experiments (:class:`KernelRun`, :class:`AlignmentRun`,
 :class:`DynamicsRun`) follow the protocol of :mod:`fa.sweep`, so :func:`fa.run_sweep`
-runs, caches and parallelises them like :class:`fa.RunConfig`.
+runs, caches and parallelises them like :class:`fa.RunConfig`; :func:`kernel_configs`,
+:func:`alignment_configs` and :func:`dynamics_configs` build the notebook's from its
+:func:`settings`. :mod:`fa.mechanisms` tabulates, draws and checks what they give.
 """
 
 from __future__ import annotations
@@ -20,16 +22,103 @@ from typing import ClassVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import model
-from ._validation import check_option
+from . import _figure, model
+from ._validation import check_float, check_int, check_option
 from .constraints import validate
 from .data import make_data
 from .experiments import RunConfig
-from .model import RULES, cosine
+from .model import ACTIVATIONS, RULES, cosine
+from .presets import PROTOCOL, SCALES, coerce
 from .trainer import lam_at, train
 
-__all__ = ["AlignmentRun", "DynamicsRun", "KernelRun", "Trajectory", "decompose", "kernel",
-           "lam_factor", "predicted_loss", "trajectory"]
+__all__ = ["AlignmentRun", "DynamicsRun", "KernelRun", "MechanismSettings", "Trajectory",
+           "alignment_configs", "decompose", "dynamics_configs", "kernel", "kernel_configs",
+           "lam_factor", "predicted_loss", "settings", "trajectory"]
+
+
+# --- the settings -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MechanismSettings:
+    """What the mechanisms notebook runs. Its parameters override these by name."""
+
+    activation: str = "relu"              # psi of every network here
+    widths: tuple[int, ...] = (50, 200, 800, 3200)  # widths p, from p = n to p >> n
+    n_seeds: int = 3                      # seeds per (width, rule, lam): fresh data, W, beta, b
+    steps: int = 500                      # horizon of the kernel prediction (statement 1)
+    align_steps: int = 2000               # length of the alignment runs (statements 2, 3)
+    lam: float | None = None              # L2 strength of statements 2, 3; None: the largest of F1
+    release_fraction: float = 0.5         # statement 3: L2 switched off after this fraction
+    dynamics_width: int = 800             # width of the time-resolved runs (statements 2, 3)
+    record_every: int = 20                # steps between recorded beta_t in the time-resolved runs
+    n: int = 50                           # samples
+    d: int = 150                          # input dimension
+
+    @property
+    def lr(self) -> float:
+        """The paper's step size ``eta`` for this activation."""
+        return PROTOCOL[self.activation].lr
+
+    @property
+    def lam_used(self) -> float:
+        """The L2 strength of statements 2 and 3."""
+        return max(PROTOCOL[self.activation].lambdas) if self.lam is None else self.lam
+
+    @property
+    def release_step(self) -> int:
+        """First step without the penalty in the regularise-then-release runs."""
+        return int(round(self.release_fraction * self.align_steps))
+
+
+#: The paper scale, as changes to the quick one (the defaults above).
+PAPER_CHANGES = dict(
+    widths=(50, 200, 800, 3200, 12800),  # F3's range, plus p = n, where the lazy picture fails
+    n_seeds=50,                           # as F1-F3
+    steps=1000,                           # BP reaches float64 round-off soon after
+    align_steps=5000,                     # F1/F2's length
+    dynamics_width=3200,                  # the F1/F2 networks
+    record_every=10,
+)
+
+
+def settings(scale: str = "quick", **overrides) -> MechanismSettings:
+    """The settings at ``scale`` (``"quick"``: seconds; ``"paper"``: the F1-F3 networks).
+
+    Parameters
+    ----------
+    scale : {"quick", "paper"}
+    **overrides
+        Fields of :class:`MechanismSettings`, coerced as every figure's settings are
+        (:func:`fa.presets.coerce`); ``None`` keeps the scale's value.
+
+    Returns
+    -------
+    MechanismSettings
+
+    Raises
+    ------
+    ValueError
+        For an unknown scale or name, a value of the wrong type or out of range.
+    """
+    scale = check_option(scale, "scale", "settings", SCALES)
+    base = MechanismSettings(**(PAPER_CHANGES if scale == "paper" else {}))
+    names = [f.name for f in dataclasses.fields(MechanismSettings)]
+    changes = {}
+    for name, value in overrides.items():
+        if name not in names:
+            raise ValueError(f"Unknown setting {name!r} for settings(); accepted names: "
+                             f"{', '.join(names)}.")
+        if value is not None:   # lam's default None ("F1's largest") stands for a float
+            changes[name] = coerce(name, value, 0.0 if name == "lam" else getattr(base, name))
+    s = dataclasses.replace(base, **changes)
+    check_option(s.activation, "activation", "settings", ACTIVATIONS)
+    for name in ("n_seeds", "steps", "align_steps", "dynamics_width", "record_every", "n", "d"):
+        check_int(getattr(s, name), name, "settings", low=1)
+    check_float(s.release_fraction, "release_fraction", "settings", low=0.0, high=1.0,
+                low_open=True, high_open=True)
+    if s.lam is not None:
+        check_float(s.lam, "lam", "settings", low=0.0, low_open=True)
+    return s
 
 
 # --- the algebra ------------------------------------------------------------------
@@ -111,11 +200,24 @@ def trajectory(X, y, *, width: int, activation: str, rule: str = "fa", lr: float
                record_every: int = 1) -> Trajectory:
     """The descent of :func:`fa.train`, one :func:`fa.model.step_rowspace` at a time.
 
-    Keeps ``beta_t`` every ``record_every`` steps (and at ``lam_until`` and the end), and
-    its learned part ``l_t``, accumulated from the updates with the factor ``1 - eta lam_t``
-    of the trainer's penalty schedule, so that ``beta_t = c_t beta_0 + l_t`` with
-    :func:`lam_factor`'s ``c_t`` holds to round-off only if the two schedules agree.
-    ``lam_until`` switches the penalty off from that step on ("release").
+    Parameters
+    ----------
+    X : ndarray (n, d)
+    y : ndarray (n,)
+    width, activation, rule, lr, steps, lam, seed
+        As for :func:`fa.train` (``seed`` draws ``W``, ``beta`` and ``b``).
+    lam_until : int, optional
+        First step without the penalty ("release"); None keeps it on.
+    record_every : int, default 1
+        Steps between kept ``beta_t`` (``lam_until`` and the last step are kept too).
+
+    Returns
+    -------
+    Trajectory
+        The loss at every step, and ``beta_t`` and its learned part ``l_t`` at the kept
+        steps. ``l_t`` is accumulated from the updates with the factor ``1 - eta lam_t`` of
+        the trainer's penalty schedule, so ``beta_t = c_t beta_0 + l_t`` with
+        :func:`lam_factor`'s ``c_t`` holds to round-off only if the two schedules agree.
     """
     rule = check_option(rule, "rule", "trajectory", RULES)
     W, beta, b = model.init([seed], X.shape[1], width)            # (1, p, d), (1, p), (1, p)
@@ -342,3 +444,33 @@ class DynamicsRun(_MechanismRun):
                 initial_share=tr.c * np.linalg.norm(tr.beta0) / norm,
                 learned_share=np.linalg.norm(tr.learned, axis=1) / norm))
         return records
+
+
+# --- the experiments of the notebook ---------------------------------------------
+
+def _network(s: MechanismSettings) -> dict:
+    return dict(activation=s.activation, data=_figure.data_kind(s.activation), n=s.n, d=s.d,
+                lr=s.lr)
+
+
+def kernel_configs(s: MechanismSettings, rules=("fa", "bp")) -> list[KernelRun]:
+    """Statement 1: each of ``rules`` (names in :data:`fa.RULES`), ``lam = 0`` and
+    ``s.steps`` steps, at every width."""
+    return [KernelRun(**_network(s), width=p, steps=s.steps, rule=rule)
+            for p in s.widths for rule in rules]
+
+
+def alignment_configs(s: MechanismSettings) -> list[AlignmentRun]:
+    """Statement 2 across widths: FA for ``s.align_steps`` steps at every width, with
+    ``lam = 0`` and with ``s.lam_used``."""
+    return [AlignmentRun(**_network(s), width=p, steps=s.align_steps, lam=lam)
+            for p in s.widths for lam in (0.0, s.lam_used)]
+
+
+def dynamics_configs(s: MechanismSettings) -> list[DynamicsRun]:
+    """Statements 2 and 3 in time, at ``s.dynamics_width``: constant L2, and its release
+    at ``s.release_step``."""
+    common = dict(_network(s), width=s.dynamics_width, steps=s.align_steps, lam=s.lam_used,
+                  record_every=s.record_every)
+    return [DynamicsRun(**common, lam_schedule="constant"),
+            DynamicsRun(**common, lam_schedule="release", lam_until=s.release_step)]
