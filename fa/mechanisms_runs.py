@@ -1,19 +1,16 @@
-"""The numbers behind notebook 05: the mechanisms' algebra, and the experiments it runs.
+"""What notebook 05 runs: its settings, the mechanisms' algebra, and the experiments.
 
-Notation as in ``docs/model.md``: ``f(x) = beta . psi(W x) / sqrt(p)``, ``H = X W^T``,
-``A = psi(H)``, ``D = psi'(H)``, ``e = f(X) - y``, ``K = X X^T``, ``v = b`` (FA) or
-``beta`` (BP), as :data:`fa.model.RULES` says.
+Notation as in ``docs/model.md`` and :mod:`fa.model`: ``H = X W^T``, ``A = psi(H)``,
+``D = psi'(H)``, ``e = f(X) - y``, ``K = X X^T`` and ``v = RULES[rule](beta, b)``.
 
-The algebra: the step kernel ``G = second + first`` (:func:`kernel`), the loss it
-predicts when frozen (:func:`predicted_loss`), the exact split
-``beta_t = c_t beta_0 + l_t`` (:func:`lam_factor`, :func:`decompose`) and a plain
-reference loop that keeps ``beta_t`` (:func:`trajectory`).
-
-The experiments (:class:`KernelRun`, :class:`AlignmentRun`, :class:`DynamicsRun`)
-follow the protocol of :mod:`fa.sweep`, so :func:`fa.run_sweep` runs, caches and
-parallelises them like :class:`fa.RunConfig`. They live apart from
-:mod:`fa.mechanisms` (tables, figures, claims) because this module's source is part
-of their cache key: redrawing a figure must not recompute the runs.
+The algebra: the step kernel ``G = second + first`` (:func:`kernel`), the loss it predicts
+when frozen (:func:`predicted_loss`) and the exact split ``beta_t = c_t beta_0 + l_t``
+(:func:`lam_factor`, :func:`decompose`), followed along the model's own step by
+:func:`trajectory`. The experiments (:class:`KernelRun`, :class:`AlignmentRun`,
+:class:`DynamicsRun`) follow the protocol of :mod:`fa.sweep`, so :func:`fa.run_sweep`
+runs, caches and parallelises them like :class:`fa.RunConfig`; :func:`kernel_configs`,
+:func:`alignment_configs` and :func:`dynamics_configs` build the notebook's from its
+:func:`settings`. :mod:`fa.mechanisms` tabulates, draws and checks what they give.
 """
 
 from __future__ import annotations
@@ -25,16 +22,98 @@ from typing import ClassVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import model
+from . import _figure, model
 from .constraints import check_option, validate
 from .data import make_data
 from .experiments import RunConfig
-from .model import RULES
-from .model import cosine
+from .model import ACTIVATIONS, RULES, cosine
+from .presets import PROTOCOL, resolve
+from .loop import lam_at
 from .trainer import train
 
-__all__ = ["AlignmentRun", "DynamicsRun", "KernelRun", "Trajectory", "decompose",
-           "kernel", "lam_factor", "predicted_loss", "trajectory"]
+__all__ = ["AlignmentRun", "DynamicsRun", "KernelRun", "MechanismSettings", "Trajectory",
+           "alignment_configs", "decompose", "dynamics_configs", "kernel", "kernel_configs",
+           "lam_factor", "predicted_loss", "settings", "trajectory"]
+
+
+# --- the settings -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MechanismSettings:
+    """What the mechanisms notebook runs. Its parameters override these by name."""
+
+    activation: str = "relu"              # psi of every network here
+    widths: tuple[int, ...] = (50, 200, 800, 3200)  # widths p, from p = n to p >> n
+    n_seeds: int = 3                      # seeds per (width, rule, lam): fresh data, W, beta, b
+    steps: int = 500                      # horizon of the kernel prediction (statement 1)
+    align_steps: int = 2000               # length of the alignment runs (statements 2, 3)
+    lam: float | None = None              # L2 strength of statements 2, 3; None: the largest of F1
+    release_fraction: float = 0.5         # statement 3: L2 switched off after this fraction
+    dynamics_width: int = 800             # width of the time-resolved runs (statements 2, 3)
+    record_every: int = 20                # steps between recorded beta_t in the time-resolved runs
+    n: int = 50                           # samples
+    d: int = 150                          # input dimension
+
+    @property
+    def lr(self) -> float:
+        """The paper's step size ``eta`` for this activation."""
+        return PROTOCOL[self.activation].lr
+
+    @property
+    def lam_used(self) -> float:
+        """The L2 strength of statements 2 and 3."""
+        return max(PROTOCOL[self.activation].lambdas) if self.lam is None else self.lam
+
+    @property
+    def release_step(self) -> int:
+        """First step without the penalty in the regularise-then-release runs."""
+        return int(round(self.release_fraction * self.align_steps))
+
+
+#: The paper scale, as changes to the quick one (the defaults above).
+PAPER_CHANGES = dict(
+    widths=(50, 200, 800, 3200, 12800),  # F3's range, plus p = n, where the lazy picture fails
+    n_seeds=50,                           # as F1-F3
+    steps=1000,                           # BP reaches float64 round-off soon after
+    align_steps=5000,                     # F1/F2's length
+    dynamics_width=3200,                  # the F1/F2 networks
+    record_every=10,
+)
+
+
+def settings(scale: str = "quick", **overrides) -> MechanismSettings:
+    """The settings at ``scale`` (``"quick"``: seconds; ``"paper"``: the F1-F3 networks).
+
+    Parameters
+    ----------
+    scale : {"quick", "paper"}
+    **overrides
+        Fields of :class:`MechanismSettings`; ``None`` keeps the scale's value. Applied
+        by :func:`fa.presets.resolve`, every figure's one settings mechanism.
+
+    Returns
+    -------
+    MechanismSettings
+
+    Raises
+    ------
+    ValueError
+        For an unknown scale or name, a value of the wrong type or out of range.
+    """
+    quick = MechanismSettings()
+    paper = dataclasses.replace(quick, **PAPER_CHANGES)
+    return resolve(paper, {k: getattr(quick, k) for k in PAPER_CHANGES}, scale, overrides,
+                   caller="05_mechanisms", rules=_rules)
+
+
+def _rules(s: MechanismSettings):
+    yield "activation", s.activation in ACTIVATIONS, \
+        f"one of {', '.join(map(repr, ACTIVATIONS))}"
+    yield "widths", bool(s.widths) and min(s.widths) >= 1, "a non-empty list of ints >= 1"
+    yield "lam", s.lam is None or s.lam > 0, "a float > 0"
+    for name in ("n_seeds", "steps", "align_steps", "dynamics_width", "record_every", "n", "d"):
+        yield name, getattr(s, name) >= 1, "an int >= 1"
+    yield "release_fraction", 0 < s.release_fraction < 1, "a float in (0, 1)"
 
 
 # --- the algebra ------------------------------------------------------------------
@@ -42,24 +121,28 @@ __all__ = ["AlignmentRun", "DynamicsRun", "KernelRun", "Trajectory", "decompose"
 def kernel(X, W, beta, b, *, activation: str, rule: str):
     """The two terms of the step kernel ``G = second + first`` at ``(W, beta)``.
 
+    Parameters
+    ----------
+    X : ndarray (n, d)
+    W : ndarray (p, d)
+    beta, b : ndarray (p,)
+    activation, rule : str
+        Names in :data:`fa.ACTIVATIONS` and :data:`fa.RULES`.
+
     Returns
     -------
     second : ndarray (n, n)
-        ``A A^T / p``, from the second-layer update: PSD in both rules.
+        ``A A^T / p``, from the second-layer update: PSD in every rule.
     first : ndarray (n, n)
-        ``((D diag(beta * v) D^T) * K) / p``, from the first-layer update,
-        ``v = b`` (FA) or ``beta`` (BP): PSD for BP (a Schur product of PSD
-        matrices), sign-indefinite for FA.
+        ``((D diag(beta * v) D^T) * K) / p``, from the first-layer update: PSD for BP
+        (a Schur product of PSD matrices), sign-indefinite for FA.
     """
     rule = check_option(rule, "rule", "kernel", RULES)
     act = model.activation(activation)
-    p = W.shape[0]
-    H = X @ W.T                                       # (n, p)
+    H = X @ W.T                                         # (n, p)
     A, D = act.psi_array(np, H), act.dpsi_array(np, H)  # (n, p)
-    v = RULES[rule](beta, b)
-    second = A @ A.T / p                              # (n, n)
-    first = ((D * (beta * v)) @ D.T) * (X @ X.T) / p  # (n, n)
-    return second, first
+    v = RULES[rule](beta, b)                            # (p,)
+    return A @ A.T / W.shape[0], ((D * (beta * v)) @ D.T) * (X @ X.T) / W.shape[0]
 
 
 def predicted_loss(G, e0, lr: float, steps: int) -> np.ndarray:
@@ -67,11 +150,9 @@ def predicted_loss(G, e0, lr: float, steps: int) -> np.ndarray:
 
     With ``G = Q diag(mu) Q^T``, ``e_t = Q diag((1 - 2 eta mu / n)^t) Q^T e_0``.
     """
-    n = e0.size
     mu, Q = np.linalg.eigh(G)                                        # (n,), (n, n)
-    z = Q.T @ e0                                                     # (n,)
-    decay = (1.0 - 2.0 * lr * mu / n)[None, :] ** np.arange(steps + 1)[:, None]  # (T+1, n)
-    return np.sum((decay * z) ** 2, axis=1) / n
+    decay = (1.0 - 2.0 * lr * mu / e0.size)[None, :] ** np.arange(steps + 1)[:, None]
+    return np.sum((decay * (Q.T @ e0)) ** 2, axis=1) / e0.size       # (steps + 1,)
 
 
 def lam_factor(lr: float, lam: float, t, lam_until: int | None = None):
@@ -80,8 +161,7 @@ def lam_factor(lr: float, lam: float, t, lam_until: int | None = None):
     ``lam_s = lam`` for ``s < lam_until`` (all ``s`` if ``lam_until`` is None), then 0.
     """
     t = np.asarray(t)
-    on = t if lam_until is None else np.minimum(t, lam_until)
-    return (1.0 - lr * lam) ** on
+    return (1.0 - lr * lam) ** (t if lam_until is None else np.minimum(t, lam_until))
 
 
 def decompose(beta, beta0, b, c):
@@ -93,9 +173,8 @@ def decompose(beta, beta0, b, c):
     beta, beta0, b = np.asarray(beta), np.asarray(beta0), np.asarray(b)
     c = np.asarray(c)[..., None]
     norm = np.linalg.norm(beta, axis=-1) * np.linalg.norm(b, axis=-1)
-    initial = np.sum(c * beta0 * b, axis=-1) / norm
-    learned = np.sum((beta - c * beta0) * b, axis=-1) / norm
-    return initial, learned
+    return (np.sum(c * beta0 * b, axis=-1) / norm,
+            np.sum((beta - c * beta0) * b, axis=-1) / norm)
 
 
 @dataclass
@@ -107,54 +186,60 @@ class Trajectory:
     beta: np.ndarray          # (K, p) beta_t at record_steps
     beta0: np.ndarray         # (p,)
     b: np.ndarray             # (p,)
-    c: np.ndarray             # (K,) c_t at record_steps
-    learned: np.ndarray       # (K, p) -eta sum_s (prod_{s<r<t} (1 - eta lam_r)) g_s, accumulated
+    c: np.ndarray             # (K,) c_t at record_steps (lam_factor)
+    learned: np.ndarray       # (K, p) l_t, accumulated step by step
 
 
 def trajectory(X, y, *, width: int, activation: str, rule: str = "fa", lr: float,
                steps: int, lam: float = 0.0, lam_until: int | None = None, seed: int = 0,
                record_every: int = 1) -> Trajectory:
-    """Full-batch gradient descent as in :func:`fa.train`, written out and recorded.
+    """The descent of :func:`fa.train`, one :func:`fa.model.step_rowspace` at a time.
 
-    Works on ``H = X W^T`` directly (``eta G_W = M^T X`` moves ``H`` by ``-eta K M``),
-    and accumulates the learned part ``l_t`` of ``beta_t`` separately from the
-    gradients, so that ``beta_t = c_t beta_0 + l_t`` can be checked to round-off.
-    ``lam_until`` switches the penalty off from that step on ("release").
+    Parameters
+    ----------
+    X : ndarray (n, d)
+    y : ndarray (n,)
+    width, activation, rule, lr, steps, lam, seed
+        As for :func:`fa.train` (``seed`` draws ``W``, ``beta`` and ``b``).
+    lam_until : int, optional
+        First step without the penalty ("release"); None keeps it on.
+    record_every : int, default 1
+        Steps between kept ``beta_t`` (``lam_until`` and the last step are kept too).
+
+    Returns
+    -------
+    Trajectory
+        The loss at every step, and ``beta_t`` and its learned part ``l_t`` at the kept
+        steps. ``l_t`` is accumulated from the updates with the factor ``1 - eta lam_t`` of
+        the trainer's penalty schedule, so ``beta_t = c_t beta_0 + l_t`` with
+        :func:`lam_factor`'s ``c_t`` holds to round-off only if the two schedules agree.
     """
     rule = check_option(rule, "rule", "trajectory", RULES)
-    act = model.activation(activation)
-    n, p = X.shape[0], width
-    W0, beta, b = (a[0] for a in model.init([seed], X.shape[1], p))
-    beta0 = beta.copy()
-    K = X @ X.T                                       # (n, n)
-    H = X @ W0.T                                      # (n, p)
-    c = 2.0 / (n * np.sqrt(p))
-    learned = np.zeros(p)
-    loss = np.empty(steps + 1)
-    kept, kept_l, kept_t = [], [], []
+    W, beta, b = model.init([seed], X.shape[1], width)            # (1, p, d), (1, p), (1, p)
+    K, H, y = (X @ X.T)[None], (X @ W[0].T)[None], y[None]        # (1, n, n), (1, n, p), (1, n)
+    beta0, learned = beta[0].copy(), np.zeros(width)
+    loss, kept, kept_l, kept_t = np.empty(steps + 1), [], [], []
+    schedule = "constant" if lam_until is None else "release"
     # One BLAS thread: the products are small and threads cost more than they give
     # (10x slower on a busy 2-core machine).
     with threadpool_limits(limits=1, user_api="blas"):
         for t in range(steps + 1):
-            A = act.psi_array(np, H)                      # (n, p)
-            e = A @ beta / np.sqrt(p) - y                 # (n,)
-            loss[t] = e @ e / n
             if t % record_every == 0 or t in (steps, lam_until):
-                kept.append(beta.copy())
+                kept.append(beta[0].copy())
                 kept_l.append(learned.copy())
                 kept_t.append(t)
-            if t == steps:
-                break
-            lam_t = lam if lam_until is None or t < lam_until else 0.0
-            v = RULES[rule](beta, b)                      # the one FA/BP difference
-            g = c * A.T @ e                               # (p,) data gradient of beta
-            M = c * act.dpsi_array(np, H) * np.outer(e, v)  # (n, p): G_W = M^T X
-            beta = (1.0 - lr * lam_t) * beta - lr * g
-            learned = (1.0 - lr * lam_t) * learned - lr * g
-            H = H - lr * K @ M                            # (n, p)
+            lam_t = lam_at(t, lam, schedule, lam_until, None)
+            # The step returns the loss before it: a last step of size 0 gives the final loss.
+            eta = lr if t < steps else 0.0
+            H, new, L = model.step_rowspace(K, H, y, beta, b, activation=activation, rule=rule,
+                                            eta=eta, lam=lam_t)
+            loss[t] = L[0]
+            # beta_{t+1} = (1 - eta lam_t) beta_t - eta g_t: the data term joins l.
+            learned = (1.0 - eta * lam_t) * (learned - beta[0]) + new[0]
+            beta = new
     record_steps = np.array(kept_t)
     return Trajectory(loss=loss, record_steps=record_steps, beta=np.array(kept),
-                      beta0=beta0, b=b, c=lam_factor(lr, lam, record_steps, lam_until),
+                      beta0=beta0, b=b[0], c=lam_factor(lr, lam, record_steps, lam_until),
                       learned=np.array(kept_l))
 
 
@@ -165,7 +250,8 @@ class _MechanismRun:
     """What the three experiments share: the network, its data and its training length.
 
     Fields are validated (and numbers normalised) by :func:`fa.constraints.validate`,
-    the same table :class:`fa.RunConfig` and :func:`fa.train` use.
+    the same table :class:`fa.RunConfig` and :func:`fa.train` use. Each experiment's
+    ``config()`` is the :class:`fa.RunConfig` of the training run behind it.
     """
 
     activation: str   # psi: a name in fa.ACTIVATIONS
@@ -176,8 +262,7 @@ class _MechanismRun:
     lr: float         # eta, the step size
     steps: int        # updates
 
-    numerics_modules: ClassVar[tuple[str, ...]] = ("fa.mechanisms_runs",
-                                                   *RunConfig.numerics_modules)
+    numerics_modules: ClassVar[tuple[str, ...]] = (__name__, *RunConfig.numerics_modules)
 
     def __post_init__(self):
         values = validate({f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
@@ -185,9 +270,10 @@ class _MechanismRun:
         for name, value in values.items():   # frozen: normalise through object.__setattr__
             object.__setattr__(self, name, value)
 
-    def config(self) -> RunConfig:
-        """The :class:`fa.RunConfig` of the training run behind this experiment."""
-        raise NotImplementedError
+    def _run_config(self, **training) -> RunConfig:
+        """The :class:`fa.RunConfig` of this network, trained as ``training`` says."""
+        network = {f.name: getattr(self, f.name) for f in dataclasses.fields(_MechanismRun)}
+        return RunConfig(**network, **training)
 
     def cost(self) -> int:
         """Work of one seed: that of its training run."""
@@ -198,7 +284,8 @@ class _MechanismRun:
         return self.config().chunk_size()
 
     def _train(self, seeds: list[int]):
-        """Data ``X`` (R, n, d), ``y`` (R, n) and the :func:`fa.train` result for ``seeds``."""
+        """Data ``X`` (R, n, d), ``y`` (R, n), the :func:`fa.train` result and the initial
+        ``W, beta, b`` of ``seeds`` (:func:`fa.model.init`, the draws ``fa.train`` makes)."""
         config = self.config()
         teacher = config.data == "teacher"
         X, y = make_data(config.data, config.n, config.d, seed=seeds,
@@ -209,11 +296,12 @@ class _MechanismRun:
             # The algebra below would run on a blown-up network: stop, and say where.
             raise FloatingPointError(f"{self!r} diverged for some of the seeds {seeds}; "
                                      "its step size is too large for this network.")
-        return X, y, result
+        return X, y, result, model.init(seeds, self.d, self.width)
 
-    def _network(self) -> dict:
-        return dict(activation=self.activation, width=self.width, data=self.data, n=self.n,
-                    d=self.d, lr=self.lr, steps=self.steps)
+
+def _records(columns: dict) -> list[dict]:
+    """One record per seed from ``columns`` of per-seed values."""
+    return [dict(zip(columns, row)) for row in zip(*columns.values())]
 
 
 @dataclass(frozen=True)
@@ -228,7 +316,7 @@ class KernelRun(_MechanismRun):
     ``step``, ``measured`` (the trained loss) and ``predicted`` (by the frozen ``G_0``).
     """
 
-    rule: str = "fa"  # "fa" or "bp", a name in fa.model.RULES
+    rule: str = "fa"  # a name in fa.RULES
 
     scalars: ClassVar[dict[str, type]] = dict(second_min=float, first_min=float,
                                               first_norm=float, min=float, drift=float)
@@ -236,26 +324,22 @@ class KernelRun(_MechanismRun):
 
     def config(self) -> RunConfig:
         """The training run: ``rule``, no penalty, the loss recorded at every step."""
-        return RunConfig(**self._network(), rule=self.rule)
+        return self._run_config(rule=self.rule)
 
     def run(self, seeds: list[int]) -> list[dict]:
         """One record per seed (see the class docstring)."""
-        X, y, r = self._train(seeds)                                 # (R, n, d), (R, n)
-        act = model.activation(self.activation)
+        X, y, r, (W, beta, b) = self._train(seeds)                   # X (R, n, d), y (R, n)
+        kw = dict(activation=self.activation, rule=self.rule)
         records = []
-        for i, seed in enumerate(seeds):
-            W, beta, b = (a[0] for a in model.init([seed], self.d, self.width))
-            e0 = act.psi_array(np, X[i] @ W.T) @ beta / np.sqrt(self.width) - y[i]   # (n,)
-            second, first = kernel(X[i], W, beta, b, activation=self.activation,
-                                   rule=self.rule)
-            G0 = second + first                                      # (n, n)
-            second_T, first_T = kernel(X[i], r.W[i], r.beta[i], r.b[i],
-                                       activation=self.activation, rule=self.rule)
-            mu_first = np.linalg.eigvalsh(first)                     # (n,)
+        for i in range(len(seeds)):
+            e0 = model.psi(self.activation, X[i] @ W[i].T) @ beta[i] / np.sqrt(self.width) - y[i]
+            second, first = kernel(X[i], W[i], beta[i], b[i], **kw)  # (n, n) each
+            G0, mu_first = second + first, np.linalg.eigvalsh(first)
+            G_T = sum(kernel(X[i], r.W[i], r.beta[i], r.b[i], **kw))  # second + first
             records.append(dict(
                 second_min=np.linalg.eigvalsh(second)[0], first_min=mu_first[0],
                 first_norm=np.abs(mu_first).max(), min=np.linalg.eigvalsh(G0)[0],
-                drift=np.linalg.norm(second_T + first_T - G0, 2) / np.linalg.norm(G0, 2),
+                drift=np.linalg.norm(G_T - G0, 2) / np.linalg.norm(G0, 2),
                 step=np.arange(self.steps + 1), measured=r.loss[i],
                 predicted=predicted_loss(G0, e0, self.lr, self.steps)))
         return records
@@ -281,24 +365,19 @@ class AlignmentRun(_MechanismRun):
 
     def config(self) -> RunConfig:
         """The training run: FA, constant ``lam``, only the end recorded."""
-        return RunConfig(**self._network(), rule="fa", lam=self.lam, record_every=self.steps)
+        return self._run_config(rule="fa", lam=self.lam, record_every=self.steps)
 
     def run(self, seeds: list[int]) -> list[dict]:
         """One record per seed (see the class docstring)."""
-        _, _, r = self._train(seeds)
+        _, _, r, (_, beta0, b) = self._train(seeds)                  # beta0, b: (R, p)
         c = lam_factor(self.lr, self.lam, self.steps)
-        records = []
-        for i, seed in enumerate(seeds):
-            _, beta0, b = (a[0] for a in model.init([seed], self.d, self.width))
-            beta = r.beta[i]
-            l = beta - c * beta0                                     # (p,) the learned part of beta
-            initial, learned = decompose(beta, beta0, b, c)
-            records.append(dict(alignment=cosine(beta, r.b[i]), initial=initial,
-                                learned=learned, l_dot_b=l @ b,
-                                learned_share=np.linalg.norm(l) / np.linalg.norm(beta),
-                                growth=np.linalg.norm(beta) / np.linalg.norm(beta0),
-                                loss=r.loss[i, -1]))
-        return records
+        l = r.beta - c * beta0                                       # (R, p) the learned part
+        initial, learned = decompose(r.beta, beta0, b, c)
+        norm = np.linalg.norm(r.beta, axis=1)                        # (R,)
+        return _records(dict(
+            alignment=cosine(r.beta, r.b), initial=initial, learned=learned,
+            l_dot_b=np.sum(l * b, axis=1), learned_share=np.linalg.norm(l, axis=1) / norm,
+            growth=norm / np.linalg.norm(beta0, axis=1), loss=r.loss[:, -1]))
 
 
 @dataclass(frozen=True)
@@ -313,8 +392,8 @@ class DynamicsRun(_MechanismRun):
     ``learned_share`` (``|l_t| / |beta_t|``). The scalars are the largest relative
     differences between :func:`trajectory` and :func:`fa.train` (``beta_vs_train``:
     final beta; ``loss_vs_train``: the residual's norm ``sqrt(loss)`` along the run,
-    relative to its start) and between ``c_t beta_0 + l_t`` (gradients accumulated)
-    and ``beta_t`` (``decomposition``).
+    relative to its start) and between ``c_t beta_0 + l_t`` and ``beta_t``
+    (``decomposition``).
     """
 
     lam: float = 0.0                  # L2 strength on beta (until lam_until)
@@ -329,9 +408,8 @@ class DynamicsRun(_MechanismRun):
 
     def config(self) -> RunConfig:
         """The training run :func:`trajectory` is checked against."""
-        return RunConfig(**self._network(), rule="fa", lam=self.lam,
-                         lam_schedule=self.lam_schedule, lam_until=self.lam_until,
-                         record_every=self.steps)
+        return self._run_config(rule="fa", lam=self.lam, lam_schedule=self.lam_schedule,
+                              lam_until=self.lam_until, record_every=self.steps)
 
     def cost(self) -> int:
         """Work of one seed: the training run, and the reference loop, about as much again."""
@@ -339,7 +417,7 @@ class DynamicsRun(_MechanismRun):
 
     def run(self, seeds: list[int]) -> list[dict]:
         """One record per seed (see the class docstring)."""
-        X, y, r = self._train(seeds)                                 # (R, n, d), (R, n)
+        X, y, r, _ = self._train(seeds)                              # (R, n, d), (R, n)
         records = []
         for i, seed in enumerate(seeds):
             tr = trajectory(X[i], y[i], width=self.width, activation=self.activation,
@@ -361,3 +439,33 @@ class DynamicsRun(_MechanismRun):
                 initial_share=tr.c * np.linalg.norm(tr.beta0) / norm,
                 learned_share=np.linalg.norm(tr.learned, axis=1) / norm))
         return records
+
+
+# --- the experiments of the notebook ---------------------------------------------
+
+def _network(s: MechanismSettings) -> dict:
+    return dict(activation=s.activation, data=_figure.data_kind(s.activation), n=s.n, d=s.d,
+                lr=s.lr)
+
+
+def kernel_configs(s: MechanismSettings, rules=("fa", "bp")) -> list[KernelRun]:
+    """Statement 1: each of ``rules`` (names in :data:`fa.RULES`), ``lam = 0`` and
+    ``s.steps`` steps, at every width."""
+    return [KernelRun(**_network(s), width=p, steps=s.steps, rule=rule)
+            for p in s.widths for rule in rules]
+
+
+def alignment_configs(s: MechanismSettings) -> list[AlignmentRun]:
+    """Statement 2 across widths: FA for ``s.align_steps`` steps at every width, with
+    ``lam = 0`` and with ``s.lam_used``."""
+    return [AlignmentRun(**_network(s), width=p, steps=s.align_steps, lam=lam)
+            for p in s.widths for lam in (0.0, s.lam_used)]
+
+
+def dynamics_configs(s: MechanismSettings) -> list[DynamicsRun]:
+    """Statements 2 and 3 in time, at ``s.dynamics_width``: constant L2, and its release
+    at ``s.release_step``."""
+    common = dict(_network(s), width=s.dynamics_width, steps=s.align_steps, lam=s.lam_used,
+                  record_every=s.record_every)
+    return [DynamicsRun(**common, lam_schedule="constant"),
+            DynamicsRun(**common, lam_schedule="release", lam_until=s.release_step)]

@@ -1,12 +1,14 @@
-"""The mechanisms module: every formula checked numerically, every claim shown to fail."""
+"""The mechanisms modules: every formula checked numerically, every claim shown to fail."""
 
 import numpy as np
 import pandas as pd
 import pytest
+from array_api_compat import array_namespace
 
 import fa
 from fa import estimate
 from fa import mechanisms as m
+from fa import mechanisms_runs as mr
 from fa.model import psi
 
 
@@ -19,16 +21,6 @@ def _outputs(X, W, beta, activation):
     return psi(activation, X @ W.T) @ beta / np.sqrt(W.shape[0])
 
 
-def test_the_models_draws_are_fa_trains():
-    X, y = _data("relu", 30)
-    W, beta, b = (a[0] for a in fa.model.init([3], X.shape[1], 30))
-    r = fa.train(X, y, width=30, activation="relu", lr=1e-2, steps=1, seed=3)
-    e = _outputs(X, W, beta, "relu") - y
-    assert np.array_equal(b, r.b)
-    assert r.loss[0] == pytest.approx(e @ e / len(y), rel=1e-12)
-    assert r.alignment[0] == pytest.approx(fa.cosine(beta, b), rel=1e-12)
-
-
 @pytest.mark.parametrize("activation", ["linear", "tanh", "relu"])
 @pytest.mark.parametrize("rule", ["fa", "bp"])
 def test_one_step_is_a_kernel_step_to_second_order(activation, rule):
@@ -38,7 +30,7 @@ def test_one_step_is_a_kernel_step_to_second_order(activation, rule):
     n = len(y)
     W, beta, b = (a[0] for a in fa.model.init([0], X.shape[1], p))
     f0 = _outputs(X, W, beta, activation)
-    second, first = m.kernel(X, W, beta, b, activation=activation, rule=rule)
+    second, first = mr.kernel(X, W, beta, b, activation=activation, rule=rule)
     errors, sizes = [], []
     for lr in (1e-4, 2.5e-5):
         r = fa.train(X, y, width=p, activation=activation, rule=rule, lr=lr, lam=lam,
@@ -55,14 +47,14 @@ def test_one_step_is_a_kernel_step_to_second_order(activation, rule):
 def test_kernel_terms():
     X, _ = _data("relu", 80)
     W, beta, b = (a[0] for a in fa.model.init([1], X.shape[1], 80))
-    second, fa_first = m.kernel(X, W, beta, b, activation="relu", rule="fa")
-    _, bp_first = m.kernel(X, W, beta, b, activation="relu", rule="bp")
-    _, fa_with_beta = m.kernel(X, W, beta, beta, activation="relu", rule="fa")
+    second, fa_first = mr.kernel(X, W, beta, b, activation="relu", rule="fa")
+    _, bp_first = mr.kernel(X, W, beta, b, activation="relu", rule="bp")
+    _, fa_with_beta = mr.kernel(X, W, beta, beta, activation="relu", rule="fa")
     scale = np.abs(second).max()
     assert np.linalg.eigvalsh(second)[0] > -1e-12 * scale
     assert np.linalg.eigvalsh(bp_first)[0] > -1e-12 * scale
     # FA's term is odd in b, and b and -b are equally likely: no sign is guaranteed
-    _, fa_flipped = m.kernel(X, W, beta, -b, activation="relu", rule="fa")
+    _, fa_flipped = mr.kernel(X, W, beta, -b, activation="relu", rule="fa")
     np.testing.assert_allclose(fa_flipped, -fa_first)
     assert min(np.linalg.eigvalsh(fa_first)[0], np.linalg.eigvalsh(fa_flipped)[0]) < 0
     np.testing.assert_allclose(fa_with_beta, bp_first)  # FA with b = beta is BP
@@ -79,7 +71,7 @@ def test_predicted_loss_iterates_the_linear_recursion():
     for _ in range(30):
         expected.append(e @ e / n)
         e = e - (2 * lr / n) * G @ e
-    np.testing.assert_allclose(m.predicted_loss(G, e0, lr, 29), expected, rtol=1e-10)
+    np.testing.assert_allclose(mr.predicted_loss(G, e0, lr, 29), expected, rtol=1e-10)
 
 
 @pytest.mark.parametrize("rule, until", [("fa", None), ("fa", 150), ("bp", None)])
@@ -89,22 +81,22 @@ def test_trajectory_is_fa_train_and_decomposes_exactly(rule, until):
     kw = dict(lam_schedule="release", lam_until=until) if until is not None else {}
     r = fa.train(X, y, width=p, activation="relu", rule=rule, lr=lr, lam=lam, steps=steps,
                  seed=2, **kw)
-    tr = m.trajectory(X, y, width=p, activation="relu", rule=rule, lr=lr, lam=lam,
+    tr = mr.trajectory(X, y, width=p, activation="relu", rule=rule, lr=lr, lam=lam,
                       lam_until=until, steps=steps, seed=2, record_every=7)
     np.testing.assert_allclose(tr.loss, r.loss, rtol=1e-9)
     np.testing.assert_allclose(tr.beta[-1], r.beta, rtol=1e-10, atol=1e-12)
     if until is not None:
         assert until in tr.record_steps
-    # beta_t = c_t beta_0 + l_t, with l_t accumulated from the gradients alone
+    # beta_t = c_t beta_0 + l_t: l_t accumulated step by step, c_t in closed form
     np.testing.assert_allclose(tr.c[:, None] * tr.beta0 + tr.learned, tr.beta, atol=1e-12)
-    initial, learned = m.decompose(tr.beta, tr.beta0, tr.b, tr.c)
+    initial, learned = mr.decompose(tr.beta, tr.beta0, tr.b, tr.c)
     np.testing.assert_allclose(initial + learned, fa.cosine(tr.beta, np.broadcast_to(tr.b, tr.beta.shape)),
                                atol=1e-14)
 
 
 def test_lam_factor():
-    assert m.lam_factor(0.1, 0.5, 3) == pytest.approx(0.95 ** 3)
-    np.testing.assert_allclose(m.lam_factor(0.1, 0.5, [0, 2, 5], lam_until=2),
+    assert mr.lam_factor(0.1, 0.5, 3) == pytest.approx(0.95 ** 3)
+    np.testing.assert_allclose(mr.lam_factor(0.1, 0.5, [0, 2, 5], lam_until=2),
                                [1, 0.95 ** 2, 0.95 ** 2])
 
 
@@ -131,6 +123,33 @@ TINY = dict(widths=[30], n_seeds=2, steps=40, align_steps=60, dynamics_width=30,
             record_every=10, n=10, d=20)
 
 
+def _sign_symmetry(beta, b):
+    """docs/extending.md's third rule: v = sign(beta)."""
+    return array_namespace(beta).sign(beta)
+
+
+def test_a_registered_rule_runs_through_the_kernel_and_the_reference_loop(monkeypatch):
+    monkeypatch.setitem(fa.RULES, "sign", _sign_symmetry)
+    s = m.settings("quick", **{**TINY, "widths": [30, 60]})
+    spectra, curves = m.kernel_tables(_sweep(m.kernel_configs(s, rules=("fa", "bp", "sign")), s))
+    # v = sign(beta) weights the units by |beta|: a PSD first-layer term, yet not BP's
+    assert (spectra["sign_first_min"] > -1e-9 * spectra["second_min"].abs().max()).all()
+    assert not np.allclose(spectra["sign_first_min"], spectra["bp_first_min"])
+    assert {"sign_min", "sign_decades_rel_err"} <= set(m.kernel_summary(spectra, curves))
+    claims = m.claims_kernel(spectra, curves)
+    assert [c.claim.split(":")[0] for c in claims[3:6]] == ["FA", "BP", "SIGN"]
+    assert len(claims) == 7 and all(c.holds is not None for c in claims)
+    # Without FA and BP the claims comparing them are skipped, not failed
+    alone = m.claims_kernel(spectra.filter(regex="width|seed|second_min|sign_"),
+                            curves[curves["rule"] == "sign"])
+    assert [c.holds is None for c in alone] == [False, True, True, False, True]
+    assert m.plot_kernel(spectra, curves).axes
+    X, y = _data("relu", 30)
+    kw = dict(width=30, activation="relu", rule="sign", lr=1e-2, lam=0.1, steps=50, seed=0)
+    np.testing.assert_allclose(mr.trajectory(X, y, **kw).beta[-1], fa.train(X, y, **kw).beta,
+                               rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("build, tables", [(m.kernel_configs, m.kernel_tables),
                                            (m.alignment_configs, m.alignment_table),
                                            (m.dynamics_configs, m.dynamics_tables)],
@@ -152,15 +171,15 @@ def test_experiments_validate_through_the_constraints_table():
     s = m.settings("quick", **TINY)
     run = m.dynamics_configs(s)[1]
     assert (run.lam_schedule, run.lam_until) == ("release", 30)
-    assert m.KernelRun(activation="relu", width=np.int64(30), data="teacher", n=10, d=20,
+    assert mr.KernelRun(activation="relu", width=np.int64(30), data="teacher", n=10, d=20,
                        lr=1e-2, steps=5).width.__class__ is int
     with pytest.raises(ValueError, match="The 'width' parameter of KernelRun must be an int"):
-        m.KernelRun(activation="relu", width=0, data="teacher", n=10, d=20, lr=1e-2, steps=5)
+        mr.KernelRun(activation="relu", width=0, data="teacher", n=10, d=20, lr=1e-2, steps=5)
     with pytest.raises(ValueError, match="'rule' parameter of KernelRun"):
-        m.KernelRun(activation="relu", width=30, data="teacher", n=10, d=20, lr=1e-2,
+        mr.KernelRun(activation="relu", width=30, data="teacher", n=10, d=20, lr=1e-2,
                     steps=5, rule="dfa")
     with pytest.raises(ValueError, match="'lam_until' parameter of DynamicsRun is only used"):
-        m.DynamicsRun(activation="relu", width=30, data="teacher", n=10, d=20, lr=1e-2,
+        mr.DynamicsRun(activation="relu", width=30, data="teacher", n=10, d=20, lr=1e-2,
                       steps=5, lam_until=3)
 
 
@@ -188,7 +207,7 @@ def test_each_kind_of_mechanisms_run_is_timed_by_a_short_real_run():
 
 
 def test_a_diverging_run_is_reported_not_returned():
-    run = m.AlignmentRun(activation="relu", width=30, data="teacher", n=10, d=20, lr=50.0,
+    run = mr.AlignmentRun(activation="relu", width=30, data="teacher", n=10, d=20, lr=50.0,
                          steps=50)
     with pytest.warns(fa.DivergenceWarning), pytest.raises(FloatingPointError, match="diverged"):
         run.run([0])
@@ -248,7 +267,7 @@ def test_a_run_whose_fa_term_happens_to_be_psd_does_not_decide_the_claim(small):
 def test_the_reference_loop_matches_train_at_round_off_losses():
     # Released from L2, this small network fits its 10 points to a loss of 0: a relative
     # comparison of such losses measures round-off, not a disagreement.
-    run = m.DynamicsRun(activation="relu", width=50, data="teacher", n=10, d=30, lr=0.05,
+    run = mr.DynamicsRun(activation="relu", width=50, data="teacher", n=10, d=30, lr=0.05,
                       steps=3000, lam=0.2, lam_schedule="release", lam_until=750,
                       record_every=3000)
     record = run.run([0])[0]
