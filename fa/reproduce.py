@@ -250,8 +250,8 @@ def main(argv=None) -> int:
         # ("Task exception was never retrieved: Kernel died"); the kernel was stopped on
         # purpose, so say only what matters.
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-        print(f"\nInterrupted. Finished training runs are cached in {where['results']}/cache; "
-              "run the same command again to resume.", file=sys.stderr)
+        # The sweep has said what is cached and how to resume; add only what it cannot know.
+        print(f"\n{name} stopped; its executed notebook was not written.", file=sys.stderr)
         return 130
     print("\nTiming")
     for name, seconds in timings:
@@ -316,13 +316,13 @@ def _execute(name: str, where: dict, args) -> None:
         parameters[parameter] = given
     parameters.update(args.sets)
     try:
-        # The cells' stderr (the sweeps' run counts and progress bars, warnings) is
-        # echoed to the terminal as it comes: a paper-scale notebook runs for hours.
+        # The cells' output and stderr (the sweeps' run counts and progress bars,
+        # warnings) are echoed to the terminal as they come: a notebook runs for hours.
         with _stderr_to(out_dir / f"{name}.log") as terminal:
             papermill.execute_notebook(
                 str(paths.NOTEBOOKS_DIR / f"{name}.ipynb"), str(partial), parameters=parameters,
                 cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False, log_output=False,
-                stderr_file=terminal)
+                stdout_file=terminal, stderr_file=terminal)
     except papermill.PapermillExecutionError as err:
         raise SystemExit(f"{name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n"
                          f"The partly executed notebook is {partial}.") from None

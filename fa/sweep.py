@@ -214,7 +214,9 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
     total = sum(c.cost() for c in unique) * len(seeds)
     done = total - sum(c.cost() * len(s) for c, s in todo)
     if progress:
-        print(f"{label}: {n_runs} runs, {len(results)} from the cache", file=sys.stderr)
+        # Ordinary output, not stderr: it is news, not an error, and papermill and Jupyter
+        # show it as it comes.
+        print(f"{label}: {n_runs} runs, {len(results)} from the cache", flush=True)
     bar = _progress_bar(progress, label, total, done)
     try:
         with _sigterm_as_interrupt(), \
@@ -404,8 +406,11 @@ def _progress_bar(progress, desc, total, done):
     # The plain text bar: it renders in a terminal, in Jupyter and in the executed
     # notebooks papermill saves (a widget bar needs ipywidgets and a live frontend).
     # Updates at most every 2 s keep the saved notebooks small.
+    # It counts work (each run weighted by its estimated cost, cached runs done at once),
+    # and says so: a bar that starts at 27% is then no mystery.
     return tqdm(total=total, initial=done, desc=desc, disable=not progress, mininterval=2.0,
-                bar_format="{desc}: {percentage:3.0f}%|{bar}| [{elapsed}<{remaining}]")
+                file=sys.stdout, bar_format="{desc}: {percentage:3.0f}% of the work|{bar}| "
+                                            "[{elapsed}<{remaining}]")
 
 
 # --- tidy tables -----------------------------------------------------------------------

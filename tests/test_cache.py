@@ -88,7 +88,7 @@ def sweep_in_copy(package: Path, cache: Path) -> str:
     out = subprocess.run([sys.executable, "-c", SCRIPT, str(cache), str(package)], env=env,
                          cwd=package.parent, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    return next(line for line in out.stderr.splitlines() if "from the cache" in line)
+    return next(line for line in out.stdout.splitlines() if "from the cache" in line)
 
 
 def test_only_an_edit_of_the_numerics_code_recomputes(tmp_path):

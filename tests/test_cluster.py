@@ -85,7 +85,7 @@ def test_resume_after_the_client_is_interrupted(client, tmp_path, serial_slow, c
     assert f"Interrupted: {done} of 12 runs are cached in {tmp_path}" in capsys.readouterr().err
     res = run_sweep(SLOW, range(6), cache_dir=tmp_path, progress=True, chunk_size=1,
                     executor=cluster.executor(client), desc="resume")
-    assert f"resume: 12 runs, {done} from the cache" in capsys.readouterr().err
+    assert f"resume: 12 runs, {done} from the cache" in capsys.readouterr().out
     assert_same(serial_slow, res)
 
 

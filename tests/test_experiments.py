@@ -314,10 +314,10 @@ def test_real_divergence_is_reported_once(tmp_path):
 
 def test_progress_bar_counts_cached_runs_as_done(tmp_path, capsys):
     sweep(tmp_path, CONFIGS, range(2), progress=True, desc="F9 sweep")
-    assert "F9 sweep: 100%" in capsys.readouterr().err
+    assert "F9 sweep: 100% of the work" in capsys.readouterr().out
     sweep(tmp_path, CONFIGS, range(2), progress=True, desc="F9 again")
-    err = capsys.readouterr().err
-    assert "F9 again: 100%" in err and " 0%" not in err
+    out = capsys.readouterr().out
+    assert "F9 again: 100%" in out and " 0%" not in out
     sweep(tmp_path, CONFIGS, range(2), progress=False)
     assert capsys.readouterr().err == ""
 
@@ -441,7 +441,7 @@ def test_toy_experiment_tables_cache_and_resume(tmp_path, toy_log, capsys):
     TOY_FAIL_AT.clear()
     res = run_sweep(TOYS, range(7), cache_dir=tmp_path, progress=True, desc="toy")
     assert toy_log == [[0, 1, 2], [3, 4, 5], [6], [0, 1, 2], [3, 4, 5], [6]]
-    assert "toy: 14 runs, 3 from the cache" in capsys.readouterr().err
+    assert "toy: 14 runs, 3 from the cache" in capsys.readouterr().out
     assert list(res.runs) == ["run", "scale", "length", "name", "seed", "end", "up"]
     assert list(res.curves) == ["run", "scale", "length", "name", "seed", "t", "position"]
     assert len(res.curves) == 7 * 5 + 7 * 3

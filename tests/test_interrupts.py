@@ -85,8 +85,8 @@ def test_interrupted_sweep_leaves_no_worker_and_resumes(tmp_path, how):
 
     before = {p: p.read_bytes() for p in done}
     rerun = start(cache, pause=0)
-    _, err = rerun.communicate(timeout=60)
+    out, err = rerun.communicate(timeout=60)
     assert rerun.returncode == 0, err
-    assert f"slow: 12 runs, {len(done)} from the cache" in err
+    assert f"slow: 12 runs, {len(done)} from the cache" in out
     assert len(cached(cache)) == 12
     assert all(p.read_bytes() == data for p, data in before.items())

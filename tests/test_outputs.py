@@ -85,11 +85,10 @@ def test_interrupted_reproduce_keeps_finished_runs_and_no_partial_notebook(tmp_p
     proc.send_signal(how)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert "run the same command again to resume" in stderr
-    # The sweep's progress, then its word on resuming and this command's: no traceback.
-    said = [line for line in stderr.splitlines()
-            if line.strip() and not line.startswith("F3 width dependence")]
-    assert len(said) <= 2, stderr
+    # The sweep's word on resuming, once, this command's on the notebook, no traceback.
+    assert stderr.count("run the same command again to resume") == 1, stderr
+    assert "03_width_dependence stopped; its executed notebook was not written" in stderr
+    assert "Traceback" not in stderr, stderr
     assert not (out / "notebooks" / "03_width_dependence.ipynb").exists()
     time.sleep(2)
     alive = [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
@@ -129,7 +128,8 @@ def test_the_terminal_sees_the_notebooks_progress_as_it_runs(tmp_path, monkeypat
     from fa import reproduce
 
     source = ("import sys\nprint('a table')\n"
-              "sys.stderr.write('F9: 4 runs\\n\\rF9:  50%\\rF9: 100%|\u2588|\\n')")
+              "sys.stdout.write('F9: 4 runs\\n\\rF9:  50%\\rF9: 100%|\u2588|\\n')\n"
+              "sys.stderr.write('a warning\\n')")
     parameters = nbformat.v4.new_code_cell(
         "scale = 'quick'\nn_jobs = 1\nscheduler = results_dir = figures_dir = None")
     parameters.metadata["tags"] = ["parameters"]
@@ -146,10 +146,14 @@ def test_the_terminal_sees_the_notebooks_progress_as_it_runs(tmp_path, monkeypat
     monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(io.BytesIO(), encoding="ascii"))
     reproduce._execute("09_tiny", where, args)
     seen = capfd.readouterr()
-    assert "F9: 4 runs\n\rF9:  50%\rF9: 100%|?|\n" in seen.err   # as written, bar updates too
-    assert "a table" not in seen.out + seen.err                   # printed output stays put
+    # The cells' output and stderr reach the terminal as written, bar updates too ...
+    assert "F9: 4 runs\n\rF9:  50%\rF9: 100%|?|\n" in seen.err
+    assert "a table" in seen.err and "a warning" in seen.err
+    # ... and stay in the executed notebook, the sweep's lines as ordinary output.
     executed = nbformat.read(where["notebooks"] / "09_tiny.ipynb", as_version=4)
-    assert "a table" in executed.cells[-1].outputs[0].text
+    streams = {out.name: out.text for out in executed.cells[-1].outputs
+               if out.output_type == "stream"}
+    assert "a table" in streams["stdout"] and "F9: 100%" in streams["stdout"]
     # No machine's folders: papermill's record names both notebooks by absolute paths.
     record = executed.metadata["papermill"]
     assert (record["input_path"], record["output_path"]) == ("09_tiny.ipynb",
