@@ -51,6 +51,10 @@ def tidy(sweep, results_dir=None) -> pd.DataFrame:
     return curves
 
 
+#: Below this loss a float64 curve is at round-off (|f - y| ~ 1e-13 of |y| ~ 1).
+FLOOR = 1e-20
+
+
 def plot(curves: pd.DataFrame):
     """Loss vs step on a log scale, one panel per activation (geometric mean x/÷ sd)."""
     plotting.use_style()
@@ -70,6 +74,9 @@ def plot(curves: pd.DataFrame):
             plotting.band(ax, bp["step"], bp["mean"], bp["low"], bp["high"],
                           label="BP, λ = 0", color="crimson", ls="--")
         ax.set_yscale("log")
+        if here["mean"].min() < FLOOR:
+            ax.text(0.97, 0.03, "flat bottom: float64 round-off,\nnot a limit of FA",
+                    transform=ax.transAxes, ha="right", va="bottom", fontsize="x-small")
         ax.set_title(plotting.TITLES[act])
         ax.set_xlabel("step t")
     axes[0, 0].set_ylabel("training loss L (mean squared error)")

@@ -199,7 +199,8 @@ def plot_kernel(spectra: pd.DataFrame, curves: pd.DataFrame, *, panels: int = 4)
             ("bp_first_min", "^-", COLORS["bp"], "$\\mu_{\\min}$(BP first-layer term)")):
         if column in med:
             ax.plot(med.index, med[column], style, color=color, label=label)
-    ax.set(xscale="log", yscale="log", xlabel="width p", title="kernel at initialisation")
+    ax.set(xscale="log", yscale="log", xlabel="width p", title="kernel at initialisation",
+           ylabel="eigenvalue or norm (median)")
     ax.legend(fontsize="x-small")
     err = prediction_error(curves).set_index(["width", "rule"])
     rules = list(dict.fromkeys(curves["rule"]))
@@ -212,9 +213,8 @@ def plot_kernel(spectra: pd.DataFrame, curves: pd.DataFrame, *, panels: int = 4)
                 mean = np.exp(np.log(g[column]).groupby(g["step"]).mean())
                 ax.plot(mean.index, mean, color=color, lw=lw, ls=ls,
                         label=f"{rule.upper()} {label}")
-        ax.set(yscale="log", title=f"p = {p}", xlabel="step t")
+        ax.set(yscale="log", title=f"p = {p}", xlabel="step t", ylabel="training loss L")
         ax.legend(fontsize="x-small", loc="lower left")
-    axes[0, 1].set_ylabel("training loss L")
     fig.tight_layout()
     return fig
 
@@ -248,13 +248,13 @@ def plot_alignment(runs: pd.DataFrame):
             ax.plot(p, g["learned"].iloc[0] * (p / p[0]) ** fit["implied_slope"],
                     color="tab:green", lw=0.8,
                     label=f"implied law $p^{{{fit['implied_slope']:.2f}}}$")
-        ax.set(xscale="log", yscale="log", xlabel="width p", title=f"FA, λ = {lam:g}")
+        ax.set(xscale="log", yscale="log", xlabel="width p", title=f"FA, λ = {lam:g}",
+               ylabel="final alignment and its parts")
         # Labels at 1 and 3 per decade: the default labels every minor tick, overlapping.
         ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 3.0)))
         ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2))
-    axes[0, 0].set_ylabel("final alignment and its parts")
     fig.tight_layout()
     return fig
 
@@ -279,6 +279,7 @@ def plot_dynamics(frame: pd.DataFrame, s: MechanismSettings):
         ax.plot(g.index, g["learned_share"], color=colors[schedule])
         axes[0, 3].plot(g.index, g["loss"], color=colors[schedule], label=titles[schedule])
     ax.set_title("what β is made of")
+    ax.set_ylabel("share of |β_t|")
     # The four curves fill the panel: the legend goes below it, style and colour apart.
     key = [Line2D([], [], color="grey", ls=":", label="start $c_t|β_0|/|β_t|$"),
            Line2D([], [], color="grey", label="learned $|l_t|/|β_t|$"),
@@ -291,9 +292,9 @@ def plot_dynamics(frame: pd.DataFrame, s: MechanismSettings):
         ax.plot(g.index, g["learned"], color="tab:green", ls="--", label="learned part")
         ax.plot(g.index, g["initial_rms"], color="tab:orange", ls=":",
                 label="initial part (RMS)")
-        ax.set_title(titles[schedule])
+        ax.set(title=titles[schedule], ylabel="cos(β, b) and its parts")
         ax.legend(fontsize="x-small")
-    axes[0, 3].set(yscale="log", title="training loss")
+    axes[0, 3].set(yscale="log", title="training loss", ylabel="training loss L")
     axes[0, 3].legend(fontsize="x-small")
     for ax in axes[0]:
         ax.axvline(1 / (s.lr * s.lam_used), color="grey", ls="-.", lw=0.8)

@@ -260,7 +260,10 @@ def plot(frame: pd.DataFrame, source: str | None = None):
             row[0].legend(fontsize="small", loc="upper left", bbox_to_anchor=(0.0, -0.2),
                           ncol=2)
     note = " (not the paper's full MNIST)" if source.startswith(SUBSET_SOURCE) else ""
-    fig.suptitle(f"F4 · FA on MNIST, mean ± sd over seeds\ndata: {source}{note}")
+    seeds = frame.groupby("depth")["seed"].nunique()
+    over = ", ".join(f"{n} seed{'s' * (n > 1)}" + (f" ({d} hidden layers)" if len(seeds) > 1
+                                                  else "") for d, n in seeds.items())
+    fig.suptitle(f"F4 · FA on MNIST, mean ± sd over {over}\ndata: {source}{note}")
     fig.tight_layout()
     return fig
 

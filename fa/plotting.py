@@ -74,6 +74,10 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
     """
     out = paths.resolve(figures_dir, paths.FIGURES_DIR)
     out.mkdir(parents=True, exist_ok=True)
+    # The figure says at which scale, widths, seeds and steps it ran, so a PNG alone
+    # cannot be taken for another run of the same figure.
+    fig.suptitle(f"{fig.get_suptitle()}\n{scale} scale: {caption(settings, name)}",
+                 fontsize="medium")
     seeds = list(range(settings.n_seeds))
     manifest = {
         "files": [f"{name}.png", f"{name}.pdf"],
@@ -96,6 +100,25 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
     text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
     atomic_write(files[2], lambda f: f.write(text.encode()))
     return files
+
+
+def caption(settings, name: str) -> str:
+    """One line of what figure ``name``'s run was: widths, seeds and steps of its
+    ``settings``."""
+    widths = getattr(settings, "widths", None)
+    p = f"p = {', '.join(f'{w:g}' for w in widths)}" if widths else \
+        f"hidden width {settings.hidden}"
+    steps = f"{settings.steps} steps"
+    if name == "width_dependence":      # F3 trains each width for T(p) steps
+        steps = f"T(p) = {settings.steps} sqrt(p / 200) steps" + (
+            ", then the authors' stopping rule" if settings.until_converged else "")
+    if hasattr(settings, "deep_steps"):
+        steps += (f" (two hidden layers: {settings.deep_n_seeds} "
+                  f"seed{'s' * (settings.deep_n_seeds > 1)}, "
+                  f"{settings.deep_steps} steps)")
+    if hasattr(settings, "align_steps"):
+        steps += f" (kernel), {settings.align_steps} (alignment)"
+    return f"{p} · {settings.n_seeds} seed{'s' * (settings.n_seeds > 1)} · {steps}"
 
 
 def _version() -> str | None:

@@ -141,6 +141,9 @@ def plot(runs: pd.DataFrame):
                 slope, intercept = fits.loc[act, ["slope", "intercept"]]
                 ax.plot(p, np.exp(intercept) * p**slope, color="black", ls="--", lw=1,
                         label=f"fit to λ=0: $\\propto p^{{{slope:.2f}}}$")
+            if reg == "dropout":
+                _mark_latched(ax, runs[(runs["activation"] == act)
+                                       & (runs["regularizer"] == reg)])
             ax.set_xscale("log")
             ax.set_xticks(sorted(here["width"].unique()),
                           [f"{w:g}" for w in sorted(here["width"].unique())])
@@ -155,6 +158,28 @@ def plot(runs: pd.DataFrame):
     fig.suptitle(f"F3 · final alignment, mean ± sd over {runs['seed'].nunique()} seeds")
     fig.tight_layout()
     return fig
+
+
+def latched(runs: pd.DataFrame) -> pd.DataFrame:
+    """The (strength, width) cells of one panel where most runs with a nonzero rate stopped
+    at exactly T(p), the fewest steps taken at their width, while others there went on:
+    the stopping rule latched on a quiet check before T(p), before the alignment grew."""
+    fewest = runs.groupby("width")["steps"].transform("min")
+    at_T = runs.assign(at_T=runs["steps"] == fewest, went_on=runs["steps"] > fewest)
+    cells = at_T[at_T["strength"] > 0].groupby(["strength", "width"]).agg(
+        share=("at_T", "mean"), alignment=("alignment", "mean")).reset_index()
+    rule_acted = at_T.groupby("width")["went_on"].any()
+    return cells[(cells["share"] > 0.5) & cells["width"].map(rule_acted)]
+
+
+def _mark_latched(ax, runs: pd.DataFrame) -> None:
+    """Ring the cells of :func:`latched` and say on the panel what happened there."""
+    cells = latched(runs)
+    if cells.empty:
+        return
+    ax.scatter(cells["width"], cells["alignment"], s=110, marker="s", facecolors="none",
+               edgecolors="black", lw=1.2, zorder=5,
+               label="most runs stopped at T(p):\nthe rule latched early")
 
 
 def claims(runs: pd.DataFrame, *, strict: bool = True) -> list[Claim]:
