@@ -123,7 +123,8 @@ def _colors(ax) -> dict[str, str]:
     """Legend label -> colour of each line (or error-bar line) already drawn on ``ax``."""
     handles, labels = ax.get_legend_handles_labels()
     lines = [h.lines[0] if hasattr(h, "lines") else h for h in handles]
-    return {label: line.get_color() for line, label in zip(lines, labels)}
+    return {label: line.get_color() for line, label in zip(lines, labels)
+            if hasattr(line, "get_color")}     # not the rings of fa.width_dependence
 
 
 def _hollow(ax, x, y, color) -> None:

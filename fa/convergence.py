@@ -75,8 +75,8 @@ def plot(curves: pd.DataFrame):
                           label="BP, λ = 0", color="crimson", ls="--")
         ax.set_yscale("log")
         if here["mean"].min() < FLOOR:
-            ax.text(0.97, 0.03, "flat bottom: float64 round-off,\nnot a limit of FA",
-                    transform=ax.transAxes, ha="right", va="bottom", fontsize="x-small")
+            ax.text(0.97, 0.4, "a flat bottom near 1e-30 is\nfloat64 round-off, not a limit",
+                    transform=ax.transAxes, ha="right", va="center", fontsize="x-small")
         ax.set_title(plotting.TITLES[act])
         ax.set_xlabel("step t")
     axes[0, 0].set_ylabel("training loss L (mean squared error)")

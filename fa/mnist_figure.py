@@ -261,8 +261,9 @@ def plot(frame: pd.DataFrame, source: str | None = None):
                           ncol=2)
     note = " (not the paper's full MNIST)" if source.startswith(SUBSET_SOURCE) else ""
     seeds = frame.groupby("depth")["seed"].nunique()
-    over = ", ".join(f"{n} seed{'s' * (n > 1)}" + (f" ({d} hidden layers)" if len(seeds) > 1
-                                                  else "") for d, n in seeds.items())
+    over = ", ".join(f"{n} seed{'s' * (n > 1)}"
+                     + (f" ({d} hidden layer{'s' * (d > 1)})" if len(seeds) > 1 else "")
+                     for d, n in seeds.items())
     fig.suptitle(f"F4 · FA on MNIST, mean ± sd over {over}\ndata: {source}{note}")
     fig.tight_layout()
     return fig

@@ -78,6 +78,7 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
     # cannot be taken for another run of the same figure.
     fig.suptitle(f"{fig.get_suptitle()}\n{scale} scale: {caption(settings, name)}",
                  fontsize="medium")
+    fig.tight_layout()                  # room for the longer title
     seeds = list(range(settings.n_seeds))
     manifest = {
         "files": [f"{name}.png", f"{name}.pdf"],
@@ -104,7 +105,8 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
 
 def caption(settings, name: str) -> str:
     """One line of what figure ``name``'s run was: widths, seeds and steps of its
-    ``settings``."""
+    ``settings`` (or of the settings it wraps, as F4's provenance does)."""
+    settings = getattr(settings, "settings", settings)
     widths = getattr(settings, "widths", None)
     p = f"p = {', '.join(f'{w:g}' for w in widths)}" if widths else \
         f"hidden width {settings.hidden}"

@@ -145,8 +145,10 @@ def plot(runs: pd.DataFrame):
                 _mark_latched(ax, runs[(runs["activation"] == act)
                                        & (runs["regularizer"] == reg)])
             ax.set_xscale("log")
+            # 1.6k ... 12.8k: seven full numbers overlap on a panel this wide
             ax.set_xticks(sorted(here["width"].unique()),
-                          [f"{w:g}" for w in sorted(here["width"].unique())])
+                          [f"{w / 1000:g}k" if w >= 1000 else f"{w:g}"
+                           for w in sorted(here["width"].unique())])
             ax.minorticks_off()
             ax.set_ylim(bottom=0)
             ax.set_title(f"{plotting.TITLES[act]}, {'L2 on β' if reg == 'l2' else 'dropout'}")
