@@ -105,22 +105,26 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
 
 def caption(settings, name: str) -> str:
     """One line of what figure ``name``'s run was: widths, seeds and steps of its
-    ``settings`` (or of the settings it wraps, as F4's provenance does)."""
-    settings = getattr(settings, "settings", settings)
-    widths = getattr(settings, "widths", None)
-    p = f"p = {', '.join(f'{w:g}' for w in widths)}" if widths else \
-        f"hidden width {settings.hidden}"
-    steps = f"{settings.steps} steps"
-    if name == "width_dependence":      # F3 trains each width for T(p) steps
-        steps = f"T(p) = {settings.steps} sqrt(p / 200) steps" + (
-            ", then the authors' stopping rule" if settings.until_converged else "")
-    if hasattr(settings, "deep_steps"):
-        steps += (f" (two hidden layers: {settings.deep_n_seeds} "
-                  f"seed{'s' * (settings.deep_n_seeds > 1)}, "
-                  f"{settings.deep_steps} steps)")
-    if hasattr(settings, "align_steps"):
-        steps += f" (kernel), {settings.align_steps} (alignment)"
-    return f"{p} · {settings.n_seeds} seed{'s' * (settings.n_seeds > 1)} · {steps}"
+    ``settings`` (or of the settings it wraps, as F4's provenance does), those it has."""
+    s = getattr(settings, "settings", settings)
+    parts = []
+    if getattr(s, "widths", None):
+        parts.append(f"p = {', '.join(f'{w:g}' for w in s.widths)}")
+    elif hasattr(s, "hidden"):
+        parts.append(f"hidden width {s.hidden}")
+    parts.append(f"{s.n_seeds} seed{'s' * (s.n_seeds > 1)}")
+    if hasattr(s, "steps"):
+        steps = f"{s.steps} steps"
+        if name == "width_dependence":      # F3 trains each width for T(p) steps
+            steps = f"T(p) = {s.steps} sqrt(p / 200) steps" + (
+                ", then the authors' stopping rule" if s.until_converged else "")
+        if hasattr(s, "deep_steps"):
+            steps += (f" (two hidden layers: {s.deep_n_seeds} "
+                      f"seed{'s' * (s.deep_n_seeds > 1)}, {s.deep_steps} steps)")
+        if hasattr(s, "align_steps"):
+            steps += f" (kernel), {s.align_steps} (alignment)"
+        parts.append(steps)
+    return " · ".join(parts)
 
 
 def _version() -> str | None:
