@@ -138,9 +138,11 @@ def test_csv_names_the_data(out):
     assert dataclasses.asdict(prov)["data"].startswith(SUBSET_SOURCE)
 
 
-def test_full_data_from_a_folder_and_other_data_never_reuse_a_run(out, tmp_path):
+def test_full_data_from_a_folder_and_other_data_never_reuse_a_run(out, tmp_path, monkeypatch):
     from test_mnist import make_idx_dir
 
+    monkeypatch.setattr(fa.mnist, "MD5", dict(fa.mnist.MD5))       # make_idx_dir adds to them
+    monkeypatch.setattr(fa.mnist, "RAW_MD5", dict(fa.mnist.RAW_MD5))
     folder = tmp_path / "idx"
     folder.mkdir()
     make_idx_dir(folder, n_train=60, n_test=20)
