@@ -170,11 +170,16 @@ def test_offline_full_data_falls_back_to_the_subset_and_says_so(out, monkeypatch
     assert {c.data for c in configs} == {"subset"}      # never keyed as the full set
 
 
-def test_parallel_equals_serial(out):
-    s = mnist_figure.settings("quick", **dict(TINY, n_seeds=2))
+def test_parallel_equals_serial_bit_for_bit(out):
+    """Same inputs, same numbers, however many workers: every chunk runs on one BLAS
+    thread and the table is assembled in plan order, not in the order runs finish."""
+    s = mnist_figure.settings("quick", **dict(TINY, hidden=64, depth=(1, 2), steps=40,
+                                              deep_steps=40, record_every=10, n_seeds=2,
+                                              deep_n_seeds=1))
     serial = mnist_figure.tidy(sweep(s, cache_dir="serial"), "serial")
     parallel = mnist_figure.tidy(sweep(s, cache_dir="parallel", n_jobs=2), "parallel")
-    pd.testing.assert_frame_equal(serial, parallel)
+    assert set(serial["depth"]) == {1, 2} and serial["step"].max() == 40
+    pd.testing.assert_frame_equal(serial, parallel, check_exact=True)
 
 
 # --------------------------------------------------------------------------- figure
