@@ -6,6 +6,7 @@ import dataclasses
 
 import pandas as pd
 import pytest
+import threadpoolctl
 
 import fa
 from fa import mnist_figure, mnist_runs
@@ -136,6 +137,9 @@ def test_csv_names_the_data(out):
     prov = mnist_figure.provenance(s, frame)
     assert prov.data == frame.attrs["source"] and prov.n_seeds == 1
     assert dataclasses.asdict(prov)["data"].startswith(SUBSET_SOURCE)
+    kernels = [lib.get("architecture") for lib in threadpoolctl.threadpool_info()
+               if lib["user_api"] == "blas"]
+    assert all(f"({kernel})" in prov.blas for kernel in kernels)
 
 
 def test_full_data_from_a_folder_and_other_data_never_reuse_a_run(out, tmp_path, monkeypatch):
