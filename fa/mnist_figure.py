@@ -195,7 +195,7 @@ class Provenance:
     """What the figure's manifest entry records: the settings, the data actually used and
     the BLAS kernels of the machine that drew it. The numbers are the same bits on every
     rerun on one machine; another CPU's kernels round float32 products differently, and
-    over 30000 steps that moves the curves by about 1e-5."""
+    that moves the curves in the fifth decimal (measured: 2e-5 after 300 steps)."""
 
     settings: MnistSettings
     data: str

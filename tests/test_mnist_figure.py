@@ -3,6 +3,7 @@ runs, the cache and its data key, the CSV, the figure, and claims that fail on d
 violate them."""
 
 import dataclasses
+import warnings
 
 import pandas as pd
 import pytest
@@ -168,10 +169,13 @@ def test_full_data_from_a_folder_and_other_data_never_reuse_a_run(out, tmp_path,
 
 def test_offline_full_data_falls_back_to_the_subset_and_says_so(out, monkeypatch, tmp_path):
     monkeypatch.setenv("FA_DATA_DIR", str(tmp_path / "empty"))
-    s = mnist_figure.settings("quick", **TINY, subset=False)
-    with pytest.warns(MnistFallbackWarning):
-        configs = mnist_figure.configs(s)
+    with pytest.warns(MnistFallbackWarning) as record:
+        configs = mnist_figure.configs(mnist_figure.settings("paper"))
     assert {c.data for c in configs} == {"subset"}      # never keyed as the full set
+    shown = warnings.formatwarning(record[0].message, record[0].category,
+                                   record[0].filename, record[0].lineno)
+    assert len(record) == 1 and len(shown.strip().splitlines()) <= 2
+    assert "fetch_mnist()" in shown and "set data_dir" in shown
 
 
 def test_parallel_equals_serial_bit_for_bit(out):
