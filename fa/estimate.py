@@ -8,10 +8,10 @@ experiment (two-layer runs per activation, with or without dropout; the MNIST ne
 ...) the estimate times short real runs of that kind on this machine as the sweep runs
 them: one BLAS thread each, in as many processes at once as the sweep has workers
 (workers sharing cores or memory bandwidth slow each other: two MNIST workers, about
-2x), and turns them into seconds per unit of ``experiment.cost()``. It then adds up the cost of every
-(experiment, seed) not yet in the cache (cached runs are free, and a run two
-notebooks share counts once) and divides by the number of workers; a sweep never
-takes less than its longest run. Runs under F3's stopping rule train at least ``T(p)``
+2x), and turns them into seconds per unit of ``experiment.cost()``. It then adds up
+the cost of every (experiment, seed) not yet in the cache (cached runs are free, and a
+run two notebooks share counts once) and divides by the number of workers; a sweep
+never takes less than its longest run. Runs under F3's stopping rule train at least ``T(p)``
 steps and at most their cap (10 ``T(p)``): the estimate counts the minimum, and the
 report adds the time if every such run reached its cap.
 """
@@ -84,9 +84,20 @@ def seconds_per_cost(experiment, n_jobs: int = 1) -> float:
     sweep runs it: one BLAS thread, replicas stacked) on this machine, the median of
     ``REPEATS`` timings each, and divides the difference by the difference in cost: a
     run's fixed costs (drawing data and weights, a final evaluation), which a short
-    probe would inflate many times over, cancel out. With ``n_jobs`` > 1 that many
-    processes do this at once, as the sweep's workers run, and the mean of their rates
-    is returned.
+    probe would inflate many times over, cancel out.
+
+    Parameters
+    ----------
+    experiment : experiment
+        A :class:`fa.RunConfig`, a :class:`fa.mnist_runs.MnistConfig`, or another kind
+        with a ``steps`` field.
+    n_jobs : int, default 1
+        Processes timing it at once, as many as the sweep's workers.
+
+    Returns
+    -------
+    float
+        Seconds per unit of ``cost()``: the mean over the processes.
     """
     kind = type(experiment)
     steps_field = dataclasses.is_dataclass(kind) and "steps" in {
