@@ -36,8 +36,9 @@ from .registry import BY_NOTEBOOK
 #: SGD or gradient steps of the timed run of each kind (a few seconds at paper scale).
 PROBE_STEPS = {MnistConfig: 20}
 DEFAULT_PROBE_STEPS = 100
-#: Timings of each probe; their median is kept (a stray busy second moves one, not it).
-REPEATS = 3
+#: Timings of each probe, of which the median is kept: a stray busy second moves one, not
+#: it. Only F4's (seconds a timing, on a machine others share) needed more than one.
+PROBE_REPEATS = {MnistConfig: 3}
 
 
 def _probe(experiment, steps: int):
@@ -82,8 +83,8 @@ def seconds_per_cost(experiment, n_jobs: int = 1) -> float:
 
     Times ``S`` and ``2 S`` steps of ``experiment`` (``S`` from ``PROBE_STEPS``; as the
     sweep runs it: one BLAS thread, replicas stacked) on this machine, the median of
-    ``REPEATS`` timings each, and divides the difference by the difference in cost: a
-    run's fixed costs (drawing data and weights, a final evaluation), which a short
+    ``PROBE_REPEATS`` timings each, and divides the difference by the difference in
+    cost: a run's fixed costs (drawing data and weights, a final evaluation), which a short
     probe would inflate many times over, cancel out.
 
     Parameters
@@ -115,7 +116,7 @@ def seconds_per_cost(experiment, n_jobs: int = 1) -> float:
         for length in (steps, 2 * steps):
             run, cost = probe(experiment, length)
             times = []
-            for _ in range(REPEATS):
+            for _ in range(PROBE_REPEATS.get(kind, 1)):
                 start = time.perf_counter()
                 run()
                 times.append(time.perf_counter() - start)
