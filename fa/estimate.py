@@ -7,8 +7,8 @@ one list for every experiment or a dict giving each experiment its own. For each
 experiment (two-layer runs per activation, with or without dropout; the MNIST network;
 ...) the estimate times short real runs of that kind on this machine as the sweep runs
 them: one BLAS thread each, in as many processes at once as the sweep has workers
-(workers sharing cores or memory bandwidth slow each other: two MNIST workers, about
-2x), and turns them into seconds per unit of ``experiment.cost()``. It then adds up
+(workers sharing cores or memory bandwidth slow each other: two MNIST workers, 1.3-2x
+here), and turns them into seconds per unit of ``experiment.cost()``. It then adds up
 the cost of every (experiment, seed) not yet in the cache (cached runs are free, and a
 run two notebooks share counts once) and divides by the number of workers; a sweep
 never takes less than its longest run. Runs under F3's stopping rule train at least ``T(p)``
