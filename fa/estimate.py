@@ -5,12 +5,13 @@ Every figure module says what its notebook runs: ``sweep_plan(scale, **parameter
 gives them (those that are not settings, such as ``n_jobs``, are ignored) and ``seeds``
 one list for every experiment or a dict giving each experiment its own. For each kind of
 experiment (two-layer runs per activation, with or without dropout; the MNIST network;
-...) the estimate times one short real run of that kind on this
-machine, on one BLAS thread as the sweep's workers run, and turns it
-into seconds per unit of ``experiment.cost()``. It then adds up the cost of every
-(experiment, seed) not yet in the cache (cached runs are free, and a run two
-notebooks share counts once) and divides by the number of workers; a sweep never
-takes less than its longest run. Runs under F3's stopping rule train at least ``T(p)``
+...) the estimate times short real runs of that kind on this machine as the sweep runs
+them: one BLAS thread each, in as many processes at once as the sweep has workers
+(workers sharing cores or memory bandwidth slow each other: two MNIST workers, 1.3-2x
+here), and turns them into seconds per unit of ``experiment.cost()``. It then adds up
+the cost of every (experiment, seed) not yet in the cache (cached runs are free, and a
+run two notebooks share counts once) and divides by the number of workers; a sweep
+never takes less than its longest run. Runs under F3's stopping rule train at least ``T(p)``
 steps and at most their cap (10 ``T(p)``): the estimate counts the minimum, and the
 report adds the time if every such run reached its cap.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -32,8 +34,11 @@ from .mnist_runs import FULL_TEST, SUBSET_TEST, MnistConfig
 from .registry import BY_NOTEBOOK
 
 #: SGD or gradient steps of the timed run of each kind (a few seconds at paper scale).
-PROBE_STEPS = {MnistConfig: 10}
+PROBE_STEPS = {MnistConfig: 20}
 DEFAULT_PROBE_STEPS = 100
+#: Timings of each probe, of which the median is kept: a stray busy second moves one, not
+#: it. Only F4's (seconds a timing, on a machine others share) needed more than one.
+PROBE_REPEATS = {MnistConfig: 3}
 
 
 def _probe(experiment, steps: int):
@@ -73,14 +78,27 @@ def rate_key(experiment):
     return type(experiment)
 
 
-def seconds_per_cost(experiment) -> float:
+def seconds_per_cost(experiment, n_jobs: int = 1) -> float:
     """Measured seconds per unit of ``experiment.cost()`` for experiments of its kind.
 
     Times ``S`` and ``2 S`` steps of ``experiment`` (``S`` from ``PROBE_STEPS``; as the
-    sweep runs it: one BLAS thread, replicas stacked) on this machine and divides the
-    difference by the difference in cost: a run's fixed costs (drawing data and
-    weights, a final evaluation), which a short probe would inflate many times over,
-    cancel out.
+    sweep runs it: one BLAS thread, replicas stacked) on this machine, the median of
+    ``PROBE_REPEATS`` timings each, and divides the difference by the difference in
+    cost: a run's fixed costs (drawing data and weights, a final evaluation), which a short
+    probe would inflate many times over, cancel out.
+
+    Parameters
+    ----------
+    experiment : experiment
+        A :class:`fa.RunConfig`, a :class:`fa.mnist_runs.MnistConfig`, or another kind
+        with a ``steps`` field.
+    n_jobs : int, default 1
+        Processes timing it at once, as many as the sweep's workers.
+
+    Returns
+    -------
+    float
+        Seconds per unit of ``cost()``: the mean over the processes.
     """
     kind = type(experiment)
     steps_field = dataclasses.is_dataclass(kind) and "steps" in {
@@ -89,14 +107,20 @@ def seconds_per_cost(experiment) -> float:
         raise ValueError("The 'experiment' parameter of seconds_per_cost must be an "
                          f"experiment with a 'steps' field or one of "
                          f"{', '.join(k.__name__ for k in _PROBES)}. Got {experiment!r} instead.")
+    if n_jobs > 1:
+        with ProcessPoolExecutor(n_jobs) as pool:
+            return float(np.mean(list(pool.map(seconds_per_cost, [experiment] * n_jobs))))
     probe, steps = _PROBES.get(kind, _probe), PROBE_STEPS.get(kind, DEFAULT_PROBE_STEPS)
     elapsed, costs = [], []
     with threadpool_limits(1):
         for length in (steps, 2 * steps):
             run, cost = probe(experiment, length)
-            start = time.perf_counter()
-            run()
-            elapsed.append(time.perf_counter() - start)
+            times = []
+            for _ in range(PROBE_REPEATS.get(kind, 1)):
+                start = time.perf_counter()
+                run()
+                times.append(time.perf_counter() - start)
+            elapsed.append(float(np.median(times)))
             costs.append(cost)
     # Noise can make the longer run look no slower: fall back to the plain ratio then.
     extra = elapsed[1] - elapsed[0]
@@ -119,8 +143,8 @@ def estimate_seconds(experiments, seeds, *, cache_dir=None, n_jobs: int = 1, rat
         Workers running at once.
     rates : dict, optional
         Seconds per unit of ``cost()`` by :func:`rate_key`; keys missing from it are
-        measured (:func:`seconds_per_cost`, on the costliest pending experiment) and
-        added to it.
+        measured (:func:`seconds_per_cost`, on the costliest pending experiment, with as
+        many processes at once as will run) and added to it.
     counted : set, optional
         ``(experiment, seed)`` pairs already counted by an earlier estimate (runs two
         notebooks share); those to run here are added to it.
@@ -146,7 +170,8 @@ def estimate_seconds(experiments, seeds, *, cache_dir=None, n_jobs: int = 1, rat
     for key in dict.fromkeys(map(rate_key, pending)):
         if key not in rates:
             rates[key] = seconds_per_cost(max((e for e in pending if rate_key(e) == key),
-                                              key=lambda e: e.cost()))
+                                              key=lambda e: e.cost()),
+                                          n_jobs=min(n_jobs, len(pending)))
     # Kinds without a stopping rule have no max_cost: they always train cost().
     times = [rates[rate_key(e)] * (getattr(e, "max_cost", e.cost)() if at_cap else e.cost())
              for e in pending]

