@@ -1,4 +1,5 @@
-"""What a figure notebook runs first: its parameters, checked against the registry.
+"""What a figure notebook runs first: its parameters, checked against the registry, and
+outputs of its own for a papermill run with other parameters.
 
 papermill passes a misspelt parameter (``-p widht 800``) on as a new variable, with
 only a warning, and the notebook would silently run its defaults. The cell after the
@@ -15,17 +16,25 @@ again in the same kernel), papermill, or editing the parameters cell and running
 the cells below. So the check takes the cells run just before it that hold nothing but
 assignments to names, and looks at the names they assign. Run in a namespace without
 that history (plain Python), it falls back to every variable of the namespace.
+
+A papermill run with parameters of its own (``-y 'activations: [relu]'``) would write
+its figures and tables over those of the quick start in ``build/``. Unless it chose its
+``results_dir`` and ``figures_dir`` itself, :func:`check_parameters` points both into
+``runs/<notebook>-<its parameters>/`` there, and says so.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import types
 
 from .registry import figure
 
 #: Names IPython itself puts into a notebook's namespace.
 _IPYTHON = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+#: Parameters that change where and how a run goes, never what it computes.
+_PLACE = {"n_jobs", "scheduler", "results_dir", "figures_dir"}
 
 
 def _assigned(source: str) -> set[str] | None:
@@ -103,3 +112,21 @@ def check_parameters(namespace: dict, notebook: str) -> None:
         raise ValueError(f"Unknown parameter{'s' if len(unknown) > 1 else ''} "
                          f"{', '.join(map(repr, unknown))} for notebook {notebook}; "
                          f"accepted names: {', '.join(accepted)}.")
+    _own_outputs(namespace, notebook)
+
+
+def _own_outputs(namespace: dict, notebook: str) -> None:
+    """Point a papermill run with parameters of its own at ``runs/<notebook>-<them>/``."""
+    history = namespace.get("In")
+    injected = next((source for source in reversed(history or [])
+                     if source.startswith("# Parameters")), None)
+    if injected is None or {"results_dir", "figures_dir"} & _assigned(injected):
+        return
+    own = sorted(_assigned(injected) - _PLACE)
+    if not own:
+        return
+    tag = "-".join(f"{name}={namespace[name]}" for name in own)
+    folder = f"runs/{notebook}-{re.sub(r'[^A-Za-z0-9=.,_-]+', '', tag)[:120]}"
+    namespace["results_dir"], namespace["figures_dir"] = f"{folder}/results", f"{folder}/figures"
+    print(f"Parameters of its own ({', '.join(own)}): this run writes to {folder}/ in the "
+          "output folder, beside the quick start's results/ and figures/.")

@@ -174,3 +174,17 @@ def test_executed_notebooks_keep_a_progress_bar_as_its_last_state():
     render_streams(nb)
     assert [o.output_type for o in cell.outputs] == ["stream", "execute_result"]
     assert cell.outputs[0].text == "F1: 4 runs, 0 from the cache\nF1: 100%|####|\n"
+
+
+def test_a_papermill_run_with_parameters_of_its_own_writes_beside_the_quick_start(tmp_path,
+                                                                                   monkeypatch):
+    papermill = pytest.importorskip("papermill")
+    monkeypatch.setenv("FA_OUTPUT_ROOT", str(tmp_path))
+    out = tmp_path / "executed.ipynb"
+    papermill.execute_notebook(str(paths.NOTEBOOKS_DIR / "01_convergence.ipynb"), str(out),
+                               parameters={"rerun": False}, cwd=str(paths.NOTEBOOKS_DIR),
+                               progress_bar=False)
+    own = tmp_path / "runs" / "01_convergence-rerun=False"
+    assert (own / "figures" / "convergence.png").exists()
+    assert not (tmp_path / "figures").exists() and not (tmp_path / "results").exists()
+    assert "this run writes to runs/01_convergence-rerun=False/" in out.read_text()
