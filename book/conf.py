@@ -20,6 +20,8 @@ extensions = ["myst_nb", "sphinx_external_toc", "sphinx_design"]
 external_toc_path = "book/_toc.yml"
 #: Only the book's pages are read: the source folder is the whole checkout.
 include_patterns = ["README.md", "docs/*.md", "gallery/*.ipynb"]
+# A gallery notebook still being executed is written as <name>.partial.ipynb.
+exclude_patterns = ["gallery/*.partial.ipynb"]
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3          # the README's and docs' "#section" links resolve
 nb_execution_mode = "off"         # the gallery notebooks are shown as executed, never rerun
