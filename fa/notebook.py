@@ -120,9 +120,10 @@ def _own_outputs(namespace: dict, notebook: str) -> None:
     history = namespace.get("In")
     injected = next((source for source in reversed(history or [])
                      if source.startswith("# Parameters")), None)
-    if injected is None or {"results_dir", "figures_dir"} & _assigned(injected):
+    assigned = _assigned(injected) if injected is not None else None
+    if not assigned or {"results_dir", "figures_dir"} & assigned:
         return
-    own = sorted(_assigned(injected) - _PLACE)
+    own = sorted(assigned - _PLACE)
     if not own:
         return
     tag = "-".join(f"{name}={namespace[name]}" for name in own)
