@@ -19,18 +19,19 @@ run_sweep, RunConfig
     (``cluster.connect``).
 settings
     The protocol of F1-F3 at "quick" or "paper" scale (F4 and the mechanisms
-    notebook: ``fa.mnist_figure.settings`` and ``fa.mechanisms.settings``).
+    notebook: ``fa.figures.mnist.settings`` and ``fa.figures.mechanisms.settings``).
 train_deep, load_mnist
     Deeper ReLU networks by BP or FA on MNIST (the full set, downloaded once and
     verified, or the bundled subset offline).
-registry, gallery
-    Every figure declared once; the data behind each committed figure.
+figures, gallery
+    Every figure declared once (``fa.figures.FIGURES``); the data behind each
+    committed figure.
 
-Figure modules, each imported by name (``import fa.convergence``):
-``fa.convergence`` (F1), ``fa.alignment_dynamics`` (F2), ``fa.width_dependence``
-(F3, F3-dropout), ``fa.mnist_figure`` (F4) and ``fa.mechanisms`` (why it happens);
-each has ``sweep_plan``, ``plot`` and ``claims``, and builds its experiments with
-``configs`` (one per mechanism in ``fa.mechanisms``); see docs/extending.md.
+The figure modules live in ``fa/figures/``, one a figure
+(``from fa.figures import convergence``): ``convergence`` (F1), ``alignment_dynamics``
+(F2), ``width_dependence`` (F3, F3-dropout), ``mnist`` (F4) and ``mechanisms`` (why it
+happens); each has ``sweep_plan``, ``plot`` and ``claims``, and builds its experiments
+with ``configs``; see docs/extending.md.
 """
 
 __version__ = "0.1.0"
@@ -43,7 +44,7 @@ from .experiments import RunConfig, SweepResult, cache_key, run_sweep
 from .presets import settings
 from .deep import DeepResult, init_deep, train_deep
 from .mnist import MnistData, load_mnist, read_idx
-from . import claims, cluster, constraints, gallery, loop, model, notebook, paths, registry
+from . import claims, cluster, constraints, figures, gallery, loop, model, notebook, paths
 
 __all__ = ["ACTIVATIONS", "RULES", "Activation", "Stopping", "DeepResult", "DivergenceWarning", "MnistData",
            "RunConfig", "SweepResult", "TrainResult", "cache_key", "cosine", "init_deep",

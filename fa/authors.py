@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from fa import paths, plotting, width_dependence
+from fa import paths, plotting
+from fa.figures import width_dependence
 from fa.claims import Claim
 
 REPOSITORY = "https://github.com/ChristophorusX/align_neurips_simulations"
@@ -50,7 +51,7 @@ def compare_f3(runs: pd.DataFrame, regularizer: str = "l2") -> pd.DataFrame:
     Parameters
     ----------
     runs : pandas.DataFrame
-        One row per run, from :func:`fa.width_dependence.tidy`.
+        One row per run, from :func:`fa.figures.width_dependence.tidy`.
     regularizer : {"l2", "dropout"}
         Which row of F3: its strength is lam for L2, the rate q for dropout.
 
@@ -124,7 +125,7 @@ def _colors(ax) -> dict[str, str]:
     handles, labels = ax.get_legend_handles_labels()
     lines = [h.lines[0] if hasattr(h, "lines") else h for h in handles]
     return {label: line.get_color() for line, label in zip(lines, labels)
-            if hasattr(line, "get_color")}     # not the rings of fa.width_dependence
+            if hasattr(line, "get_color")}     # not the rings of fa.figures.width_dependence
 
 
 def _hollow(ax, x, y, color) -> None:
@@ -133,7 +134,7 @@ def _hollow(ax, x, y, color) -> None:
 
 def overlay_f3(fig, tables: dict[str, pd.DataFrame]):
     """Draw the authors' means of ``tables`` ({"l2": ..., "dropout": ...} from
-    :func:`compare_f3`) as hollow circles on :func:`fa.width_dependence.plot`'s figure."""
+    :func:`compare_f3`) as hollow circles on :func:`fa.figures.width_dependence.plot`'s figure."""
     panels = {f"{title}, {'L2 on β' if reg == 'l2' else 'dropout'}": (act, reg)
               for act, title in plotting.TITLES.items() for reg in tables}
     for ax in fig.axes:
@@ -156,7 +157,7 @@ def compare_f4(frame: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     frame : pandas.DataFrame
-        From :func:`fa.mnist_figure.tidy`.
+        From :func:`fa.figures.mnist.tidy`.
 
     Returns
     -------
@@ -185,7 +186,7 @@ def compare_f4(frame: pd.DataFrame) -> pd.DataFrame:
 
 def overlay_f4(fig):
     """Draw the authors' curves (hollow circles at their recorded steps) on panels (a) and
-    (c) of :func:`fa.mnist_figure.plot`'s figure, for each lam it draws."""
+    (c) of :func:`fa.figures.mnist.plot`'s figure, for each lam it draws."""
     theirs = load("f4_one_hidden_layer_curves")
     panels = {"error-signal alignment, 1 hidden layer": "signal_alignment",
               "test accuracy, 1 hidden layer": "test_accuracy"}

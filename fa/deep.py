@@ -15,7 +15,7 @@ root of its fan-in::
 For the paper's 784-1000-10 network this is ``Z = W2 relu(W1 x) / sqrt(1000)``, the
 authors' network, with which their ``eta = 0.01`` trains. (Their two-hidden-layer
 appendix run divided the logits by ``p`` instead; here every layer above the input
-keeps ``1 / sqrt(fan-in)``, see :mod:`fa.mnist_figure`.) ``scale_input=True`` also
+keeps ``1 / sqrt(fan-in)``, see :mod:`fa.figures.mnist`.) ``scale_input=True`` also
 divides the first layer by ``sqrt(784)`` (pre-activations of order 1 instead of 28); since
 relu is positively homogeneous that network is the paper's with its logits divided by
 28, and it needs a step size of order 1-10 (and a correspondingly smaller ``lam``)

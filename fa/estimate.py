@@ -31,7 +31,7 @@ from .cache import is_cached
 from .deep import train_deep
 from .experiments import RunConfig
 from .mnist_runs import FULL_TEST, SUBSET_TEST, MnistConfig
-from .registry import BY_NOTEBOOK
+from .figures import BY_NOTEBOOK
 
 #: SGD or gradient steps of the timed run of each kind (a few seconds at paper scale).
 PROBE_STEPS = {MnistConfig: 20}

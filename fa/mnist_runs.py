@@ -1,6 +1,6 @@
 """The F4 experiment: :class:`MnistConfig`, one (depth, rule, lam) of the MNIST figure.
 
-Kept apart from the figure (:mod:`fa.mnist_figure`: settings, plot, claims) because
+Kept apart from the figure (:mod:`fa.figures.mnist`: settings, plot, claims) because
 its source enters the cache key of every MNIST run (``numerics_modules``): restyling
 the figure must not retrain an hour of runs, while a change to how a run is trained
 or recorded must.
@@ -62,7 +62,7 @@ class MnistConfig:
         object.__setattr__(self, "hidden", tuple(int(p) for p in hidden))  # hashable
         if self.data != "subset" and (not self.data.startswith("idx-") or self.data_dir is None):
             raise fail("data", caller, "'subset', or a fingerprint 'idx-...' of the IDX files "
-                        "in data_dir (see fa.mnist_figure.configs)",
+                        "in data_dir (see fa.figures.mnist.configs)",
                         (self.data, self.data_dir))
 
     @property
@@ -118,7 +118,7 @@ def _load(data: str, data_dir: str | None, dtype: str):
     if found != data:
         raise ValueError(f"The MNIST files in {data_dir} are not the data these runs were "
                          f"planned on (fingerprint {found}, expected {data}); rebuild the "
-                         "configs with fa.mnist_figure.configs.")
+                         "configs with fa.figures.mnist.configs.")
     return load_mnist(data_dir, dtype=dtype)
 
 

@@ -29,7 +29,7 @@ import ast
 import re
 import types
 
-from .registry import figure
+from .figures import figure
 
 #: Names IPython itself puts into a notebook's namespace.
 _IPYTHON = {"In", "Out", "get_ipython", "exit", "quit", "open"}
@@ -93,7 +93,7 @@ def check_parameters(namespace: dict, notebook: str) -> None:
         check holds on a second run in the same kernel; without ``In``, every variable
         of ``namespace``.
     notebook : str
-        The notebook's name, e.g. ``"03_width_dependence"`` (see :mod:`fa.registry`).
+        The notebook's name, e.g. ``"03_width_dependence"`` (see :mod:`fa.figures`).
 
     Raises
     ------

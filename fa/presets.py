@@ -158,7 +158,7 @@ def settings(figure: str, scale: str = "quick", **overrides) -> FigureSettings:
     ValueError
         For an unknown figure, scale or field name, or a value of the wrong type.
     """
-    from .registry import FIGURES as REGISTERED
+    from .figures import FIGURES as REGISTERED
 
     figure = check_option(figure, "figure", "settings", FIGURES)
     notebook = next(f.notebook for f in REGISTERED if f.key == figure)

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from . import cache, paths
 from .presets import SCALES
-from .registry import BY_NOTEBOOK, FIGURES
+from .figures import BY_NOTEBOOK, FIGURES
 
 
 def available() -> dict[str, str]:
@@ -96,7 +96,7 @@ def parse_sets(items: list[str] | None, names: list[str]) -> dict:
 
     ``VALUE`` is read as a Python literal (``10``, ``[200, 400]``, ``None``, ``False``)
     and kept as text otherwise (``activation=relu``). Each ``NAME`` must be a parameter of
-    every notebook run (:mod:`fa.registry`) and not one an option of this command sets.
+    every notebook run (:mod:`fa.figures`) and not one an option of this command sets.
     """
     sets = {}
     for item in items or []:

@@ -11,7 +11,8 @@ import pytest
 matplotlib.use("Agg")
 
 import fa
-from fa import authors, mnist_figure, width_dependence
+from fa import authors
+from fa.figures import mnist as mnist_figure, width_dependence
 
 THEIRS = authors.load("f3_l2_final_alignment")
 

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fa import alignment_dynamics, convergence, settings, width_dependence
+from fa import settings
+from fa.figures import alignment_dynamics, convergence, width_dependence
 
 STEPS = np.arange(0, 1001, 10)
 

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import pytest
 
 import fa
-from fa import alignment_dynamics, convergence, width_dependence
+from fa.figures import alignment_dynamics, convergence, width_dependence
 
 TINY = dict(activations=["relu"], n_seeds=2, steps=300, n=20, d=40)
 

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fa import gallery, paths, registry
+from fa import figures, gallery, paths
 from fa.experiments import RunConfig
 
 papermill = pytest.importorskip("papermill")
 
 #: The figures whose notebooks redraw from committed data.
-REDRAWN = [f for f in registry.FIGURES if "rerun" in f.parameters]
+REDRAWN = [f for f in figures.FIGURES if "rerun" in f.parameters]
 
 
 def test_every_redrawn_figure_is_in_the_gallery():
@@ -55,7 +55,7 @@ def test_a_gallery_figure_redraws_from_its_data_and_its_claims_hold(tmp_path, fi
 RUN_ID = ["activation", "width", "regularizer", "strength", "seed"]
 
 
-@pytest.mark.parametrize("figure", [f for f in registry.FIGURES if f.archived],
+@pytest.mark.parametrize("figure", [f for f in figures.FIGURES if f.archived],
                          ids=lambda f: f.notebook)
 def test_the_committed_runs_are_those_behind_the_figure(figure):
     sweep, _ = gallery.load(figure.key)

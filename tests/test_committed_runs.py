@@ -7,7 +7,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from fa import cache, paths, reproduce, width_dependence
+from fa import cache, paths, reproduce
+from fa.figures import width_dependence
 
 
 def test_archive_commits_the_finished_runs_and_a_paper_run_restores_them(tmp_path,

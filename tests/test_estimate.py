@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from fa import cache, estimate, mnist_figure, mnist_runs
+from fa import cache, estimate, mnist_runs
+from fa.figures import mnist as mnist_figure
 from fa.experiments import RunConfig
 from fa.mnist_runs import MnistConfig
 

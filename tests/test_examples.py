@@ -14,8 +14,9 @@ import pytest
 import fa
 
 PACKAGE = Path(fa.__file__).parent
-#: Modules with at least one example, as "fa.trainer", ...
-WITH_EXAMPLES = sorted(f"fa.{p.stem}" for p in PACKAGE.glob("*.py") if ">>>" in p.read_text())
+#: Modules with at least one example, as "fa.trainer", "fa.figures.mnist", ...
+WITH_EXAMPLES = sorted(".".join(("fa", *p.relative_to(PACKAGE).with_suffix("").parts))
+                       for p in PACKAGE.rglob("*.py") if ">>>" in p.read_text())
 
 
 def test_the_examples_are_found():

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 import fa
-from fa import gallery, width_dependence
+from fa import gallery
+from fa.figures import width_dependence
 
 
 def tiny_sweep(steps=30, **kw):

@@ -17,13 +17,13 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from fa import notebook, paths, registry, student
+from fa import figures, notebook, paths, student
 
-NOTEBOOKS = [f.notebook for f in registry.FIGURES]
+NOTEBOOKS = [f.notebook for f in figures.FIGURES]
 WITH_EXERCISES = [p.stem for p in sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb"))
                   if "solution" in p.read_text()]
 #: Parameters-cell lines that make each notebook fast: appended, so they win.
-FAST = {name: "rerun = False" if "rerun" in registry.figure(name).accepted else ""
+FAST = {name: "rerun = False" if "rerun" in figures.figure(name).accepted else ""
         for name in NOTEBOOKS}
 
 

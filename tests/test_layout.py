@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import fa
-from fa import paths, presets, registry, width_dependence
+from fa import figures, paths, presets
+from fa.figures import width_dependence
 
 
 def parameters(name):
@@ -19,7 +20,7 @@ def parameters(name):
     return set(re.findall(r"^(\w+)\s*=", source, flags=re.M)), nb
 
 
-@pytest.mark.parametrize("figure", registry.FIGURES, ids=lambda f: f.notebook)
+@pytest.mark.parametrize("figure", figures.FIGURES, ids=lambda f: f.notebook)
 def test_every_registered_notebook_defines_exactly_its_accepted_parameters(figure):
     names, nb = parameters(figure.notebook)
     assert names == set(figure.accepted)
@@ -33,8 +34,8 @@ def test_every_registered_notebook_defines_exactly_its_accepted_parameters(figur
 
 def test_every_notebook_is_registered_or_a_course_notebook():
     on_disk = {p.stem for p in paths.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")}
-    assert set(registry.BY_NOTEBOOK) <= on_disk
-    for name in on_disk - set(registry.BY_NOTEBOOK):   # exercises, no figure, no parameters
+    assert set(figures.BY_NOTEBOOK) <= on_disk
+    for name in on_disk - set(figures.BY_NOTEBOOK):   # exercises, no figure, no parameters
         tags = [c["metadata"].get("tags", []) for c in json.loads(
             (paths.NOTEBOOKS_DIR / f"{name}.ipynb").read_text())["cells"]]
         assert any("solution" in t for t in tags) and not any("parameters" in t for t in tags), name
@@ -43,7 +44,7 @@ def test_every_notebook_is_registered_or_a_course_notebook():
 
 def test_readme_table_lists_every_registered_figure():
     readme = (paths.CHECKOUT / "README.md").read_text()
-    for f in registry.FIGURES:
+    for f in figures.FIGURES:
         assert f"notebooks/{f.notebook}.ipynb" in readme
         assert f"figures/{f.key}" in readme
 

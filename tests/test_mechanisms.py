@@ -7,8 +7,8 @@ from array_api_compat import array_namespace
 
 import fa
 from fa import estimate
-from fa import mechanisms as m
-from fa import mechanisms_runs as mr
+from fa.figures import mechanisms as m
+from fa.figures import mechanisms_runs as mr
 from fa.model import psi
 
 

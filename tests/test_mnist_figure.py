@@ -1,4 +1,4 @@
-"""Fast tests of fa.mnist_figure: settings, the experiment on the sweep engine, paired
+"""Fast tests of fa.figures.mnist: settings, the experiment on the sweep engine, paired
 runs, the cache and its data key, the CSV, the figure, and claims that fail on data that
 violate them."""
 
@@ -10,7 +10,8 @@ import pytest
 import threadpoolctl
 
 import fa
-from fa import mnist_figure, mnist_runs
+from fa import mnist_runs
+from fa.figures import mnist as mnist_figure
 from fa.mnist import SUBSET_SOURCE, MnistFallbackWarning, fingerprint, standard_fingerprint
 
 TINY = dict(hidden=8, depth=1, steps=3, deep_steps=3, record_every=1, n_seeds=1, batch_size=50,

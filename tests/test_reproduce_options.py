@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from fa import estimate, paths, reproduce, width_dependence
+from fa import estimate, paths, reproduce
+from fa.figures import width_dependence
 
 
 def test_values_are_python_literals_or_text():

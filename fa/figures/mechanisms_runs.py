@@ -10,7 +10,7 @@ when frozen (:func:`predicted_loss`) and the exact split ``beta_t = c_t beta_0 +
 :class:`DynamicsRun`) follow the protocol of :mod:`fa.sweep`, so :func:`fa.run_sweep`
 runs, caches and parallelises them like :class:`fa.RunConfig`; :func:`kernel_configs`,
 :func:`alignment_configs` and :func:`dynamics_configs` build the notebook's from its
-:func:`settings`. :mod:`fa.mechanisms` tabulates, draws and checks what they give.
+:func:`settings`. :mod:`fa.figures.mechanisms` tabulates, draws and checks what they give.
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ from typing import ClassVar
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import _figure, model
-from .constraints import check_option, validate
-from .data import make_data
-from .experiments import RunConfig
-from .model import ACTIVATIONS, RULES, cosine
-from .presets import PROTOCOL, resolve
-from .loop import lam_at
-from .trainer import train
+from .. import model
+from . import _common
+from ..constraints import check_option, validate
+from ..data import make_data
+from ..experiments import RunConfig
+from ..model import ACTIVATIONS, RULES, cosine
+from ..presets import PROTOCOL, resolve
+from ..loop import lam_at
+from ..trainer import train
 
 __all__ = ["AlignmentRun", "DynamicsRun", "KernelRun", "MechanismSettings", "Trajectory",
            "alignment_configs", "decompose", "dynamics_configs", "kernel", "kernel_configs",
@@ -444,7 +445,7 @@ class DynamicsRun(_MechanismRun):
 # --- the experiments of the notebook ---------------------------------------------
 
 def _network(s: MechanismSettings) -> dict:
-    return dict(activation=s.activation, data=_figure.data_kind(s.activation), n=s.n, d=s.d,
+    return dict(activation=s.activation, data=_common.data_kind(s.activation), n=s.n, d=s.d,
                 lr=s.lr)
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import _figure, plotting
-from .claims import Claim
-from .experiments import RunConfig
-from .presets import DROPOUT_WIDTHS, PROTOCOL, FigureSettings, settings, width_steps
+from .. import plotting
+from . import _common
+from ..claims import Claim
+from ..experiments import RunConfig
+from ..presets import DROPOUT_WIDTHS, PROTOCOL, FigureSettings, settings, width_steps
 
 NAME = "width_dependence"
 COLUMNS = ["activation", "regularizer", "strength", "width", "seed", "alignment", "loss", "steps",
@@ -35,7 +36,7 @@ def configs(s: FigureSettings, *, dropout_widths=None) -> list[RunConfig]:
     out = []
     for act in s.activations:
         proto = PROTOCOL[act]
-        common = dict(activation=act, data=_figure.data_kind(act), n=s.n, d=s.d, rule="fa",
+        common = dict(activation=act, data=_common.data_kind(act), n=s.n, d=s.d, rule="fa",
                       until_converged=s.until_converged, check_every=CHECK_EVERY,
                       dtype=s.dtype_for(act))
         for p in s.widths:
@@ -63,7 +64,7 @@ def dropout_widths(s: FigureSettings, scale: str, widths=None, dropout_widths=No
 def sweep_plan(scale: str = "paper", **overrides) -> tuple[list[RunConfig], list[int]]:
     """The configurations and seeds the notebook runs at ``scale`` with the parameters
     ``overrides`` (none: its defaults), for estimates."""
-    s = settings(NAME, scale, **_figure.settings_overrides(FigureSettings, overrides))
+    s = settings(NAME, scale, **_common.settings_overrides(FigureSettings, overrides))
     widths = dropout_widths(s, scale, overrides.get("widths"), overrides.get("dropout_widths"))
     return configs(s, dropout_widths=widths), list(range(s.n_seeds))
 
@@ -75,7 +76,7 @@ def tidy(sweep, results_dir=None) -> pd.DataFrame:
                                       "steps_taken": "steps_taken_"})
     runs["steps"] = runs.pop("steps_taken_")
     runs = runs[~runs["diverged"]][COLUMNS]
-    _figure.write_csv(runs, NAME, results_dir)
+    _common.write_csv(runs, NAME, results_dir)
     return runs
 
 

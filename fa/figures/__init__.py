@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from .constraints import check_option
+from ..constraints import check_option
 
 #: Parameters every figure notebook takes.
 RUN_PARAMETERS = ("scale", "n_seeds", "n_jobs", "scheduler", "results_dir", "figures_dir")
@@ -44,20 +44,20 @@ _TWO_LAYER = ("activations", "widths", "lambdas", "steps", "backend", "device", 
 
 FIGURES = (
     Figure("convergence", "01_convergence", "Fig. 1", "F1 convergence (loss curves)",
-           "fa.convergence", _TWO_LAYER),
+           "fa.figures.convergence", _TWO_LAYER),
     Figure("alignment_dynamics", "02_alignment_dynamics", "Fig. 2",
-           "F2 alignment with and without regularisation", "fa.alignment_dynamics",
+           "F2 alignment with and without regularisation", "fa.figures.alignment_dynamics",
            _TWO_LAYER + ("dropout_rates",)),
     Figure("width_dependence", "03_width_dependence", "Fig. 3 and appendix",
-           "F3 width dependence (and F3-dropout)", "fa.width_dependence",
+           "F3 width dependence (and F3-dropout)", "fa.figures.width_dependence",
            _TWO_LAYER + ("dropout_rates", "dropout_widths", "until_converged", "dtype"),
            archived=True),
     Figure("mnist", "04_mnist", "Fig. 4 and appendix", "F4 MNIST, beyond two layers",
-           "fa.mnist_figure", ("steps", "deep_n_seeds", "deep_steps", "hidden", "depth",
+           "fa.figures.mnist", ("steps", "deep_n_seeds", "deep_steps", "hidden", "depth",
                                "batch_size", "lr", "lambdas", "subset", "data_dir",
                                "download", "rerun")),
     Figure("mechanisms", "05_mechanisms", "Sections 3-4 (the proofs' mechanisms)",
-           "Why it happens: the mechanisms, measured", "fa.mechanisms",
+           "Why it happens: the mechanisms, measured", "fa.figures.mechanisms",
            ("widths", "activation")),
 )
 BY_NOTEBOOK = {f.notebook: f for f in FIGURES}

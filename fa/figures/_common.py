@@ -7,9 +7,9 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from . import paths
-from ._io import atomic_write
-from .presets import PROTOCOL, FigureSettings, settings
+from .. import paths
+from .._io import atomic_write
+from ..presets import PROTOCOL, FigureSettings, settings
 
 
 def data_kind(activation: str) -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import _figure, plotting
-from .claims import Claim
-from .experiments import RunConfig
-from .presets import PROTOCOL, FigureSettings
+from .. import plotting
+from . import _common
+from ..claims import Claim
+from ..experiments import RunConfig
+from ..presets import PROTOCOL, FigureSettings
 
 NAME = "convergence"
 #: Below this fraction of the initial loss, float64 round-off shapes the curve.
@@ -25,7 +26,7 @@ def configs(s: FigureSettings) -> list[RunConfig]:
     out = []
     for act in s.activations:
         for p in s.widths:
-            common = dict(activation=act, width=p, data=_figure.data_kind(act), n=s.n, d=s.d,
+            common = dict(activation=act, width=p, data=_common.data_kind(act), n=s.n, d=s.d,
                           lr=PROTOCOL[act].lr, steps=s.steps, record_every=s.record_every,
                           dtype=s.dtype_for(act), regularizer="l2")
             out += [RunConfig(rule="fa", lam=lam, strength=lam, **common)
@@ -37,7 +38,7 @@ def configs(s: FigureSettings) -> list[RunConfig]:
 def sweep_plan(scale: str = "paper", **overrides) -> tuple[list[RunConfig], list[int]]:
     """The configurations and seeds the notebook runs at ``scale`` with the parameters
     ``overrides`` (none: its defaults), for estimates."""
-    return _figure.sweep_plan(NAME, configs, scale, overrides)
+    return _common.sweep_plan(NAME, configs, scale, overrides)
 
 
 def tidy(sweep, results_dir=None) -> pd.DataFrame:
@@ -47,7 +48,7 @@ def tidy(sweep, results_dir=None) -> pd.DataFrame:
     Returns the tidy curves: activation, width, rule, lam, seed, step, loss.
     """
     curves = sweep.curves[["activation", "width", "rule", "lam", "seed", "step", "loss"]]
-    _figure.write_csv(curves, NAME, results_dir)
+    _common.write_csv(curves, NAME, results_dir)
     return curves
 
 
@@ -60,7 +61,7 @@ def plot(curves: pd.DataFrame):
     plotting.use_style()
     activations = list(dict.fromkeys(curves["activation"]))
     fig, axes = plotting.subplots(len(activations), width=4.0, height=4.6)
-    stats = _figure.log_mean_sd(curves, ["activation", "rule", "lam", "step"], "loss")
+    stats = _common.log_mean_sd(curves, ["activation", "rule", "lam", "step"], "loss")
     for ax, act in zip(axes[0], activations):
         here = stats[stats["activation"] == act]
         fa_runs = here[here["rule"] == "fa"]

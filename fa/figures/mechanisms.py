@@ -11,7 +11,7 @@ Notation as in ``docs/model.md``; ``v = b`` (FA) or ``beta`` (BP). Three stateme
 3. **Regularise, then release.** After the release ``c_t`` stops changing and the learned
    part moves only by what the (now exponentially falling) error still adds.
 
-The settings, the algebra and the experiments are in :mod:`fa.mechanisms_runs`
+The settings, the algebra and the experiments are in :mod:`fa.figures.mechanisms_runs`
 (:func:`settings` and the ``*_configs`` are imported here for the notebook). This module
 turns the sweeps into tables, and draws and checks them.
 """
@@ -23,8 +23,9 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-from . import _figure, plotting
-from .claims import Claim
+from .. import plotting
+from . import _common
+from ..claims import Claim
 from .mechanisms_runs import (AlignmentRun, DynamicsRun, MechanismSettings, alignment_configs,
                               dynamics_configs, kernel_configs, settings)
 from .width_dependence import fit_power_law
@@ -52,7 +53,7 @@ def kernel_tables(sweep) -> tuple[pd.DataFrame, pd.DataFrame]:
     spectra : DataFrame
         One row per (width, seed): ``second_min`` (the same in every rule), then for
         each rule ``r`` of the sweep, in its order, ``r_first_norm``, ``r_first_min``,
-        ``r_min`` and ``r_drift`` (the scalars of :class:`~fa.mechanisms_runs.KernelRun`).
+        ``r_min`` and ``r_drift`` (the scalars of :class:`~fa.figures.mechanisms_runs.KernelRun`).
     curves : DataFrame
         width, seed, rule, step, ``measured`` (:func:`fa.train`) and ``predicted``
         (frozen ``G_0``) loss.
@@ -98,7 +99,7 @@ def kernel_summary(spectra: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
 
 def alignment_table(sweep) -> pd.DataFrame:
     """The table of statement 2 from the sweep of :func:`alignment_configs`: one row per
-    (width, lam, seed) with the record of :class:`~fa.mechanisms_runs.AlignmentRun`."""
+    (width, lam, seed) with the record of :class:`~fa.figures.mechanisms_runs.AlignmentRun`."""
     return sweep.runs[["width", "lam", "seed", *AlignmentRun.scalars]].reset_index(drop=True)
 
 
@@ -145,7 +146,7 @@ def dynamics_tables(sweep) -> tuple[pd.DataFrame, pd.DataFrame]:
     -------
     frame, checks : DataFrame
         schedule (``"constant"`` or ``"release"``), seed, and the curves (``frame``) or
-        the scalars (``checks``) of :class:`~fa.mechanisms_runs.DynamicsRun`.
+        the scalars (``checks``) of :class:`~fa.figures.mechanisms_runs.DynamicsRun`.
     """
     frame = sweep.curves.rename(columns={"lam_schedule": "schedule"})
     checks = sweep.runs.rename(columns={"lam_schedule": "schedule"})
@@ -482,11 +483,11 @@ plot = plot_kernel
 def sweep_plan(scale: str = "paper", **overrides) -> tuple[list, list[int]]:
     """The experiments and seeds the notebook runs at ``scale`` with the parameters
     ``overrides`` (none: its defaults), for :mod:`fa.estimate`."""
-    s = settings(scale, **_figure.settings_overrides(MechanismSettings, overrides))
+    s = settings(scale, **_common.settings_overrides(MechanismSettings, overrides))
     return kernel_configs(s) + alignment_configs(s) + dynamics_configs(s), list(range(s.n_seeds))
 
 
 def write_results(tables: dict, results_dir=None) -> list:
     """Write each DataFrame of ``tables`` to ``<results_dir>/mechanisms_<key>.csv``."""
-    return [_figure.write_csv(frame, f"{NAME}_{key}", results_dir)
+    return [_common.write_csv(frame, f"{NAME}_{key}", results_dir)
             for key, frame in tables.items()]

@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import _figure, plotting
-from .claims import Claim
-from .experiments import RunConfig
-from .presets import PROTOCOL, FigureSettings
+from .. import plotting
+from . import _common
+from ..claims import Claim
+from ..experiments import RunConfig
+from ..presets import PROTOCOL, FigureSettings
 
 NAME = "alignment_dynamics"
 COLUMNS = ["activation", "regularizer", "strength", "seed", "step", "alignment", "loss"]
@@ -36,7 +37,7 @@ def configs(s: FigureSettings) -> list[RunConfig]:
     for act in s.activations:
         proto = PROTOCOL[act]
         for p in s.widths:
-            common = dict(activation=act, width=p, data=_figure.data_kind(act), n=s.n, d=s.d,
+            common = dict(activation=act, width=p, data=_common.data_kind(act), n=s.n, d=s.d,
                           steps=s.steps, record_every=s.record_every, dtype=s.dtype_for(act),
                           rule="fa")
             lams = s.lambdas_for(act)
@@ -55,14 +56,14 @@ def configs(s: FigureSettings) -> list[RunConfig]:
 def sweep_plan(scale: str = "paper", **overrides) -> tuple[list[RunConfig], list[int]]:
     """The configurations and seeds the notebook runs at ``scale`` with the parameters
     ``overrides`` (none: its defaults), for estimates."""
-    return _figure.sweep_plan(NAME, configs, scale, overrides)
+    return _common.sweep_plan(NAME, configs, scale, overrides)
 
 
 def tidy(sweep, results_dir=None) -> pd.DataFrame:
     """The figure's table from the sweep of :func:`configs`; also written to
     ``<results_dir>/alignment_dynamics.csv``."""
     curves = sweep.curves[COLUMNS]
-    _figure.write_csv(curves, NAME, results_dir)
+    _common.write_csv(curves, NAME, results_dir)
     return curves
 
 
@@ -80,8 +81,8 @@ def plot(curves: pd.DataFrame, s: FigureSettings):
         + (["dropout"] if "dropout" in present else [])
     fig, axes = plotting.subplots(len(activations), len(rows), height=3.0, sharex=True)
     by = ["activation", "regularizer", "strength", "step"]
-    align = _figure.mean_sd(curves, by, "alignment")
-    loss = _figure.log_mean_sd(curves, by, "loss")
+    align = _common.mean_sd(curves, by, "alignment")
+    loss = _common.log_mean_sd(curves, by, "loss")
     t_release = release_step(s)
     for j, act in enumerate(activations):
         a = align[align["activation"] == act]

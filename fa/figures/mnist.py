@@ -37,13 +37,14 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_info
 
-from . import _figure, plotting
-from .claims import Claim
-from .mnist import (SUBSET_SOURCE, cache_dir, describe, fingerprint, locate_mnist,
+from .. import plotting
+from . import _common
+from ..claims import Claim
+from ..mnist import (SUBSET_SOURCE, cache_dir, describe, fingerprint, locate_mnist,
                     standard_fingerprint)
-from .mnist_runs import MnistConfig
-from .presets import resolve
-from .sweep import SweepResult
+from ..mnist_runs import MnistConfig
+from ..presets import resolve
+from ..sweep import SweepResult
 
 NAME = "mnist"
 COLUMNS = ["depth", "rule", "lam", "seed", "step", "layer", "weight_alignment",
@@ -161,7 +162,7 @@ def sweep_plan(scale: str = "paper", **overrides) -> tuple[list[MnistConfig], di
     """The configurations and the seeds of each (a dict) that the notebook runs at
     ``scale`` with the parameters ``overrides`` (none: its defaults), without loading or
     downloading any data (for estimates)."""
-    s = settings(scale, **_figure.settings_overrides(MnistSettings, overrides, extra=("depth",)))
+    s = settings(scale, **_common.settings_overrides(MnistSettings, overrides, extra=("depth",)))
     by_depth = seeds(s)
     planned = configs(s, data=data_choice(s, fetch=False))
     return planned, {c: by_depth[c.depth] for c in planned}
@@ -185,7 +186,7 @@ def tidy(sweeps, results_dir=None) -> pd.DataFrame:
                                     on=["run", "seed"], validate="many_to_one")
         frames.append(curves.assign(depth=curves["hidden"].map(len))[COLUMNS])
     frame = pd.concat(frames, ignore_index=True)
-    _figure.write_csv(frame, NAME, results_dir)
+    _common.write_csv(frame, NAME, results_dir)
     frame.attrs["source"] = frame["source"].iloc[0]
     return frame
 
@@ -232,7 +233,7 @@ def plot(frame: pd.DataFrame, source: str | None = None):
         net = "1 hidden layer" if depth == 1 else f"{depth} hidden layers"
         for ax, col, label in ((row[0], "signal_alignment", "error-signal alignment"),
                                (row[1], "weight_alignment", "weight alignment")):
-            stats = _figure.mean_sd(here[here["rule"] == "fa"], ["lam", "layer", "step"], col)
+            stats = _common.mean_sd(here[here["rule"] == "fa"], ["lam", "layer", "step"], col)
             for lam in lams:
                 for layer in range(depth, 0, -1):
                     g = stats[(stats["lam"] == lam) & (stats["layer"] == layer)]
@@ -246,7 +247,7 @@ def plot(frame: pd.DataFrame, source: str | None = None):
             ax.set_title(f"({next(letters)}) {label}, {net}")
             ax.set_ylabel(label)
         ax = row[2]
-        stats = _figure.mean_sd(here[here["layer"] == depth], ["rule", "lam", "step"],
+        stats = _common.mean_sd(here[here["layer"] == depth], ["rule", "lam", "step"],
                                 "test_accuracy")
         for lam in lams:
             g = stats[(stats["rule"] == "fa") & (stats["lam"] == lam)]
