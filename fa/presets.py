@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .constraints import check_option, fail
+from .figures import BY_KEY
 from .model import ACTIVATIONS
 
 
@@ -93,15 +94,20 @@ class FigureSettings:
         return self.dtype if self.dtype is not None else PROTOCOL[activation].dtype
 
 
+# F1: p = 3200, 5000 steps, 50 seeds per lambda. F2 trains the same networks (plus
+# regularise-then-release and dropout), so its L2 runs come from F1's cache at either scale.
+_F1_F2 = FigureSettings(
+    activations=PAPER_ACTIVATIONS, widths=(3200,), lambdas=None, dropout_rates=None,
+    n_seeds=50, steps=5000, until_converged=False, record_every=10)
+_F1_F2_QUICK = dict(
+    widths=(200,),        # p = 3200 costs 16x more per step; p = 200 = 4n is still wide
+    n_seeds=3,            # enough for a visible +-1 sd band
+    record_every=20,      # 251 points per curve
+)
+
 PAPER = {
-    # F1: p = 3200, 5000 steps, 50 seeds per lambda.
-    "convergence": FigureSettings(
-        activations=PAPER_ACTIVATIONS, widths=(3200,), lambdas=None, dropout_rates=None,
-        n_seeds=50, steps=5000, until_converged=False, record_every=10),
-    # F2: the same networks as F1, plus regularise-then-release and dropout.
-    "alignment_dynamics": FigureSettings(
-        activations=PAPER_ACTIVATIONS, widths=(3200,), lambdas=None, dropout_rates=None,
-        n_seeds=50, steps=5000, until_converged=False, record_every=10),
+    "convergence": _F1_F2,
+    "alignment_dynamics": _F1_F2,
     # F3 and F3-dropout: T(p) steps, then the stopping protocol; float32 as the authors ran
     # it, except the linear network (PROTOCOL).
     "width_dependence": FigureSettings(
@@ -114,16 +120,8 @@ PAPER = {
 DROPOUT_WIDTHS = {"paper": (200, 800, 3200, 12800), "quick": (100, 200, 400, 800)}
 
 QUICK_CHANGES = {
-    "convergence": dict(
-        widths=(200,),        # p = 3200 costs 16x more per step; p = 200 = 4n is still wide
-        n_seeds=3,            # enough for a visible +-1 sd band
-        record_every=20,      # 251 points per curve
-    ),
-    "alignment_dynamics": dict(
-        widths=(200,),        # as convergence, so its L2 runs come from the same cache
-        n_seeds=3,
-        record_every=20,
-    ),
+    "convergence": _F1_F2_QUICK,
+    "alignment_dynamics": _F1_F2_QUICK,
     "width_dependence": dict(
         widths=(100, 200, 400, 800),   # an 8x range of p, enough to fit a slope
         n_seeds=3,
@@ -158,11 +156,9 @@ def settings(figure: str, scale: str = "quick", **overrides) -> FigureSettings:
     ValueError
         For an unknown figure, scale or field name, or a value of the wrong type.
     """
-    from .figures import FIGURES as REGISTERED
-
     figure = check_option(figure, "figure", "settings", FIGURES)
-    notebook = next(f.notebook for f in REGISTERED if f.key == figure)
-    return resolve(PAPER[figure], QUICK_CHANGES[figure], scale, overrides, caller=notebook,
+    return resolve(PAPER[figure], QUICK_CHANGES[figure], scale, overrides,
+                   caller=BY_KEY[figure].notebook,
                    rules=_rules)
 
 

@@ -61,6 +61,7 @@ FIGURES = (
            ("widths", "activation")),
 )
 BY_NOTEBOOK = {f.notebook: f for f in FIGURES}
+BY_KEY = {f.key: f for f in FIGURES}
 
 
 def figure(notebook: str) -> Figure:
