@@ -1,5 +1,5 @@
-"""What a figure notebook runs first: its parameters, checked against the registry, and
-outputs of its own for a papermill run with other parameters.
+"""What a figure notebook runs first: its parameters, checked against the registry
+(:func:`check_parameters`), and where it writes (:func:`output_folders`).
 
 papermill passes a misspelt parameter (``-p widht 800``) on as a new variable, with
 only a warning, and the notebook would silently run its defaults. The cell after the
@@ -19,7 +19,7 @@ that history (plain Python), it falls back to every variable of the namespace.
 
 A papermill run with parameters of its own (``-y 'activations: [relu]'``) would write
 its figures and tables over those of the quick start in ``build/``. Unless it chose its
-``results_dir`` and ``figures_dir`` itself, :func:`check_parameters` points both into
+``results_dir`` and ``figures_dir`` itself, :func:`output_folders` gives it both in
 ``runs/<notebook>-<its parameters>/`` there, and says so.
 """
 
@@ -112,22 +112,37 @@ def check_parameters(namespace: dict, notebook: str) -> None:
         raise ValueError(f"Unknown parameter{'s' if len(unknown) > 1 else ''} "
                          f"{', '.join(map(repr, unknown))} for notebook {notebook}; "
                          f"accepted names: {', '.join(accepted)}.")
-    _own_outputs(namespace, notebook)
 
 
-def _own_outputs(namespace: dict, notebook: str) -> None:
-    """Point a papermill run with parameters of its own at ``runs/<notebook>-<them>/``."""
-    history = namespace.get("In")
-    injected = next((source for source in reversed(history or [])
+def output_folders(namespace: dict, notebook: str) -> tuple[str, str]:
+    """The ``results_dir`` and ``figures_dir`` this run of ``notebook`` writes to.
+
+    Parameters
+    ----------
+    namespace : dict
+        The notebook's ``globals()``, after :func:`check_parameters`.
+    notebook : str
+        The notebook's name, e.g. ``"01_convergence"``.
+
+    Returns
+    -------
+    results_dir, figures_dir : str
+        The notebook's own, except for a papermill run that injected parameters of its
+        own (anything but ``n_jobs``, ``scheduler`` and the two folders) and no folders:
+        then ``runs/<notebook>-<name=value...>/results`` and ``.../figures``, so it does
+        not overwrite the quick start's results.
+    """
+    given = namespace["results_dir"], namespace["figures_dir"]
+    injected = next((source for source in reversed(namespace.get("In") or [])
                      if source.startswith("# Parameters")), None)
     assigned = _assigned(injected) if injected is not None else None
     if not assigned or {"results_dir", "figures_dir"} & assigned:
-        return
+        return given
     own = sorted(assigned - _PLACE)
     if not own:
-        return
+        return given
     tag = "-".join(f"{name}={namespace[name]}" for name in own)
     folder = f"runs/{notebook}-{re.sub(r'[^A-Za-z0-9=.,_-]+', '', tag)[:120]}"
-    namespace["results_dir"], namespace["figures_dir"] = f"{folder}/results", f"{folder}/figures"
     print(f"Parameters of its own ({', '.join(own)}): this run writes to {folder}/ in the "
           "output folder, beside the quick start's results/ and figures/.")
+    return f"{folder}/results", f"{folder}/figures"

@@ -27,6 +27,8 @@ def test_every_registered_notebook_defines_exactly_its_accepted_parameters(figur
     code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
     assert any(f'check_parameters(globals(), "{figure.notebook}")' in c for c in code), \
         "the notebook checks its parameters right after the parameters cell"
+    assert any(f'results_dir, figures_dir = fa.notebook.output_folders(globals(), '
+               f'"{figure.notebook}")' in c for c in code), "and then chooses its folders"
     assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), \
         "source notebooks are committed without outputs"
     assert hasattr(figure.load(), "claims") and hasattr(figure.load(), "plot")
