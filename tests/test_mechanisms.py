@@ -346,7 +346,7 @@ def test_figures(small):
 
 
 def test_claims_are_the_three_lists(small):
-    s, spectra, curves, runs, frame, checks = small
+    s, spectra, _, runs, frame, checks = small
     together = m.claims(spectra, runs, frame, checks, s)
     assert together == (m.claims_kernel(spectra) + m.claims_alignment(runs)
                         + m.claims_dynamics(frame, checks, s))

@@ -95,8 +95,7 @@ def settings(scale: str = "quick", **overrides) -> MechanismSettings:
 
 
 def _rules(s: MechanismSettings):
-    yield "activation", s.activation in ACTIVATIONS, \
-        f"one of {', '.join(map(repr, ACTIVATIONS))}"
+    yield "activation", s.activation in ACTIVATIONS, f"one of {', '.join(map(repr, ACTIVATIONS))}"
     yield "widths", bool(s.widths) and min(s.widths) >= 1, "a non-empty list of ints >= 1"
     yield "lam", s.lam is None or s.lam > 0, "a float > 0"
     for name in ("n_seeds", "steps", "align_steps", "dynamics_width", "record_every", "n", "d"):
@@ -388,10 +387,10 @@ def claims_kernel(spectra: pd.DataFrame, *, max_err: float = 0.1) -> list[Claim]
                          bool(e[-1] < e[0] and e[-1] < max_err)))
     # FA's term is a sum of PSD terms weighted by beta_j b_j of either sign: a run may
     # happen to have no negative eigenvalue (a few in 50 at paper scale), hence "most".
-    texts = ["BP's first-layer term is PSD (to round-off); FA's has negative eigenvalues in "
-             "most runs at every width",
-             "FA's term shrinks like 1/sqrt(p) against A Aᵀ/p (log-log slope of its norm in "
-             "[-0.75, -0.25])",
+    texts = [("BP's first-layer term is PSD (to round-off); FA's has negative eigenvalues in "
+              "most runs at every width"),
+             ("FA's term shrinks like 1/sqrt(p) against A Aᵀ/p (log-log slope of its norm in "
+              "[-0.75, -0.25])"),
              "BP's loss falls faster than FA's, measured and predicted"]
     if not {"fa", "bp"} <= med.keys():
         return out + [Claim.skipped(tag, text, "needs FA and BP runs") for text in texts]
