@@ -123,27 +123,39 @@ TINY = dict(widths=[30], n_seeds=2, steps=40, align_steps=60, dynamics_width=30,
             record_every=10, n=10, d=20)
 
 
-def _sign_symmetry(beta, b):
-    """docs/extending.md's third rule: v = sign(beta)."""
-    return array_namespace(beta).sign(beta)
+@pytest.fixture
+def sign_rule():
+    """docs/extending.md's third rule, registered as it says, and taken out again after."""
+    def sign_symmetry(beta, b):
+        """v = sign(beta): the forward weights' signs, magnitude 1."""
+        return array_namespace(beta).sign(beta)
+
+    assert "sign" not in fa.RULES
+    fa.RULES["sign"] = sign_symmetry
+    yield "sign"
+    del fa.RULES["sign"]
 
 
-def test_a_registered_rule_runs_through_the_kernel_and_the_reference_loop(monkeypatch):
-    monkeypatch.setitem(fa.RULES, "sign", _sign_symmetry)
+def test_a_registered_rule_runs_through_the_figure(sign_rule):
     s = m.settings("quick", **{**TINY, "widths": [30, 60]})
-    spectra, curves = m.kernel_tables(_sweep(m.kernel_configs(s, rules=("fa", "bp", "sign")), s))
+    sweep = fa.run_sweep(m.kernel_configs(s, rules=["fa", "bp", sign_rule]), range(s.n_seeds),
+                         cache_dir=None, n_jobs=1, progress=False)
+    spectra, curves = m.kernel_tables(sweep)
+    assert list(dict.fromkeys(spectra["rule"])) == ["fa", "bp", "sign"]
     # v = sign(beta) weights the units by |beta|: a PSD first-layer term, yet not BP's
-    assert (spectra["sign_first_min"] > -1e-9 * spectra["second_min"].abs().max()).all()
-    assert not np.allclose(spectra["sign_first_min"], spectra["bp_first_min"])
-    assert {"sign_min", "sign_decades_rel_err"} <= set(m.kernel_summary(spectra, curves))
-    claims = m.claims_kernel(spectra, curves)
-    assert [c.claim.split(":")[0] for c in claims[3:6]] == ["FA", "BP", "SIGN"]
+    sign, bp = (spectra[spectra["rule"] == r].reset_index() for r in ("sign", "bp"))
+    assert (sign["first_min"] > -1e-9 * spectra["second_min"].abs().max()).all()
+    assert not np.allclose(sign["first_min"], bp["first_min"])
+    assert set(m.kernel_summary(spectra)["rule"]) == {"fa", "bp", "sign"}
+    claims = m.claims_kernel(spectra)
+    assert [c.claim.split(":")[0] for c in claims[1:4]] == ["FA", "BP", "SIGN"]
     assert len(claims) == 7 and all(c.holds is not None for c in claims)
     # Without FA and BP the claims comparing them are skipped, not failed
-    alone = m.claims_kernel(spectra.filter(regex="width|seed|second_min|sign_"),
-                            curves[curves["rule"] == "sign"])
-    assert [c.holds is None for c in alone] == [False, True, True, False, True]
-    assert m.plot_kernel(spectra, curves).axes
+    alone = m.claims_kernel(spectra[spectra["rule"] == "sign"])
+    assert [c.holds is None for c in alone] == [False, False, True, True, True]
+    fig = m.plot(spectra, curves)
+    for ax in fig.axes:   # the spectrum panel and every width's panel draw the third rule
+        assert any("SIGN" in text.get_text() for text in ax.get_legend().get_texts())
     X, y = _data("relu", 30)
     kw = dict(width=30, activation="relu", rule="sign", lr=1e-2, lam=0.1, steps=50, seed=0)
     np.testing.assert_allclose(mr.trajectory(X, y, **kw).beta[-1], fa.train(X, y, **kw).beta,
@@ -237,31 +249,36 @@ def _holds(claims):
 
 
 def test_claims_kernel_hold_then_fail(small):
-    _, spectra, curves, *_ = small
-    fa.claims.check(m.claims_kernel(spectra, curves, max_err=0.2))  # p <= 800 only
-    assert list(m.kernel_summary(spectra, curves)["width"]) == SMALL["widths"]
-    bad = spectra.assign(fa_first_min=spectra["fa_first_min"].abs())     # FA term PSD
-    assert not _holds(m.claims_kernel(bad, curves, max_err=0.2))[1]
-    bad = spectra.assign(second_min=-spectra["second_min"])              # not PD
-    assert not _holds(m.claims_kernel(bad, curves, max_err=0.2))[0]
-    bad = spectra.assign(fa_first_norm=spectra["fa_first_norm"] * spectra["width"])
-    assert not _holds(m.claims_kernel(bad, curves, max_err=0.2))[2]      # grows with p
-    wide = curves["width"] == curves["width"].max()
-    bad = curves.assign(predicted=np.where(wide, curves["measured"] ** 0.5, curves["predicted"]))
-    assert not any(_holds(m.claims_kernel(spectra, bad, max_err=0.2))[3:5])  # prediction off
-    slow_bp = curves.assign(measured=np.where(curves["rule"] == "bp", curves["measured"] ** 0.1,
-                                              curves["measured"]))
-    assert not _holds(m.claims_kernel(spectra, slow_bp, max_err=0.2))[-1]
+    _, spectra, *_ = small
+    # [A A^T / p PD, FA closes in, BP closes in, PSD / indefinite, FA's term shrinks, BP faster]
+    fa.claims.check(m.claims_kernel(spectra, max_err=0.2))  # p <= 800 only
+    summary = m.kernel_summary(spectra)
+    assert list(zip(summary["width"], summary["rule"])) == [
+        (p, rule) for p in SMALL["widths"] for rule in ("fa", "bp")]
+    fa_runs = spectra["rule"] == "fa"
+
+    def holds(**changes):
+        return _holds(m.claims_kernel(spectra.assign(**changes), max_err=0.2))
+
+    assert not holds(second_min=-spectra["second_min"])[0]                       # not PD
+    wide = spectra["width"] == spectra["width"].max()
+    assert not any(holds(decades_rel_err=np.where(wide, 0.5, spectra["decades_rel_err"]))[1:3])
+    assert not holds(first_min=spectra["first_min"].abs())[3]                    # FA term PSD
+    assert not holds(first_norm=np.where(fa_runs, spectra["first_norm"] * spectra["width"],
+                                         spectra["first_norm"]))[4]               # grows with p
+    assert not holds(decades_measured=np.where(fa_runs, 100.0,
+                                               spectra["decades_measured"]))[5]   # FA faster
 
 
 def test_a_run_whose_fa_term_happens_to_be_psd_does_not_decide_the_claim(small):
-    _, spectra, curves, *_ = small
+    _, spectra, *_ = small
     # Three times the seeds, then one run at one width with a PSD FA term: most runs
     # still have negative eigenvalues (as at paper scale, a few runs in 50).
     many = pd.concat([spectra.assign(seed=spectra["seed"] + 10 * k) for k in range(3)],
                      ignore_index=True)
-    many.loc[0, "fa_first_min"] = abs(many.loc[0, "fa_first_min"])
-    assert _holds(m.claims_kernel(many, curves, max_err=0.2))[1]
+    first_fa = many.index[many["rule"] == "fa"][0]
+    many.loc[first_fa, "first_min"] = abs(many.loc[first_fa, "first_min"])
+    assert _holds(m.claims_kernel(many, max_err=0.2))[3]
 
 
 def test_the_reference_loop_matches_train_at_round_off_losses():
@@ -329,7 +346,7 @@ def test_figures(small):
 
 
 def test_claims_are_the_three_lists(small):
-    s, spectra, curves, runs, frame, checks = small
-    together = m.claims(spectra, curves, runs, frame, checks, s)
-    assert together == (m.claims_kernel(spectra, curves) + m.claims_alignment(runs)
+    s, spectra, _, runs, frame, checks = small
+    together = m.claims(spectra, runs, frame, checks, s)
+    assert together == (m.claims_kernel(spectra) + m.claims_alignment(runs)
                         + m.claims_dynamics(frame, checks, s))

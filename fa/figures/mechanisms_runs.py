@@ -1,16 +1,10 @@
-"""What notebook 05 runs: its settings, the mechanisms' algebra, and the experiments.
+"""The numerics of notebook 05: the mechanisms' algebra and the experiments measuring it.
 
-Notation as in ``docs/model.md`` and :mod:`fa.model`: ``H = X W^T``, ``A = psi(H)``,
-``D = psi'(H)``, ``e = f(X) - y``, ``K = X X^T`` and ``v = RULES[rule](beta, b)``.
-
-The algebra: the step kernel ``G = second + first`` (:func:`kernel`), the loss it predicts
-when frozen (:func:`predicted_loss`) and the exact split ``beta_t = c_t beta_0 + l_t``
-(:func:`lam_factor`, :func:`decompose`), followed along the model's own step by
-:func:`trajectory`. The experiments (:class:`KernelRun`, :class:`AlignmentRun`,
-:class:`DynamicsRun`) follow the protocol of :mod:`fa.sweep`, so :func:`fa.run_sweep`
-runs, caches and parallelises them like :class:`fa.RunConfig`; :func:`kernel_configs`,
-:func:`alignment_configs` and :func:`dynamics_configs` build the notebook's from its
-:func:`settings`. :mod:`fa.figures.mechanisms` tabulates, draws and checks what they give.
+Notation as in ``docs/model.md``: ``H = X W^T``, ``A = psi(H)``, ``D = psi'(H)``,
+``e = f(X) - y``, ``K = X X^T`` and ``v = RULES[rule](beta, b)``. The experiments follow
+the protocol of :mod:`fa.sweep`, and this module's code keys their cache, so it holds only
+what computes numbers; the settings, tables, figures and claims are in
+:mod:`fa.figures.mechanisms`.
 """
 
 from __future__ import annotations
@@ -23,112 +17,24 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .. import model
-from . import _common
 from ..constraints import check_option, validate
 from ..data import make_data
 from ..experiments import RunConfig
-from ..model import ACTIVATIONS, RULES, cosine
-from ..presets import PROTOCOL, resolve
 from ..loop import lam_at
+from ..model import RULES, cosine
 from ..trainer import train
 
-__all__ = ["AlignmentRun", "DynamicsRun", "KernelRun", "MechanismSettings", "Trajectory",
-           "alignment_configs", "decompose", "dynamics_configs", "kernel", "kernel_configs",
-           "lam_factor", "predicted_loss", "settings", "trajectory"]
+__all__ = ["AlignmentRun", "DynamicsRun", "KernelRun", "Trajectory", "decompose", "kernel",
+           "lam_factor", "predicted_loss", "trajectory"]
 
 
-# --- the settings -------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class MechanismSettings:
-    """What the mechanisms notebook runs. Its parameters override these by name."""
-
-    activation: str = "relu"              # psi of every network here
-    widths: tuple[int, ...] = (50, 200, 800, 3200)  # widths p, from p = n to p >> n
-    n_seeds: int = 3                      # seeds per (width, rule, lam): fresh data, W, beta, b
-    steps: int = 500                      # horizon of the kernel prediction (statement 1)
-    align_steps: int = 2000               # length of the alignment runs (statements 2, 3)
-    lam: float | None = None              # L2 strength of statements 2, 3; None: the largest of F1
-    release_fraction: float = 0.5         # statement 3: L2 switched off after this fraction
-    dynamics_width: int = 800             # width of the time-resolved runs (statements 2, 3)
-    record_every: int = 20                # steps between recorded beta_t in the time-resolved runs
-    n: int = 50                           # samples
-    d: int = 150                          # input dimension
-
-    @property
-    def lr(self) -> float:
-        """The paper's step size ``eta`` for this activation."""
-        return PROTOCOL[self.activation].lr
-
-    @property
-    def lam_used(self) -> float:
-        """The L2 strength of statements 2 and 3."""
-        return max(PROTOCOL[self.activation].lambdas) if self.lam is None else self.lam
-
-    @property
-    def release_step(self) -> int:
-        """First step without the penalty in the regularise-then-release runs."""
-        return int(round(self.release_fraction * self.align_steps))
-
-
-#: The paper scale, as changes to the quick one (the defaults above).
-PAPER_CHANGES = dict(
-    widths=(50, 200, 800, 3200, 12800),  # F3's range, plus p = n, where the lazy picture fails
-    n_seeds=50,                           # as F1-F3
-    steps=1000,                           # BP reaches float64 round-off soon after
-    align_steps=5000,                     # F1/F2's length
-    dynamics_width=3200,                  # the F1/F2 networks
-    record_every=10,
-)
-
-
-def settings(scale: str = "quick", **overrides) -> MechanismSettings:
-    """The settings at ``scale`` (``"quick"``: seconds; ``"paper"``: the F1-F3 networks).
-
-    Parameters
-    ----------
-    scale : {"quick", "paper"}
-    **overrides
-        Fields of :class:`MechanismSettings`; ``None`` keeps the scale's value. Applied
-        by :func:`fa.presets.resolve`, every figure's one settings mechanism.
-
-    Returns
-    -------
-    MechanismSettings
-
-    Raises
-    ------
-    ValueError
-        For an unknown scale or name, a value of the wrong type or out of range.
-    """
-    quick = MechanismSettings()
-    paper = dataclasses.replace(quick, **PAPER_CHANGES)
-    return resolve(paper, {k: getattr(quick, k) for k in PAPER_CHANGES}, scale, overrides,
-                   caller="05_mechanisms", rules=_rules)
-
-
-def _rules(s: MechanismSettings):
-    yield "activation", s.activation in ACTIVATIONS, \
-        f"one of {', '.join(map(repr, ACTIVATIONS))}"
-    yield "widths", bool(s.widths) and min(s.widths) >= 1, "a non-empty list of ints >= 1"
-    yield "lam", s.lam is None or s.lam > 0, "a float > 0"
-    for name in ("n_seeds", "steps", "align_steps", "dynamics_width", "record_every", "n", "d"):
-        yield name, getattr(s, name) >= 1, "an int >= 1"
-    yield "release_fraction", 0 < s.release_fraction < 1, "a float in (0, 1)"
-
-
-# --- the algebra ------------------------------------------------------------------
+# --- the algebra ------------------------------------------------------------------------
 
 def kernel(X, W, beta, b, *, activation: str, rule: str):
     """The two terms of the step kernel ``G = second + first`` at ``(W, beta)``.
 
-    Parameters
-    ----------
-    X : ndarray (n, d)
-    W : ndarray (p, d)
-    beta, b : ndarray (p,)
-    activation, rule : str
-        Names in :data:`fa.ACTIVATIONS` and :data:`fa.RULES`.
+    ``X`` is (n, d), ``W`` (p, d), ``beta`` and ``b`` (p,); ``activation`` and ``rule`` are
+    names in :data:`fa.ACTIVATIONS` and :data:`fa.RULES`.
 
     Returns
     -------
@@ -219,16 +125,14 @@ def trajectory(X, y, *, width: int, activation: str, rule: str = "fa", lr: float
     W, beta, b = model.init([seed], X.shape[1], width)            # (1, p, d), (1, p), (1, p)
     K, H, y = (X @ X.T)[None], (X @ W[0].T)[None], y[None]        # (1, n, n), (1, n, p), (1, n)
     beta0, learned = beta[0].copy(), np.zeros(width)
-    loss, kept, kept_l, kept_t = np.empty(steps + 1), [], [], []
+    loss, kept = np.empty(steps + 1), []
     schedule = "constant" if lam_until is None else "release"
     # One BLAS thread: the products are small and threads cost more than they give
     # (10x slower on a busy 2-core machine).
     with threadpool_limits(limits=1, user_api="blas"):
         for t in range(steps + 1):
             if t % record_every == 0 or t in (steps, lam_until):
-                kept.append(beta[0].copy())
-                kept_l.append(learned.copy())
-                kept_t.append(t)
+                kept.append((t, beta[0].copy(), learned.copy()))
             lam_t = lam_at(t, lam, schedule, lam_until, None)
             # The step returns the loss before it: a last step of size 0 gives the final loss.
             eta = lr if t < steps else 0.0
@@ -238,22 +142,18 @@ def trajectory(X, y, *, width: int, activation: str, rule: str = "fa", lr: float
             # beta_{t+1} = (1 - eta lam_t) beta_t - eta g_t: the data term joins l.
             learned = (1.0 - eta * lam_t) * (learned - beta[0]) + new[0]
             beta = new
-    record_steps = np.array(kept_t)
-    return Trajectory(loss=loss, record_steps=record_steps, beta=np.array(kept),
-                      beta0=beta0, b=b[0], c=lam_factor(lr, lam, record_steps, lam_until),
-                      learned=np.array(kept_l))
+    record_steps, kept_beta, kept_learned = (np.array(x) for x in zip(*kept))
+    return Trajectory(loss=loss, record_steps=record_steps, beta=kept_beta, beta0=beta0,
+                      b=b[0], c=lam_factor(lr, lam, record_steps, lam_until),
+                      learned=kept_learned)
 
 
-# --- the experiments (the protocol of fa.sweep) ---------------------------------------
+# --- the experiments (the protocol of fa.sweep) -----------------------------------------
 
 @dataclass(frozen=True)
-class _MechanismRun:
-    """What the three experiments share: the network, its data and its training length.
-
-    Fields are validated (and numbers normalised) by :func:`fa.constraints.validate`,
-    the same table :class:`fa.RunConfig` and :func:`fa.train` use. Each experiment's
-    ``config()`` is the :class:`fa.RunConfig` of the training run behind it.
-    """
+class _Run:
+    """The network, data and length the three experiments share; each trains by
+    :func:`fa.train` as its :meth:`config` says and measures the result."""
 
     activation: str   # psi: a name in fa.ACTIVATIONS
     width: int        # p, hidden units of the student (and of the teacher)
@@ -266,15 +166,17 @@ class _MechanismRun:
     numerics_modules: ClassVar[tuple[str, ...]] = (__name__, *RunConfig.numerics_modules)
 
     def __post_init__(self):
-        values = validate({f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
-                          type(self).__name__)
+        # The table of constraints fa.RunConfig and fa.train use; errors name the field.
+        values = validate(dataclasses.asdict(self), type(self).__name__)
         for name, value in values.items():   # frozen: normalise through object.__setattr__
             object.__setattr__(self, name, value)
 
-    def _run_config(self, **training) -> RunConfig:
-        """The :class:`fa.RunConfig` of this network, trained as ``training`` says."""
-        network = {f.name: getattr(self, f.name) for f in dataclasses.fields(_MechanismRun)}
-        return RunConfig(**network, **training)
+    def config(self) -> RunConfig:
+        """The training run: the fields :class:`fa.RunConfig` shares (its defaults for the
+        rest, FA among them), recording ``cos(beta, b)`` only at the end."""
+        shared = {f.name for f in dataclasses.fields(RunConfig)} - {"record_every"}
+        return RunConfig(**{k: v for k, v in dataclasses.asdict(self).items() if k in shared},
+                         record_every=self.steps)
 
     def cost(self) -> int:
         """Work of one seed: that of its training run."""
@@ -287,12 +189,11 @@ class _MechanismRun:
     def _train(self, seeds: list[int]):
         """Data ``X`` (R, n, d), ``y`` (R, n), the :func:`fa.train` result and the initial
         ``W, beta, b`` of ``seeds`` (:func:`fa.model.init`, the draws ``fa.train`` makes)."""
-        config = self.config()
-        teacher = config.data == "teacher"
-        X, y = make_data(config.data, config.n, config.d, seed=seeds,
-                         width=config.width if teacher else None,
-                         activation=config.activation if teacher else None)
-        result = train(X, y, seed=seeds, **config.train_kwargs())
+        teacher = self.data == "teacher"
+        X, y = make_data(self.data, self.n, self.d, seed=seeds,
+                         width=self.width if teacher else None,
+                         activation=self.activation if teacher else None)
+        result = train(X, y, seed=seeds, **self.config().train_kwargs())
         if np.any(result.diverged):
             # The algebra below would run on a blown-up network: stop, and say where.
             raise FloatingPointError(f"{self!r} diverged for some of the seeds {seeds}; "
@@ -300,32 +201,19 @@ class _MechanismRun:
         return X, y, result, model.init(seeds, self.d, self.width)
 
 
-def _records(columns: dict) -> list[dict]:
-    """One record per seed from ``columns`` of per-seed values."""
-    return [dict(zip(columns, row)) for row in zip(*columns.values())]
-
-
 @dataclass(frozen=True)
-class KernelRun(_MechanismRun):
-    """Statement 1 for one rule: the kernel at initialisation, and the loss it predicts.
-
-    An experiment of :mod:`fa.sweep`; trains with ``lam = 0``. Per seed, the record
-    holds the smallest eigenvalue of ``A A^T / p`` (``second_min``), the smallest
-    eigenvalue and the spectral norm of the rule's first-layer term (``first_min``,
-    ``first_norm``), the smallest eigenvalue of ``G_0`` (``min``), how far the kernel
-    moved in training (``drift``: ``|G_T - G_0|_2 / |G_0|_2``), and the curves
-    ``step``, ``measured`` (the trained loss) and ``predicted`` (by the frozen ``G_0``).
-    """
+class KernelRun(_Run):
+    """Statement 1 for one rule (``lam = 0``): the kernel at initialisation and the loss it
+    predicts. Per seed: the smallest eigenvalue of ``A A^T / p`` (``second_min``), of the
+    rule's first-layer term (``first_min``) and of ``G_0`` (``min``), the term's spectral
+    norm (``first_norm``), ``drift = |G_T - G_0|_2 / |G_0|_2``, and the curves ``measured``
+    (:func:`fa.train`) and ``predicted`` (by the frozen ``G_0``) loss."""
 
     rule: str = "fa"  # a name in fa.RULES
 
     scalars: ClassVar[dict[str, type]] = dict(second_min=float, first_min=float,
                                               first_norm=float, min=float, drift=float)
     curves: ClassVar[tuple[str, ...]] = ("step", "measured", "predicted")
-
-    def config(self) -> RunConfig:
-        """The training run: ``rule``, no penalty, the loss recorded at every step."""
-        return self._run_config(rule=self.rule)
 
     def run(self, seeds: list[int]) -> list[dict]:
         """One record per seed (see the class docstring)."""
@@ -347,15 +235,11 @@ class KernelRun(_MechanismRun):
 
 
 @dataclass(frozen=True)
-class AlignmentRun(_MechanismRun):
-    """Statement 2 across widths: FA's final alignment and its two parts.
-
-    An experiment of :mod:`fa.sweep` (no curves). Per seed, the record holds
-    ``alignment`` (``cos(beta_T, b)`` from :func:`fa.train`), its ``initial`` and
-    ``learned`` parts (:func:`decompose`), ``l_dot_b`` (``l . b``),
-    ``learned_share`` (``|l| / |beta_T|``), ``growth`` (``|beta_T| / |beta_0|``) and
-    the final ``loss``.
-    """
+class AlignmentRun(_Run):
+    """Statement 2 across widths: FA's final alignment and its parts, no curves. Per seed:
+    ``alignment`` (``cos(beta_T, b)``), its ``initial`` and ``learned`` parts
+    (:func:`decompose`), ``l_dot_b`` (``l . b``), ``learned_share`` (``|l| / |beta_T|``),
+    ``growth`` (``|beta_T| / |beta_0|``) and the final ``loss``."""
 
     lam: float = 0.0  # L2 strength on beta, constant
 
@@ -364,10 +248,6 @@ class AlignmentRun(_MechanismRun):
                                               growth=float, loss=float)
     curves: ClassVar[tuple[str, ...]] = ()
 
-    def config(self) -> RunConfig:
-        """The training run: FA, constant ``lam``, only the end recorded."""
-        return self._run_config(rule="fa", lam=self.lam, record_every=self.steps)
-
     def run(self, seeds: list[int]) -> list[dict]:
         """One record per seed (see the class docstring)."""
         _, _, r, (_, beta0, b) = self._train(seeds)                  # beta0, b: (R, p)
@@ -375,26 +255,25 @@ class AlignmentRun(_MechanismRun):
         l = r.beta - c * beta0                                       # (R, p) the learned part
         initial, learned = decompose(r.beta, beta0, b, c)
         norm = np.linalg.norm(r.beta, axis=1)                        # (R,)
-        return _records(dict(
-            alignment=cosine(r.beta, r.b), initial=initial, learned=learned,
-            l_dot_b=np.sum(l * b, axis=1), learned_share=np.linalg.norm(l, axis=1) / norm,
-            growth=norm / np.linalg.norm(beta0, axis=1), loss=r.loss[:, -1]))
+        columns = dict(alignment=cosine(r.beta, r.b), initial=initial, learned=learned,
+                       l_dot_b=np.sum(l * b, axis=1),
+                       learned_share=np.linalg.norm(l, axis=1) / norm,
+                       growth=norm / np.linalg.norm(beta0, axis=1), loss=r.loss[:, -1])
+        return [dict(zip(columns, row)) for row in zip(*columns.values())]
 
 
 @dataclass(frozen=True)
-class DynamicsRun(_MechanismRun):
+class DynamicsRun(_Run):
     """Statements 2 and 3 in time: FA's ``beta_t`` and its parts, by :func:`trajectory`.
 
-    An experiment of :mod:`fa.sweep`. ``lam_schedule="constant"`` keeps ``lam`` on;
-    ``"release"`` switches it off from step ``lam_until``. Per seed, the curves at
-    every ``record_every``-th step (and the release and last steps): ``step``,
+    ``lam_schedule="release"`` switches ``lam`` off from step ``lam_until``. Per seed, the
+    curves at every ``record_every``-th step (and the release and last steps): ``step``,
     ``loss``, ``alignment``, its ``initial`` and ``learned`` parts, and the shares of
     ``beta_t`` they come from, ``initial_share`` (``c_t |beta_0| / |beta_t|``) and
     ``learned_share`` (``|l_t| / |beta_t|``). The scalars are the largest relative
-    differences between :func:`trajectory` and :func:`fa.train` (``beta_vs_train``:
-    final beta; ``loss_vs_train``: the residual's norm ``sqrt(loss)`` along the run,
-    relative to its start) and between ``c_t beta_0 + l_t`` and ``beta_t``
-    (``decomposition``).
+    differences from :func:`fa.train` of the final beta (``beta_vs_train``) and of the
+    residual's norm ``sqrt(loss)`` (``loss_vs_train``, relative to its start), and of
+    ``c_t beta_0 + l_t`` from ``beta_t`` (``decomposition``).
     """
 
     lam: float = 0.0                  # L2 strength on beta (until lam_until)
@@ -406,11 +285,6 @@ class DynamicsRun(_MechanismRun):
                                               decomposition=float)
     curves: ClassVar[tuple[str, ...]] = ("step", "loss", "alignment", "initial", "learned",
                                          "initial_share", "learned_share")
-
-    def config(self) -> RunConfig:
-        """The training run :func:`trajectory` is checked against."""
-        return self._run_config(rule="fa", lam=self.lam, lam_schedule=self.lam_schedule,
-                              lam_until=self.lam_until, record_every=self.steps)
 
     def cost(self) -> int:
         """Work of one seed: the training run, and the reference loop, about as much again."""
@@ -440,33 +314,3 @@ class DynamicsRun(_MechanismRun):
                 initial_share=tr.c * np.linalg.norm(tr.beta0) / norm,
                 learned_share=np.linalg.norm(tr.learned, axis=1) / norm))
         return records
-
-
-# --- the experiments of the notebook ---------------------------------------------
-
-def _network(s: MechanismSettings) -> dict:
-    return dict(activation=s.activation, data=_common.data_kind(s.activation), n=s.n, d=s.d,
-                lr=s.lr)
-
-
-def kernel_configs(s: MechanismSettings, rules=("fa", "bp")) -> list[KernelRun]:
-    """Statement 1: each of ``rules`` (names in :data:`fa.RULES`), ``lam = 0`` and
-    ``s.steps`` steps, at every width."""
-    return [KernelRun(**_network(s), width=p, steps=s.steps, rule=rule)
-            for p in s.widths for rule in rules]
-
-
-def alignment_configs(s: MechanismSettings) -> list[AlignmentRun]:
-    """Statement 2 across widths: FA for ``s.align_steps`` steps at every width, with
-    ``lam = 0`` and with ``s.lam_used``."""
-    return [AlignmentRun(**_network(s), width=p, steps=s.align_steps, lam=lam)
-            for p in s.widths for lam in (0.0, s.lam_used)]
-
-
-def dynamics_configs(s: MechanismSettings) -> list[DynamicsRun]:
-    """Statements 2 and 3 in time, at ``s.dynamics_width``: constant L2, and its release
-    at ``s.release_step``."""
-    common = dict(_network(s), width=s.dynamics_width, steps=s.align_steps, lam=s.lam_used,
-                  record_every=s.record_every)
-    return [DynamicsRun(**common, lam_schedule="constant"),
-            DynamicsRun(**common, lam_schedule="release", lam_until=s.release_step)]
