@@ -140,29 +140,25 @@ class DeepResult:
         """Number of hidden layers ``L``."""
         return len(self.hidden)
 
-    def to_frame(self):
-        """The history as a tidy pandas DataFrame, one row per (step, layer).
+    def curves(self) -> dict[str, np.ndarray]:
+        """The history flattened to one entry per (step, layer): ``step``, ``layer``, the
+        two alignments (per layer) and ``test_accuracy``, ``test_loss``, ``train_loss``
+        (per step, repeated for each layer)."""
+        k, L = len(self.step), self.depth
+        return dict(step=np.repeat(self.step, L), layer=np.tile(np.arange(1, L + 1), k),
+                    weight_alignment=self.weight_alignment.reshape(-1),     # (k L,)
+                    signal_alignment=self.signal_alignment.reshape(-1),     # (k L,)
+                    test_accuracy=np.repeat(self.test_accuracy, L),
+                    test_loss=np.repeat(self.test_loss, L),
+                    train_loss=np.repeat(self.train_loss, L))
 
-        Columns: rule, depth, lam, seed, step, layer, weight_alignment,
-        signal_alignment, test_accuracy, test_loss, train_loss, diverged.
-        """
+    def to_frame(self):
+        """The history as a tidy pandas DataFrame, one row per (step, layer): the run's
+        rule, depth, lam and seed, its :meth:`curves` and ``diverged``."""
         import pandas as pd
 
-        k, L = len(self.step), self.depth
-        return pd.DataFrame({
-            "rule": self.rule,
-            "depth": L,
-            "lam": self.lam,
-            "seed": self.seed,
-            "step": np.repeat(self.step, L),
-            "layer": np.tile(np.arange(1, L + 1), k),
-            "weight_alignment": self.weight_alignment.reshape(-1),
-            "signal_alignment": self.signal_alignment.reshape(-1),
-            "test_accuracy": np.repeat(self.test_accuracy, L),
-            "test_loss": np.repeat(self.test_loss, L),
-            "train_loss": np.repeat(self.train_loss, L),
-            "diverged": self.diverged,
-        })
+        return pd.DataFrame(dict(rule=self.rule, depth=self.depth, lam=self.lam,
+                                 seed=self.seed, **self.curves(), diverged=self.diverged))
 
 
 def init_deep(hidden=(1000,), *, n_in: int = 784, n_out: int = 10, seed: int = 0,
@@ -193,7 +189,7 @@ def init_deep(hidden=(1000,), *, n_in: int = 784, n_out: int = 10, seed: int = 0
         ``B_1 .. B_L``, ``B_l`` of the shape of ``W_{l+1}``, entries N(0, 1).
     """
     caller = "init_deep"
-    hidden = _check_hidden(hidden, caller)
+    hidden = check_hidden(hidden, caller)
     n_in = check_int(n_in, "n_in", caller, low=1)
     n_out = check_int(n_out, "n_out", caller, low=2)
     seed = check_int(seed, "seed", caller, low=0)
@@ -278,8 +274,9 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
     >>> res.signal_alignment[-1], res.test_accuracy[-1]            # doctest: +SKIP
     """
     caller = "train_deep"
+    dtype = np.dtype(check("dtype", dtype, caller))
     X_train, y_train, X_test, y_test, source = _check_data(data, caller, dtype)
-    hidden = _check_hidden(hidden, caller)
+    hidden = check_hidden(hidden, caller)
     rule = check_option(rule, "rule", caller, RULES)
     lam = check_float(lam, "lam", caller, low=0.0)
     penalize = check_option(penalize, "penalize", caller, PENALTIES)
@@ -288,10 +285,8 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
     steps = check_int(steps, "steps", caller, low=0)
     seed = check_int(seed, "seed", caller, low=0)
     record_every = check_int(record_every, "record_every", caller, low=1)
-    dtype = np.dtype(check("dtype", dtype, caller))
     if not isinstance(scale_input, (bool, np.bool_)):
         raise fail("scale_input", caller, "a bool", scale_input)
-    X_train, X_test = X_train.astype(dtype, copy=False), X_test.astype(dtype, copy=False)
     n_out = int(max(y_train.max(), y_test.max())) + 1
 
     W, B = _draw(hidden, X_train.shape[1], n_out, seed, dtype)
@@ -459,7 +454,8 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.n
 
 # --------------------------------------------------------------------------- validation
 
-def _check_hidden(hidden, caller: str) -> tuple[int, ...]:
+def check_hidden(hidden, caller: str) -> tuple[int, ...]:
+    """``hidden`` as a tuple of layer widths, or the project's ValueError naming ``caller``."""
     expected = "a non-empty sequence of positive ints (hidden-layer widths)"
     if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence) or not hidden:
         raise fail("hidden", caller, expected, hidden)
@@ -470,18 +466,18 @@ def _check_hidden(hidden, caller: str) -> tuple[int, ...]:
 
 
 def _check_data(data, caller: str, dtype):
+    """The four arrays of ``data`` as ``dtype`` inputs and integer labels, and its source."""
     source = getattr(data, "source", "arrays")
     try:
         X_train, y_train, X_test, y_test = data
     except (TypeError, ValueError):
         raise fail("data", caller, "an MnistData or a tuple (X_train, y_train, X_test, y_test)",
-                    type(data).__name__) from None
-    dtype = np.dtype(check("dtype", dtype, caller))
+                   type(data).__name__) from None
     X_train = check_array(X_train, "data", caller, ndim=(2,), dtype=dtype)
     X_test = check_array(X_test, "data", caller, ndim=(2,), dtype=dtype)
     if X_train.shape[1] != X_test.shape[1]:
         raise fail("data", caller, "train and test inputs with the same number of columns",
-                    f"{X_train.shape[1]} and {X_test.shape[1]}")
+                   f"{X_train.shape[1]} and {X_test.shape[1]}")
     y_train = _check_labels(y_train, len(X_train), caller)
     y_test = _check_labels(y_test, len(X_test), caller)
     if max(y_train.max(), y_test.max()) < 1:     # one class: nothing to learn, cosines 0/0
