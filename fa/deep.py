@@ -224,9 +224,7 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
         first, ``W_2 .. W_{L+1}``, as the authors' code does. ``"all"``: ``W_1`` too;
         not the paper's protocol (it shrinks the input layer and costs accuracy).
     lr : float, default 0.01
-        Step size ``eta`` (the paper's value). With ``scale_input=True`` the network
-        needs ``eta`` of order 1-10 to learn in a few hundred steps (and ``lam``
-        correspondingly smaller, since the weights decay by ``1 - eta lam`` a step).
+        Step size ``eta`` (the paper's value; see ``scale_input``).
     batch_size : int, default 600
         Mini-batch size ``m``, at most the number of training examples. Each epoch
         is a fresh permutation of the training set cut into
@@ -244,8 +242,9 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
         Arithmetic precision; float32 is about twice as fast.
     scale_input : bool, default False
         Divide the first layer's pre-activations by ``sqrt(d)``, as every other
-        layer's by the square root of its fan-in. The default, False, is the paper's
-        network ``W2 relu(W1 x) / sqrt(1000)`` (see the module docstring).
+        layer's by the square root of its fan-in; it then needs ``lr`` of order 1-10
+        (and a smaller ``lam``). The default, False, is the paper's network
+        ``W2 relu(W1 x) / sqrt(1000)`` (see the module docstring).
     feedback : sequence of arrays, optional
         Use these feedback matrices ``B_1 .. B_L`` (shapes of ``W_2 .. W_{L+1}``)
         instead of drawing them; copied, never modified. Passing the initial

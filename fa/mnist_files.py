@@ -1,4 +1,4 @@
-"""The four MNIST files: where they are, whether they are the standard ones, what they are called.
+"""The four MNIST files: where they are, whether they are the standard ones, their names.
 
 :func:`locate_mnist` picks the folder :func:`fa.mnist.load_mnist` reads: the caller's
 ``data_dir``; else the per-user cache (:func:`cache_dir`) if it holds the four files with
@@ -76,13 +76,9 @@ def cache_dir() -> Path:
 
 def locate_mnist(data_dir=None, *, download: bool | None = None,
                  stacklevel: int = 2) -> Path | None:
-    """The folder the full MNIST set is read from, fetched if needed; None: use the subset.
-
-    ``data_dir`` if given (not checked here: loading it names what is missing), else
-    the per-user cache if it holds the four verified files, else that cache after a
-    download (``download``: None means yes unless ``$FA_OFFLINE`` is set), else None,
-    with a one-line :class:`MnistFallbackWarning`.
-    """
+    """The folder the full MNIST set is read from, fetched if needed (see the module
+    docstring; ``data_dir`` is not checked here: loading it names what is missing); None,
+    with a one-line :class:`MnistFallbackWarning`: use the subset."""
     if data_dir is not None:
         return Path(data_dir).expanduser().resolve()
     folder = cache_dir()

@@ -15,17 +15,11 @@ at every lambda and the BP reference start from the same weights, use the same `
 and see the same mini-batches (:func:`fa.deep.init_deep`), so their curves differ
 only by the rule and lambda.
 
-Scales
-------
-``paper``: the authors' protocol: 784-1000-10, eta = 0.01, batch 600, 30000 steps (300
-epochs of the 60000 training images), lambda in {0, 0.1, 0.3}, 10 seeds, full MNIST,
-records every 100 steps; plus a BP reference at lambda = 0, and the two-hidden-layer
-appendix network 784-1000-1000-10 (penalty on layers 2 and 3) for 150 epochs (15000
-steps) with one seed. Every layer above the input divides by the square root of its
-fan-in in both networks (the authors divided the deep network's logits by ``p``; see
-the notebook).
-
-``quick``: differences from the paper, each with its reason (see ``QUICK_CHANGES``).
+Scales: ``PAPER`` is the authors' protocol (784-1000-10 for 300 epochs of the full MNIST,
+10 seeds, and the appendix network 784-1000-1000-10 for 150 epochs, one seed), plus a BP
+reference at lambda = 0; every layer above the input divides by the square root of its
+fan-in in both networks (the authors divided the deep network's logits by ``p``; see the
+notebook). ``QUICK_CHANGES`` lists the quick scale's differences, each with its reason.
 """
 
 from __future__ import annotations
