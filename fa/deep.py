@@ -94,8 +94,7 @@ class DeepResult:
     source : str
         Where the data came from (``MnistData.source``, or ``"arrays"``).
     step : ndarray of shape (k,)
-        Steps at which records were taken: 0, record_every, 2 record_every, ...,
-        and the last step.
+        Steps at which records were taken: 0, record_every, ..., and the last step.
     test_accuracy, test_loss : ndarray of shape (k,)
         Accuracy and mean cross-entropy (no L2 term) on the test set.
     train_loss : ndarray of shape (k,)
@@ -107,8 +106,8 @@ class DeepResult:
     feedback : tuple of ndarray
         Feedback matrices ``B_1 .. B_L`` (``B_l`` has the shape of ``W_{l+1}``).
     diverged : bool
-        True if the run was stopped early because the loss blew up; the records
-        then stop at the last finite one and ``weights`` are not meaningful.
+        The run was stopped early because the loss blew up: records stop at the last
+        finite one, and ``weights`` are not meaningful.
     diverged_at : int or None
         The step at which divergence was detected.
     """
@@ -141,9 +140,8 @@ class DeepResult:
         return len(self.hidden)
 
     def curves(self) -> dict[str, np.ndarray]:
-        """The history flattened to one entry per (step, layer): ``step``, ``layer``, the
-        two alignments (per layer) and ``test_accuracy``, ``test_loss``, ``train_loss``
-        (per step, repeated for each layer)."""
+        """The history, one entry per (step, layer): ``step``, ``layer``, the alignments and,
+        repeated for each layer, ``test_accuracy``, ``test_loss``, ``train_loss``."""
         k, L = len(self.step), self.depth
         return dict(step=np.repeat(self.step, L), layer=np.tile(np.arange(1, L + 1), k),
                     weight_alignment=self.weight_alignment.reshape(-1),     # (k L,)
@@ -153,8 +151,7 @@ class DeepResult:
                     train_loss=np.repeat(self.train_loss, L))
 
     def to_frame(self):
-        """The history as a tidy pandas DataFrame, one row per (step, layer): the run's
-        rule, depth, lam and seed, its :meth:`curves` and ``diverged``."""
+        """A tidy DataFrame, a row per (step, layer): rule, depth, lam, seed, curves, diverged."""
         import pandas as pd
 
         return pd.DataFrame(dict(rule=self.rule, depth=self.depth, lam=self.lam,
@@ -172,14 +169,11 @@ def init_deep(hidden=(1000,), *, n_in: int = 784, n_out: int = 10, seed: int = 0
     n_in, n_out : int, default 784, 10
         Input dimension ``d`` and number of classes ``K``.
     seed : int, default 0
-        The run's seed. The weights, the feedback matrices and the mini-batch order
-        come from its independent streams ``INIT``, ``FEEDBACK`` and ``BATCHES`` of
-        :func:`fa.model.rng` (the project's one set of seed streams), so BP and FA runs
-        with the same seed start from the same weights and see the same batches,
-        whatever the rule or ``lam``.
+        The run's seed: weights, feedback matrices and batch order come from its streams
+        ``INIT``, ``FEEDBACK`` and ``BATCHES`` of :func:`fa.model.rng`, so runs with one
+        seed start from the same weights and see the same batches, whatever the rule.
     dtype : {"float64", "float32"}, default "float64"
-        Entries are drawn in float64 and rounded, so float32 runs start from the
-        float64 ones.
+        Drawn in float64 and rounded: float32 runs start from the float64 weights.
 
     Returns
     -------
@@ -226,13 +220,10 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
     lr : float, default 0.01
         Step size ``eta`` (the paper's value; see ``scale_input``).
     batch_size : int, default 600
-        Mini-batch size ``m``, at most the number of training examples. Each epoch
-        is a fresh permutation of the training set cut into
-        ``n_train // batch_size`` batches; the ``n_train % batch_size`` left over
-        (different ones each epoch) are skipped.
+        Mini-batch size ``m``, at most ``n_train``. Each epoch is a fresh permutation
+        cut into ``n_train // batch_size`` batches; the rest (others each epoch) is skipped.
     steps : int, default 1000
-        Number of SGD updates (the paper: 300 epochs of 60000 at batch 600 =
-        30000 steps).
+        Number of SGD updates (the paper: 300 epochs of 60000 at batch 600 = 30000).
     seed : int, default 0
         Seed of the weights, the feedback matrices and the batch order; see
         :func:`init_deep`.
