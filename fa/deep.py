@@ -94,8 +94,7 @@ class DeepResult:
     source : str
         Where the data came from (``MnistData.source``, or ``"arrays"``).
     step : ndarray of shape (k,)
-        Steps at which records were taken: 0, record_every, 2 record_every, ...,
-        and the last step.
+        Steps at which records were taken: 0, record_every, ..., and the last step.
     test_accuracy, test_loss : ndarray of shape (k,)
         Accuracy and mean cross-entropy (no L2 term) on the test set.
     train_loss : ndarray of shape (k,)
@@ -107,8 +106,8 @@ class DeepResult:
     feedback : tuple of ndarray
         Feedback matrices ``B_1 .. B_L`` (``B_l`` has the shape of ``W_{l+1}``).
     diverged : bool
-        True if the run was stopped early because the loss blew up; the records
-        then stop at the last finite one and ``weights`` are not meaningful.
+        The run was stopped early because the loss blew up: records stop at the last
+        finite one, and ``weights`` are not meaningful.
     diverged_at : int or None
         The step at which divergence was detected.
     """
@@ -140,29 +139,23 @@ class DeepResult:
         """Number of hidden layers ``L``."""
         return len(self.hidden)
 
-    def to_frame(self):
-        """The history as a tidy pandas DataFrame, one row per (step, layer).
+    def curves(self) -> dict[str, np.ndarray]:
+        """The history, one entry per (step, layer): ``step``, ``layer``, the alignments and,
+        repeated for each layer, ``test_accuracy``, ``test_loss``, ``train_loss``."""
+        k, L = len(self.step), self.depth
+        return dict(step=np.repeat(self.step, L), layer=np.tile(np.arange(1, L + 1), k),
+                    weight_alignment=self.weight_alignment.reshape(-1),     # (k L,)
+                    signal_alignment=self.signal_alignment.reshape(-1),     # (k L,)
+                    test_accuracy=np.repeat(self.test_accuracy, L),
+                    test_loss=np.repeat(self.test_loss, L),
+                    train_loss=np.repeat(self.train_loss, L))
 
-        Columns: rule, depth, lam, seed, step, layer, weight_alignment,
-        signal_alignment, test_accuracy, test_loss, train_loss, diverged.
-        """
+    def to_frame(self):
+        """A tidy DataFrame, a row per (step, layer): rule, depth, lam, seed, curves, diverged."""
         import pandas as pd
 
-        k, L = len(self.step), self.depth
-        return pd.DataFrame({
-            "rule": self.rule,
-            "depth": L,
-            "lam": self.lam,
-            "seed": self.seed,
-            "step": np.repeat(self.step, L),
-            "layer": np.tile(np.arange(1, L + 1), k),
-            "weight_alignment": self.weight_alignment.reshape(-1),
-            "signal_alignment": self.signal_alignment.reshape(-1),
-            "test_accuracy": np.repeat(self.test_accuracy, L),
-            "test_loss": np.repeat(self.test_loss, L),
-            "train_loss": np.repeat(self.train_loss, L),
-            "diverged": self.diverged,
-        })
+        return pd.DataFrame(dict(rule=self.rule, depth=self.depth, lam=self.lam,
+                                 seed=self.seed, **self.curves(), diverged=self.diverged))
 
 
 def init_deep(hidden=(1000,), *, n_in: int = 784, n_out: int = 10, seed: int = 0,
@@ -176,14 +169,11 @@ def init_deep(hidden=(1000,), *, n_in: int = 784, n_out: int = 10, seed: int = 0
     n_in, n_out : int, default 784, 10
         Input dimension ``d`` and number of classes ``K``.
     seed : int, default 0
-        The run's seed. The weights, the feedback matrices and the mini-batch order
-        come from its independent streams ``INIT``, ``FEEDBACK`` and ``BATCHES`` of
-        :func:`fa.model.rng` (the project's one set of seed streams), so BP and FA runs
-        with the same seed start from the same weights and see the same batches,
-        whatever the rule or ``lam``.
+        The run's seed: weights, feedback matrices and batch order come from its streams
+        ``INIT``, ``FEEDBACK`` and ``BATCHES`` of :func:`fa.model.rng`, so runs with one
+        seed start from the same weights and see the same batches, whatever the rule.
     dtype : {"float64", "float32"}, default "float64"
-        Entries are drawn in float64 and rounded, so float32 runs start from the
-        float64 ones.
+        Drawn in float64 and rounded: float32 runs start from the float64 weights.
 
     Returns
     -------
@@ -193,7 +183,7 @@ def init_deep(hidden=(1000,), *, n_in: int = 784, n_out: int = 10, seed: int = 0
         ``B_1 .. B_L``, ``B_l`` of the shape of ``W_{l+1}``, entries N(0, 1).
     """
     caller = "init_deep"
-    hidden = _check_hidden(hidden, caller)
+    hidden = check_hidden(hidden, caller)
     n_in = check_int(n_in, "n_in", caller, low=1)
     n_out = check_int(n_out, "n_out", caller, low=2)
     seed = check_int(seed, "seed", caller, low=0)
@@ -228,17 +218,12 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
         first, ``W_2 .. W_{L+1}``, as the authors' code does. ``"all"``: ``W_1`` too;
         not the paper's protocol (it shrinks the input layer and costs accuracy).
     lr : float, default 0.01
-        Step size ``eta`` (the paper's value). With ``scale_input=True`` the network
-        needs ``eta`` of order 1-10 to learn in a few hundred steps (and ``lam``
-        correspondingly smaller, since the weights decay by ``1 - eta lam`` a step).
+        Step size ``eta`` (the paper's value; see ``scale_input``).
     batch_size : int, default 600
-        Mini-batch size ``m``, at most the number of training examples. Each epoch
-        is a fresh permutation of the training set cut into
-        ``n_train // batch_size`` batches; the ``n_train % batch_size`` left over
-        (different ones each epoch) are skipped.
+        Mini-batch size ``m``, at most ``n_train``. Each epoch is a fresh permutation
+        cut into ``n_train // batch_size`` batches; the rest (others each epoch) is skipped.
     steps : int, default 1000
-        Number of SGD updates (the paper: 300 epochs of 60000 at batch 600 =
-        30000 steps).
+        Number of SGD updates (the paper: 300 epochs of 60000 at batch 600 = 30000).
     seed : int, default 0
         Seed of the weights, the feedback matrices and the batch order; see
         :func:`init_deep`.
@@ -248,8 +233,9 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
         Arithmetic precision; float32 is about twice as fast.
     scale_input : bool, default False
         Divide the first layer's pre-activations by ``sqrt(d)``, as every other
-        layer's by the square root of its fan-in. The default, False, is the paper's
-        network ``W2 relu(W1 x) / sqrt(1000)`` (see the module docstring).
+        layer's by the square root of its fan-in; it then needs ``lr`` of order 1-10
+        (and a smaller ``lam``). The default, False, is the paper's network
+        ``W2 relu(W1 x) / sqrt(1000)`` (see the module docstring).
     feedback : sequence of arrays, optional
         Use these feedback matrices ``B_1 .. B_L`` (shapes of ``W_2 .. W_{L+1}``)
         instead of drawing them; copied, never modified. Passing the initial
@@ -278,8 +264,9 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
     >>> res.signal_alignment[-1], res.test_accuracy[-1]            # doctest: +SKIP
     """
     caller = "train_deep"
+    dtype = np.dtype(check("dtype", dtype, caller))
     X_train, y_train, X_test, y_test, source = _check_data(data, caller, dtype)
-    hidden = _check_hidden(hidden, caller)
+    hidden = check_hidden(hidden, caller)
     rule = check_option(rule, "rule", caller, RULES)
     lam = check_float(lam, "lam", caller, low=0.0)
     penalize = check_option(penalize, "penalize", caller, PENALTIES)
@@ -288,10 +275,8 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
     steps = check_int(steps, "steps", caller, low=0)
     seed = check_int(seed, "seed", caller, low=0)
     record_every = check_int(record_every, "record_every", caller, low=1)
-    dtype = np.dtype(check("dtype", dtype, caller))
     if not isinstance(scale_input, (bool, np.bool_)):
         raise fail("scale_input", caller, "a bool", scale_input)
-    X_train, X_test = X_train.astype(dtype, copy=False), X_test.astype(dtype, copy=False)
     n_out = int(max(y_train.max(), y_test.max())) + 1
 
     W, B = _draw(hidden, X_train.shape[1], n_out, seed, dtype)
@@ -459,7 +444,8 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.n
 
 # --------------------------------------------------------------------------- validation
 
-def _check_hidden(hidden, caller: str) -> tuple[int, ...]:
+def check_hidden(hidden, caller: str) -> tuple[int, ...]:
+    """``hidden`` as a tuple of layer widths, or the project's ValueError naming ``caller``."""
     expected = "a non-empty sequence of positive ints (hidden-layer widths)"
     if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence) or not hidden:
         raise fail("hidden", caller, expected, hidden)
@@ -470,18 +456,18 @@ def _check_hidden(hidden, caller: str) -> tuple[int, ...]:
 
 
 def _check_data(data, caller: str, dtype):
+    """The four arrays of ``data`` as ``dtype`` inputs and integer labels, and its source."""
     source = getattr(data, "source", "arrays")
     try:
         X_train, y_train, X_test, y_test = data
     except (TypeError, ValueError):
         raise fail("data", caller, "an MnistData or a tuple (X_train, y_train, X_test, y_test)",
-                    type(data).__name__) from None
-    dtype = np.dtype(check("dtype", dtype, caller))
+                   type(data).__name__) from None
     X_train = check_array(X_train, "data", caller, ndim=(2,), dtype=dtype)
     X_test = check_array(X_test, "data", caller, ndim=(2,), dtype=dtype)
     if X_train.shape[1] != X_test.shape[1]:
         raise fail("data", caller, "train and test inputs with the same number of columns",
-                    f"{X_train.shape[1]} and {X_test.shape[1]}")
+                   f"{X_train.shape[1]} and {X_test.shape[1]}")
     y_train = _check_labels(y_train, len(X_train), caller)
     y_test = _check_labels(y_test, len(X_test), caller)
     if max(y_train.max(), y_test.max()) < 1:     # one class: nothing to learn, cosines 0/0

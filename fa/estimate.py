@@ -30,8 +30,8 @@ from . import paths
 from .cache import is_cached
 from .deep import train_deep
 from .experiments import RunConfig
-from .mnist_runs import FULL_TEST, SUBSET_TEST, MnistConfig
 from .figures import BY_NOTEBOOK
+from .figures.mnist import FULL_TEST, SUBSET_TEST, MnistConfig
 
 #: SGD or gradient steps of the timed run of each kind (a few seconds at paper scale).
 PROBE_STEPS = {MnistConfig: 20}
@@ -90,7 +90,7 @@ def seconds_per_cost(experiment, n_jobs: int = 1) -> float:
     Parameters
     ----------
     experiment : experiment
-        A :class:`fa.RunConfig`, a :class:`fa.mnist_runs.MnistConfig`, or another kind
+        A :class:`fa.RunConfig`, a :class:`fa.figures.mnist.MnistConfig`, or another kind
         with a ``steps`` field.
     n_jobs : int, default 1
         Processes timing it at once, as many as the sweep's workers.

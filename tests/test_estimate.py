@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from fa import cache, estimate, mnist_runs
+from fa import cache, estimate
 from fa.figures import mnist as mnist_figure
 from fa.experiments import RunConfig
-from fa.mnist_runs import MnistConfig
+from fa.figures.mnist import MnistConfig
 
 RATE = 1e-9          # a made-up rate: no measurement, so these tests are instant
 
@@ -57,11 +57,11 @@ def test_the_mnist_plan_has_its_seeds_per_depth_and_loads_no_data(tmp_path, monk
     def refuse(*args, **kwargs):
         raise AssertionError("the estimate must not load or download MNIST")
 
-    for name in ("load_mnist", "locate_mnist", "fetch_mnist"):
-        monkeypatch.setattr(f"fa.mnist.{name}", refuse)
-        for module in (mnist_figure, mnist_runs):
-            if hasattr(module, name):
-                monkeypatch.setattr(module, name, refuse)
+    for module, name in (("fa.mnist", "load_mnist"), ("fa.mnist_files", "locate_mnist"),
+                         ("fa.mnist_files", "fetch_mnist")):
+        monkeypatch.setattr(f"{module}.{name}", refuse)
+        if hasattr(mnist_figure, name):
+            monkeypatch.setattr(mnist_figure, name, refuse)
     configs, seeds = mnist_figure.sweep_plan("paper")
     assert [len(seeds[c]) for c in configs] == [10] * 4 + [1] * 4
     rates = {MnistConfig: 1e-14}

@@ -7,8 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from fa import mnist
-from fa.mnist import IDX_FILES, MnistData, load_mnist, read_idx, standardise
+from fa import mnist, mnist_files
+from fa.mnist import MnistData, load_mnist, read_idx, standardise
+from fa.mnist_files import IDX_FILES
 
 LOW = (0 - 0.1307) / 0.3081    # a black pixel after standardisation
 HIGH = (1 - 0.1307) / 0.3081   # a white one
@@ -33,8 +34,8 @@ def write_idx(path, array, *, magic=None, gz=False, cut=0):
 @pytest.fixture(autouse=True)
 def known_checksums(monkeypatch):
     """Copies of the checksum tables, which make_idx_dir extends, for one test."""
-    monkeypatch.setattr(mnist, "MD5", dict(mnist.MD5))
-    monkeypatch.setattr(mnist, "RAW_MD5", dict(mnist.RAW_MD5))
+    monkeypatch.setattr(mnist_files, "MD5", dict(mnist_files.MD5))
+    monkeypatch.setattr(mnist_files, "RAW_MD5", dict(mnist_files.RAW_MD5))
 
 
 def make_idx_dir(folder, *, n_train=12, n_test=5, gz=(False, True, True, False), seed=0):
@@ -49,7 +50,7 @@ def make_idx_dir(folder, *, n_train=12, n_test=5, gz=(False, True, True, False),
     }
     for (key, stem), zipped in zip(IDX_FILES.items(), gz):
         path = write_idx(folder / (stem + (".gz" if zipped else "")), arrays[key], gz=zipped)
-        table, name = (mnist.MD5, path.name) if zipped else (mnist.RAW_MD5, stem)
+        table, name = (mnist_files.MD5, path.name) if zipped else (mnist_files.RAW_MD5, stem)
         table[name] = hashlib.md5(path.read_bytes()).hexdigest()
     return arrays
 

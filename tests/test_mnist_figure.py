@@ -10,9 +10,10 @@ import pytest
 import threadpoolctl
 
 import fa
-from fa import mnist_runs
+from fa import mnist_files
 from fa.figures import mnist as mnist_figure
-from fa.mnist import SUBSET_SOURCE, MnistFallbackWarning, fingerprint, standard_fingerprint
+from fa.mnist_files import (SUBSET_SOURCE, MnistFallbackWarning, fingerprint,
+                            standard_fingerprint)
 
 TINY = dict(hidden=8, depth=1, steps=3, deep_steps=3, record_every=1, n_seeds=1, batch_size=50,
             lambdas=[0.0, 0.3], lr=0.1)
@@ -110,13 +111,13 @@ def test_runs_of_a_seed_are_paired(out):
 def test_cache_hit_trains_nothing(out, monkeypatch):
     s = mnist_figure.settings("quick", **TINY)
     calls = []
-    real = mnist_runs.train_deep
+    real = mnist_figure.train_deep
 
     def counting(*args, **kwargs):
         calls.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(mnist_runs, "train_deep", counting)
+    monkeypatch.setattr(mnist_figure, "train_deep", counting)
     first = mnist_figure.tidy(sweep(s), "results")
     assert len(calls) == 3                      # FA at 2 lambdas + BP
     assert all(c["penalize"] == "above_input" for c in calls)
@@ -147,8 +148,8 @@ def test_csv_names_the_data(out):
 def test_full_data_from_a_folder_and_other_data_never_reuse_a_run(out, tmp_path, monkeypatch):
     from test_mnist import make_idx_dir
 
-    monkeypatch.setattr(fa.mnist, "MD5", dict(fa.mnist.MD5))       # make_idx_dir adds to them
-    monkeypatch.setattr(fa.mnist, "RAW_MD5", dict(fa.mnist.RAW_MD5))
+    monkeypatch.setattr(mnist_files, "MD5", dict(mnist_files.MD5))      # make_idx_dir adds
+    monkeypatch.setattr(mnist_files, "RAW_MD5", dict(mnist_files.RAW_MD5))  # to them
     folder = tmp_path / "idx"
     folder.mkdir()
     make_idx_dir(folder, n_train=60, n_test=20)
@@ -163,7 +164,7 @@ def test_full_data_from_a_folder_and_other_data_never_reuse_a_run(out, tmp_path,
     assert mnist_figure.configs(s)[0].data != config.data
     assert not fa.cache.is_cached("results/cache", mnist_figure.configs(s)[0], 0)
     assert fa.cache.is_cached("results/cache", config, 0)
-    mnist_runs._load.cache_clear()          # as in a fresh worker process
+    mnist_figure._load.cache_clear()          # as in a fresh worker process
     with pytest.raises(ValueError, match="not the data these runs were planned on"):
         dataclasses.replace(config, steps=5).run([0])
 

@@ -7,31 +7,28 @@ except the input one, as in the authors' code) and both alignments are defined i
 :mod:`fa.deep`; the data in :mod:`fa.mnist` (full MNIST from a folder, the cache or a
 download; the bundled 5000-image subset offline, and the figure says which).
 
-Every (depth, rule, lambda) is one :class:`fa.mnist_runs.MnistConfig`, an experiment of
-the sweep engine (:mod:`fa.sweep`): :func:`fa.run_sweep` runs it per seed on the same
-pool, cache, Dask cluster and random streams as F1-F3, and :func:`tidy` turns the sweeps
-into the figure's table. Runs are paired as in the authors' code: within a seed, FA
+Every (depth, rule, lambda) is one :class:`MnistConfig`, an experiment of the sweep
+engine (:mod:`fa.sweep`): :func:`fa.run_sweep` runs it per seed on the same pool, cache,
+Dask cluster and random streams as F1-F3, and :func:`tidy` turns the sweeps into the
+figure's table. Runs are paired as in the authors' code: within a seed, FA
 at every lambda and the BP reference start from the same weights, use the same ``B``
 and see the same mini-batches (:func:`fa.deep.init_deep`), so their curves differ
 only by the rule and lambda.
 
-Scales
-------
-``paper``: the authors' protocol: 784-1000-10, eta = 0.01, batch 600, 30000 steps (300
-epochs of the 60000 training images), lambda in {0, 0.1, 0.3}, 10 seeds, full MNIST,
-records every 100 steps; plus a BP reference at lambda = 0, and the two-hidden-layer
-appendix network 784-1000-1000-10 (penalty on layers 2 and 3) for 150 epochs (15000
-steps) with one seed. Every layer above the input divides by the square root of its
-fan-in in both networks (the authors divided the deep network's logits by ``p``; see
-the notebook).
-
-``quick``: differences from the paper, each with its reason (see ``QUICK_CHANGES``).
+Scales: ``PAPER`` is the authors' protocol (784-1000-10 for 300 epochs of the full MNIST,
+10 seeds, and the appendix network 784-1000-1000-10 for 150 epochs, one seed), plus a BP
+reference at lambda = 0; every layer above the input divides by the square root of its
+fan-in in both networks (the authors divided the deep network's logits by ``p``; see the
+notebook). ``QUICK_CHANGES`` lists the quick scale's differences, each with its reason.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -40,9 +37,11 @@ from threadpoolctl import threadpool_info
 from .. import plotting
 from . import _common
 from ..claims import Claim
-from ..mnist import (SUBSET_SOURCE, cache_dir, describe, fingerprint, locate_mnist,
-                    standard_fingerprint)
-from ..mnist_runs import MnistConfig
+from ..constraints import fail
+from ..deep import check_hidden, train_deep
+from ..mnist import load_mnist
+from ..mnist_files import (SUBSET_SOURCE, cache_dir, describe, fingerprint, locate_mnist,
+                           standard_fingerprint)
 from ..presets import resolve
 from ..sweep import SweepResult
 
@@ -50,6 +49,98 @@ NAME = "mnist"
 COLUMNS = ["depth", "rule", "lam", "seed", "step", "layer", "weight_alignment",
            "signal_alignment", "test_accuracy", "test_loss", "diverged", "source"]
 CHANCE = 0.1
+SUBSET_TEST, FULL_TEST = 1000, 10000   # test images of the subset and of the full set
+
+
+@dataclass(frozen=True)
+class MnistConfig:
+    """One (depth, rule, lam) of F4 on one data set; the seed is given separately.
+
+    An experiment of :mod:`fa.sweep`: :func:`fa.run_sweep` trains it with
+    :func:`fa.deep.train_deep`, caches each (config, seed) and tabulates the records.
+    ``data`` names the data set (the bundled subset, or the four IDX files by their
+    checksums, :func:`fa.mnist_files.fingerprint`) and enters the cache key, so runs on
+    different data never share a result; ``data_dir``, where a worker reads the files,
+    is a label. :func:`configs` fills both in from the settings. The code in the key is
+    that of ``numerics_modules``: the trainer and the arrays it trains on, not this
+    figure nor the finding and downloading of the files (:mod:`fa.mnist_files`).
+    """
+
+    hidden: tuple[int, ...]          # hidden-layer widths p_1 .. p_L
+    rule: str                        # "fa" or "bp"
+    lam: float                       # L2 strength on the layers above the input
+    lr: float                        # SGD step size eta
+    batch_size: int                  # mini-batch size m
+    steps: int                       # SGD steps
+    record_every: int                # steps between records
+    dtype: str                       # "float64" or "float32"
+    penalize: str = "above_input"    # the authors' penalty (fa.deep)
+    data: str = "subset"             # "subset" or fa.mnist_files.fingerprint of the IDX files
+    data_dir: str | None = dataclasses.field(default=None, metadata={"label": True})
+    # ^ the folder of the IDX files (None for the subset); a label, not in the cache key
+
+    # The experiment protocol of fa.sweep (class attributes, not fields).
+    numerics_modules: ClassVar[tuple[str, ...]] = ("fa.model", "fa.deep", "fa.mnist")
+    scalars: ClassVar[dict[str, type]] = dict(n_train=int, n_test=int, diverged=bool)
+    curves: ClassVar[tuple[str, ...]] = ("step", "layer", "weight_alignment",
+                                         "signal_alignment", "test_accuracy", "test_loss",
+                                         "train_loss")
+
+    def __post_init__(self):
+        object.__setattr__(self, "hidden", check_hidden(self.hidden, "MnistConfig"))
+        if self.data != "subset" and (not self.data.startswith("idx-") or self.data_dir is None):
+            raise fail("data", "MnistConfig", "'subset', or a fingerprint 'idx-...' of the IDX "
+                       "files in data_dir (see fa.figures.mnist.configs)",
+                       (self.data, self.data_dir))
+
+    @property
+    def depth(self) -> int:
+        """Number of hidden layers ``L``."""
+        return len(self.hidden)
+
+    def run(self, seeds: list[int], **options) -> list[dict]:
+        """Train every seed with :func:`fa.deep.train_deep`; one record per seed: the
+        scalars ``n_train``, ``n_test``, ``diverged`` and the run's ``curves()``."""
+        if options:
+            raise ValueError(f"MnistConfig runs on NumPy only: the sweep options "
+                             f"{', '.join(sorted(options))} do not apply to it.")
+        data = _load(self.data, self.data_dir, self.dtype)    # once per process
+        runs = (train_deep(data, seed=seed, **self.train_kwargs()) for seed in seeds)
+        return [dict(n_train=data.n_train, n_test=data.n_test, diverged=res.diverged,
+                     **res.curves()) for res in runs]
+
+    def train_kwargs(self) -> dict:
+        """The keyword arguments of :func:`fa.deep.train_deep` (all but ``data, seed``)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in ("data", "data_dir")}
+
+    def cost(self) -> float:
+        """Work of one seed, in multiply-adds: each SGD step is a forward and a backward
+        pass over the batch (about 3 m products with every weight), each record a
+        forward pass over the test set and two error passes over the batch."""
+        sizes = (784, *self.hidden, 10)
+        weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+        n_test = SUBSET_TEST if self.data == "subset" else FULL_TEST
+        records = -(-self.steps // self.record_every) + 1
+        return float(weights * (3 * self.batch_size * self.steps
+                                + records * (n_test + 2 * self.batch_size)))
+
+    def chunk_size(self) -> int:
+        """One seed per chunk: a run takes seconds to hours, and progress is saved per run."""
+        return 1
+
+
+@functools.lru_cache(maxsize=2)
+def _load(data: str, data_dir: str | None, dtype: str):
+    """The data of a config, checked against its name."""
+    if data == "subset":
+        return load_mnist(subset=True, dtype=dtype)
+    found = fingerprint(data_dir)
+    if found != data:
+        raise ValueError(f"The MNIST files in {data_dir} are not the data these runs were "
+                         f"planned on (fingerprint {found}, expected {data}); rebuild the "
+                         "configs with fa.figures.mnist.configs.")
+    return load_mnist(data_dir, dtype=dtype)
 
 
 @dataclass(frozen=True)
@@ -117,7 +208,8 @@ def _rules(s: MnistSettings):
 def data_choice(s: MnistSettings, *, fetch: bool = True) -> tuple[str, str | None]:
     """The ``(data, data_dir)`` fields of the configs of ``s``.
 
-    With ``fetch`` (what a run needs), the choice of :func:`fa.mnist.load_mnist`:
+    With ``fetch`` (what a run needs), the choice of :func:`fa.mnist.load_mnist`
+    (:func:`fa.mnist_files.locate_mnist`):
     ``data_dir``, else the per-user cache, downloaded if needed and allowed, else
     (with a warning) the bundled subset. Without (an estimate), nothing is
     downloaded: the per-user cache counts as holding the standard files.
@@ -179,9 +271,9 @@ def tidy(sweeps, results_dir=None) -> pd.DataFrame:
     frames = []
     for sweep in sweeps:
         runs = sweep.runs
-        runs = runs.assign(source=[describe(n_train, n_test, folder) for n_train, n_test, folder
-                                   in zip(runs["n_train"], runs["n_test"], runs["data_dir"].astype(object).where(
-                                       runs["data_dir"].notna(), None))])
+        folders = runs["data_dir"].astype(object).where(runs["data_dir"].notna(), None)  # NaN
+        runs = runs.assign(source=[describe(*run) for run in   # read back from a CSV: None
+                                   zip(runs["n_train"], runs["n_test"], folders)])
         curves = sweep.curves.merge(runs[["run", "seed", "diverged", "source"]],
                                     on=["run", "seed"], validate="many_to_one")
         frames.append(curves.assign(depth=curves["hidden"].map(len))[COLUMNS])
