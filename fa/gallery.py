@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_string_dtype
 
-from . import paths
+from . import figures, paths
 from ._io import atomic_write
 from .experiments import RunConfig
 from .sweep import SweepResult
@@ -80,15 +80,16 @@ def _thin(curves: pd.DataFrame) -> pd.DataFrame:
     return curves[at.isin(pd.MultiIndex.from_frame(pd.concat(kept, ignore_index=True)))]
 
 
-def load(name: str, *, kind=RunConfig, folder=None):
+def load(name: str, *, kind=None, folder=None):
     """The committed data and manifest of figure ``name``.
 
     Parameters
     ----------
     name : str
         The figure's file stem, e.g. ``"convergence"``.
-    kind : type, default RunConfig
-        The experiment type of its sweep.
+    kind : type, optional
+        The experiment type of its sweep. Default: the ``EXPERIMENT`` its figure module
+        names (F4's ``MnistConfig``), else :class:`fa.RunConfig`.
     folder : path, optional
         Where the figures are (default: the committed ``figures/`` of the checkout).
 
@@ -111,6 +112,9 @@ def load(name: str, *, kind=RunConfig, folder=None):
         raise ValueError(f"There is no committed data for the figure {name!r} "
                          f"({data or 'the gallery comes with a clone of the repository'}); "
                          "run the notebook with rerun=True.")
+    if kind is None:
+        figure = figures.BY_KEY.get(name)
+        kind = getattr(figure.load(), "EXPERIMENT", RunConfig) if figure else RunConfig
     frame = pd.read_csv(data)
     manifest = json.loads((folder / f"{name}.json").read_text())
     fields = dataclasses.fields(kind)

@@ -130,6 +130,10 @@ class MnistConfig:
         return 1
 
 
+#: The experiment of this figure's sweeps, for :func:`fa.gallery.load`.
+EXPERIMENT = MnistConfig
+
+
 @functools.lru_cache(maxsize=2)
 def _load(data: str, data_dir: str | None, dtype: str):
     """The data of a config, checked against its name."""
