@@ -40,8 +40,34 @@ def band(ax, x, mean, low, high, *, label, color, **kwargs):
     ax.fill_between(x, low, high, color=color, alpha=0.2, lw=0)
 
 
+def bands(ax, stats, column: str, label) -> dict:
+    """One :func:`band` per value of ``column`` of ``stats`` (``step``, ``mean``, ``low``,
+    ``high``), coloured by :func:`palette` in increasing order; returns value -> colour."""
+    values = sorted(stats[column].unique())
+    colors = dict(zip(values, palette(len(values))))
+    for value, color in colors.items():
+        g = stats[stats[column] == value]
+        band(ax, g["step"], g["mean"], g["low"], g["high"], label=label(value), color=color)
+    return colors
+
+
+#: Line colours of the rules a figure compares with FA, in order (BP first).
+OTHER_RULE_COLORS = ("crimson", "darkorange", "teal", "purple", "saddlebrown")
+
+
+def legend_below(ax, title: str) -> None:
+    """A two-column legend under ``ax``."""
+    ax.legend(title=title, fontsize="small", title_fontsize="small", ncol=2,
+              loc="upper center", bbox_to_anchor=(0.5, -0.2))
+
+
+def panel_title(activation: str, rule: str, n_rules: int) -> str:
+    """The activation's title, and the rule's name when the figure has several."""
+    return TITLES.get(activation, activation) + (f" · {rule.upper()}" if n_rules > 1 else "")
+
+
 def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
-                settings, about: dict | None = None) -> list[Path]:
+                settings, steps: str | None = None, about: dict | None = None) -> list[Path]:
     """Write ``fig`` as ``<name>.png`` and ``<name>.pdf``, with its manifest ``<name>.json``.
 
     The manifest says which notebook made the figure, at which scale and settings
@@ -64,6 +90,9 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
     settings : dataclass
         The run's settings, recorded in full (and, for figure settings, the precision
         each activation's networks ran in, as ``dtypes``).
+    steps : str, optional
+        How long the runs trained, for the caption under the title, when it is not
+        ``settings.steps`` steps (F3: ``fa.figures.width_dependence.steps_caption``).
     about : dict, optional
         More JSON-able facts for the manifest.
 
@@ -76,7 +105,7 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
     out.mkdir(parents=True, exist_ok=True)
     # The figure says at which scale, widths, seeds and steps it ran, so a PNG alone
     # cannot be taken for another run of the same figure.
-    fig.suptitle(f"{fig.get_suptitle()}\n{scale} scale: {caption(settings, name)}",
+    fig.suptitle(f"{fig.get_suptitle()}\n{scale} scale: {caption(settings, steps)}",
                  fontsize="medium")
     fig.tight_layout()                  # room for the longer title
     seeds = list(range(settings.n_seeds))
@@ -103,9 +132,10 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
     return files
 
 
-def caption(settings, name: str) -> str:
-    """One line of what figure ``name``'s run was: widths, seeds and steps of its
-    ``settings`` (or of the settings it wraps, as F4's provenance does), those it has."""
+def caption(settings, steps: str | None = None) -> str:
+    """One line of what a figure's run was: the widths, seeds and steps of its ``settings``
+    (or of the settings it wraps, as F4's provenance does), those it has; ``steps`` says
+    how long the runs trained instead of ``settings.steps``."""
     s = getattr(settings, "settings", settings)
     parts = []
     if getattr(s, "widths", None):
@@ -114,10 +144,7 @@ def caption(settings, name: str) -> str:
         parts.append(f"hidden width {s.hidden}")
     parts.append(f"{s.n_seeds} seed{'s' * (s.n_seeds > 1)}")
     if hasattr(s, "steps"):
-        steps = f"{s.steps} steps"
-        if name == "width_dependence":      # F3 trains each width for T(p) steps
-            steps = f"T(p) = {s.steps} sqrt(p / 200) steps" + (
-                ", then the authors' stopping rule" if s.until_converged else "")
+        steps = steps or f"{s.steps} steps"
         if hasattr(s, "deep_steps"):
             steps += (f" (two hidden layers: {s.deep_n_seeds} "
                       f"seed{'s' * (s.deep_n_seeds > 1)}, {s.deep_steps} steps)")

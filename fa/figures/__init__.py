@@ -41,7 +41,8 @@ class Figure:
         return RUN_PARAMETERS + self.parameters
 
 
-_TWO_LAYER = ("activations", "widths", "lambdas", "steps", "backend", "device", "rerun")
+_TWO_LAYER = ("activations", "widths", "lambdas", "rules", "steps", "backend", "device",
+              "rerun")
 
 FIGURES = (
     Figure("convergence", "01_convergence", "Fig. 1", "F1 convergence (loss curves)",

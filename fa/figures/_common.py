@@ -1,4 +1,4 @@
-"""Small pieces every figure module shares: seeds, result files, summaries."""
+"""Small pieces the figure modules share: settings, result files, summaries, panels."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pandas as pd
 
 from .. import paths
 from .._io import atomic_write
+from ..claims import Claim
 from ..presets import PROTOCOL, FigureSettings, settings
 
 
@@ -18,18 +19,20 @@ def data_kind(activation: str) -> str:
 
 
 def settings_overrides(cls, overrides: dict, extra=()) -> dict:
-    """The entries of ``overrides`` (a notebook's parameters) that are fields of the
-    settings dataclass ``cls`` or named in ``extra``; the rest (``n_jobs``, ``rerun``, ...)
-    do not change what is trained."""
+    """The entries of ``overrides`` that are fields of ``cls`` or named in ``extra``."""
     names = {f.name for f in dataclasses.fields(cls)} | set(extra)
     return {k: v for k, v in overrides.items() if k in names}
 
 
+def figure_settings(name: str, scale: str, overrides: dict) -> FigureSettings:
+    """The settings of F1-F3's ``name`` at ``scale`` with a notebook's parameters."""
+    return settings(name, scale, **settings_overrides(FigureSettings, overrides))
+
+
 def sweep_plan(name: str, configs, scale: str, overrides: dict):
-    """``(configs(s), seeds)`` for the settings ``s`` of figure ``name`` at ``scale`` with
-    the notebook parameters ``overrides``: what its notebook runs (for estimates)."""
-    s = settings(name, scale, **settings_overrides(FigureSettings, overrides))
-    return configs(s), list(range(s.n_seeds))
+    """``(configs(s, rules=...), seeds)`` of figure ``name``: what its notebook runs."""
+    s = figure_settings(name, scale, overrides)
+    return configs(s, rules=overrides.get("rules")), list(range(s.n_seeds))
 
 
 def write_csv(frame: pd.DataFrame, name: str, results_dir=None):
@@ -41,26 +44,6 @@ def write_csv(frame: pd.DataFrame, name: str, results_dir=None):
     return path
 
 
-def cache_dir(results_dir=None):
-    """The sweep cache lives beside the results it produced."""
-    return paths.resolve(results_dir, paths.RESULTS_DIR) / "cache"
-
-
-def log_mean_sd(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:
-    """Geometric mean and the x/÷ one-sd band of ``column`` per group.
-
-    Losses span many orders of magnitude; on a log axis the natural summary is
-    the mean and sd of ``log10`` of the loss.
-    """
-    logged = frame.assign(_log=np.log10(frame[column]))
-    g = logged.groupby(by)["_log"].agg(["mean", "std"]).reset_index()
-    g["std"] = g["std"].fillna(0.0)
-    g["mean_"] = 10 ** g["mean"]
-    g["low"] = 10 ** (g["mean"] - g["std"])
-    g["high"] = 10 ** (g["mean"] + g["std"])
-    return g.drop(columns=["mean", "std"]).rename(columns={"mean_": "mean"})
-
-
 def mean_sd(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:
     """Mean, sd and the mean +- sd band of ``column`` per group."""
     g = frame.groupby(by)[column].agg(["mean", "std", "count"]).reset_index()
@@ -69,3 +52,33 @@ def mean_sd(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:
     g["high"] = g["mean"] + g["std"]
     return g
 
+
+def log_mean_sd(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:
+    """Geometric mean and the x/÷ one-sd band of ``column`` per group (sd of ``log10``):
+    losses span many orders of magnitude."""
+    g = mean_sd(frame.assign(_log=np.log10(frame[column])), by, "_log")
+    for name in ("mean", "low", "high"):
+        g[name] = 10 ** g[name]
+    return g.drop(columns=["std", "count"])
+
+
+def with_rule(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a ``rule`` column: ``"fa"`` where it has none (a table built by hand)."""
+    return frame if "rule" in frame else frame.assign(rule="fa")
+
+
+def panels(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """The ``(activation, rule)`` pairs of ``frame`` in order: one column of panels each."""
+    return list(dict.fromkeys(zip(frame["activation"], frame["rule"])))
+
+
+def dropout_claim(tag: str, claim: str, drop: pd.DataFrame) -> Claim:
+    """Whether the largest rate of ``drop`` (final alignment per ``strength``) ends more
+    aligned than no dropout; skipped without both."""
+    drop = drop.sort_values("strength")
+    if len(drop) < 2 or drop["strength"].iloc[0] != 0:
+        return Claim.skipped(tag, "dropout raises alignment",
+                             "needs q = 0 and a rate > 0 in dropout_rates")
+    top, none = drop.iloc[-1], drop.iloc[0]
+    return Claim(tag, claim, f"q={top['strength']:g}: {top['alignment']:.3f} vs q=0: "
+                             f"{none['alignment']:.3f}", bool(top["alignment"] > none["alignment"]))

@@ -19,7 +19,9 @@ from ..experiments import RunConfig
 from ..presets import PROTOCOL, FigureSettings
 
 NAME = "alignment_dynamics"
-COLUMNS = ["activation", "regularizer", "strength", "seed", "step", "alignment", "loss"]
+COLUMNS = ["activation", "rule", "regularizer", "strength", "seed", "step", "alignment", "loss"]
+#: The rules of the figure (its claims are FA's): each trains every configuration.
+RULES = ("fa",)
 
 
 def release_step(s: FigureSettings) -> int:
@@ -27,29 +29,27 @@ def release_step(s: FigureSettings) -> int:
     return int(round(s.release_fraction * s.steps))
 
 
-def configs(s: FigureSettings) -> list[RunConfig]:
-    """Per activation: FA at each lam; release at the largest lam; dropout at each rate.
-
-    Dropout runs use the dropout protocol of the authors' code (its step sizes and rates;
-    docs/protocols.md).
-    """
+def configs(s: FigureSettings, rules=None) -> list[RunConfig]:
+    """Per activation and rule of ``rules`` (default :data:`RULES`): each lam; release at
+    the largest lam; dropout at each rate, with the authors' dropout step sizes
+    (docs/protocols.md)."""
     out = []
     for act in s.activations:
         proto = PROTOCOL[act]
         for p in s.widths:
-            common = dict(activation=act, width=p, data=_common.data_kind(act), n=s.n, d=s.d,
-                          steps=s.steps, record_every=s.record_every, dtype=s.dtype_for(act),
-                          rule="fa")
-            lams = s.lambdas_for(act)
-            out += [RunConfig(lr=proto.lr, lam=lam, regularizer="l2", strength=lam, **common)
-                    for lam in lams]
-            if max(lams) > 0:   # releasing a penalty needs one
-                out.append(RunConfig(lr=proto.lr, lam=max(lams), lam_schedule="release",
-                                     lam_until=release_step(s), regularizer="release",
-                                     strength=max(lams), **common))
-            out += [RunConfig(lr=proto.dropout_lr, dropout=q, regularizer="dropout",
-                              strength=q, **common)
-                    for q in s.dropout_rates_for(act)]
+            for rule in RULES if rules is None else rules:
+                common = dict(activation=act, width=p, data=_common.data_kind(act), n=s.n,
+                              d=s.d, steps=s.steps, record_every=s.record_every,
+                              dtype=s.dtype_for(act), rule=rule)
+                lams = s.lambdas_for(act)
+                out += [RunConfig(lr=proto.lr, lam=lam, regularizer="l2", strength=lam,
+                                  **common) for lam in lams]
+                if max(lams) > 0:   # releasing a penalty needs one
+                    out.append(RunConfig(lr=proto.lr, lam=max(lams), lam_schedule="release",
+                                         lam_until=release_step(s), regularizer="release",
+                                         strength=max(lams), **common))
+                out += [RunConfig(lr=proto.dropout_lr, dropout=q, regularizer="dropout",
+                                  strength=q, **common) for q in s.dropout_rates_for(act)]
     return out
 
 
@@ -67,42 +67,44 @@ def tidy(sweep, results_dir=None) -> pd.DataFrame:
     return curves
 
 
+#: The rows of the figure that the sweep may have, with their y labels.
+ROWS = {"l2": "alignment cos(β, b)\nL2 on β",
+        "release": "alignment cos(β, b)\nregularise, then release",
+        "release loss": "training loss\nregularise, then release",
+        "dropout": "alignment cos(β, b)\ndropout rate q"}
+
+
 def plot(curves: pd.DataFrame, s: FigureSettings):
-    """One column per activation; rows as far as the sweep has them.
+    """One column per activation (and rule); rows as far as the sweep has them.
 
     (a) alignment under constant L2 at each lam; (b) alignment and (c) loss for
     "regularise, then release" against constant L2 at the same lam and lam = 0;
     (d) alignment with dropout at each rate.
     """
     plotting.use_style()
-    activations = list(dict.fromkeys(curves["activation"]))
+    curves = _common.with_rule(curves)
+    columns = _common.panels(curves)
     present = set(curves["regularizer"])
-    rows = ["l2"] + (["release", "release loss"] if "release" in present else []) \
-        + (["dropout"] if "dropout" in present else [])
-    fig, axes = plotting.subplots(len(activations), len(rows), height=3.0, sharex=True)
-    by = ["activation", "regularizer", "strength", "step"]
+    rows = [r for r in ROWS if r == "l2" or r.split()[0] in present]
+    fig, axes = plotting.subplots(len(columns), len(rows), height=3.0, sharex=True)
+    by = ["activation", "rule", "regularizer", "strength", "step"]
     align = _common.mean_sd(curves, by, "alignment")
     loss = _common.log_mean_sd(curves, by, "loss")
     t_release = release_step(s)
-    for j, act in enumerate(activations):
-        a = align[align["activation"] == act]
-        l2 = a[a["regularizer"] == "l2"]
-        lams = sorted(l2["strength"].unique())
-        colors = dict(zip(lams, plotting.palette(len(lams))))
-        for lam in lams:
-            g = l2[l2["strength"] == lam]
-            plotting.band(axes[0, j], g["step"], g["mean"], g["low"], g["high"],
-                          label=f"λ = {lam:g}", color=colors[lam])
+    n_rules = curves["rule"].nunique()
+    for j, (act, rule) in enumerate(columns):
+        a = align[(align["activation"] == act) & (align["rule"] == rule)]
+        colors = plotting.bands(axes[0, j], a[a["regularizer"] == "l2"], "strength",
+                                lambda lam: f"λ = {lam:g}")
         if "release" in rows:
             lam_r = a[a["regularizer"] == "release"]["strength"].iloc[0]
-            lo = loss[loss["activation"] == act]
-            for row, frame in ((rows.index("release"), a), (rows.index("release loss"), lo)):
-                ax = axes[row, j]
+            lo = loss[(loss["activation"] == act) & (loss["rule"] == rule)]
+            for row, frame in (("release", a), ("release loss", lo)):
+                ax = axes[rows.index(row), j]
+                l2 = frame["regularizer"] == "l2"
                 for label, sel, color, ls in (
-                        ("λ = 0", (frame["regularizer"] == "l2") & (frame["strength"] == 0),
-                         colors.get(0.0, "grey"), "-"),
-                        (f"λ = {lam_r:g} throughout",
-                         (frame["regularizer"] == "l2") & (frame["strength"] == lam_r),
+                        ("λ = 0", l2 & (frame["strength"] == 0), colors.get(0.0, "grey"), "-"),
+                        (f"λ = {lam_r:g} throughout", l2 & (frame["strength"] == lam_r),
                          colors.get(lam_r, "navy"), "-"),
                         (f"λ = {lam_r:g}, off at t = {t_release}",
                          frame["regularizer"] == "release", "crimson", "--")):
@@ -114,20 +116,12 @@ def plot(curves: pd.DataFrame, s: FigureSettings):
                 if frame is lo:
                     ax.set_yscale("log")
         if "dropout" in rows:
-            drop = a[a["regularizer"] == "dropout"]
-            rates = sorted(drop["strength"].unique())
-            for q, color in zip(rates, plotting.palette(len(rates))):
-                g = drop[drop["strength"] == q]
-                plotting.band(axes[rows.index("dropout"), j], g["step"], g["mean"], g["low"],
-                              g["high"], label=f"q = {q:g}", color=color)
-        axes[0, j].set_title(plotting.TITLES[act])
+            plotting.bands(axes[rows.index("dropout"), j], a[a["regularizer"] == "dropout"],
+                           "strength", lambda q: f"q = {q:g}")
+        axes[0, j].set_title(plotting.panel_title(act, rule, n_rules))
         axes[-1, j].set_xlabel("step t")
-    labels = {"l2": "alignment cos(β, b)\nL2 on β",
-              "release": "alignment cos(β, b)\nregularise, then release",
-              "release loss": "training loss\nregularise, then release",
-              "dropout": "alignment cos(β, b)\ndropout rate q"}
     for row, name in enumerate(rows):
-        axes[row, 0].set_ylabel(labels[name])
+        axes[row, 0].set_ylabel(ROWS[name])
         for ax in axes[row]:
             ax.legend(fontsize="x-small", loc="best")
     fig.suptitle(f"F2 · mean ± sd over {curves['seed'].nunique()} seeds "
@@ -137,17 +131,18 @@ def plot(curves: pd.DataFrame, s: FigureSettings):
 
 
 def summary(curves: pd.DataFrame) -> pd.DataFrame:
-    """Final alignment and loss per (activation, regularizer, strength): mean and sd."""
-    last = curves[curves["step"] == curves.groupby(["activation", "regularizer", "strength",
-                                                     "seed"])["step"].transform("max")]
-    return (last.groupby(["activation", "regularizer", "strength"])
+    """Final alignment and loss per (activation, rule, regularizer, strength): mean and sd."""
+    curves = _common.with_rule(curves)
+    by = ["activation", "rule", "regularizer", "strength"]
+    last = curves[curves["step"] == curves.groupby(by + ["seed"])["step"].transform("max")]
+    return (last.groupby(by)
             .agg(alignment=("alignment", "mean"), alignment_sd=("alignment", "std"),
                  loss=("loss", "mean"), loss_sd=("loss", "std"))
             .reset_index())
 
 
 def claims(curves: pd.DataFrame, s: FigureSettings) -> list[Claim]:
-    """F2's expected properties, measured per activation.
+    """F2's expected properties, measured per activation on FA's runs.
 
     1. The final alignment rises with lam, and every lam > 0 ends above lam = 0.
     2. Regularise, then release: the alignment at the end is at least 80% of its
@@ -156,6 +151,8 @@ def claims(curves: pd.DataFrame, s: FigureSettings) -> list[Claim]:
     3. Dropout at the largest rate ends more aligned than without dropout.
     """
     t_release = release_step(s)
+    curves = _common.with_rule(curves)
+    curves = curves[curves["rule"] == "fa"]
     table = summary(curves)
     out = []
     for act, here in table.groupby("activation", sort=False):
@@ -190,15 +187,10 @@ def claims(curves: pd.DataFrame, s: FigureSettings) -> list[Claim]:
         else:
             out.append(Claim.skipped(tag, "release: alignment persists, loss falls",
                                      "no λ > 0 to release"))
-        drop = here[here["regularizer"] == "dropout"].sort_values("strength")
-        if len(drop) > 1 and drop["strength"].iloc[0] == 0:
-            out.append(Claim(tag, "dropout raises alignment (largest rate vs none)",
-                             f"q={drop['strength'].iloc[-1]:g}: {drop['alignment'].iloc[-1]:.3f}"
-                             f" vs q=0: {drop['alignment'].iloc[0]:.3f}",
-                             bool(drop["alignment"].iloc[-1] > drop["alignment"].iloc[0])))
-        elif len(drop):
-            out.append(Claim.skipped(tag, "dropout raises alignment",
-                                     "needs q = 0 and a rate > 0 in dropout_rates"))
+        drop = here[here["regularizer"] == "dropout"]
+        if len(drop):
+            out.append(_common.dropout_claim(tag, "dropout raises alignment (largest rate vs "
+                                                  "none)", drop))
     return out
 
 

@@ -17,21 +17,25 @@ from ..experiments import RunConfig
 from ..presets import PROTOCOL, FigureSettings
 
 NAME = "convergence"
-#: Below this fraction of the initial loss, float64 round-off shapes the curve.
+#: The rules of the figure: FA at every lambda; each other rule once, at lambda = 0.
+RULES = ("fa", "bp")
+#: Below this fraction of the initial loss, float64 round-off shapes the curve
+#: (|f - y| ~ 1e-13 of |y| ~ 1).
 ROUND_OFF = 1e-20
 
 
-def configs(s: FigureSettings) -> list[RunConfig]:
-    """FA at every lambda of each activation, plus BP without regularisation."""
+def configs(s: FigureSettings, rules=None) -> list[RunConfig]:
+    """FA at every lambda of each activation, and each other rule of ``rules`` (default
+    :data:`RULES`, names in :data:`fa.RULES`) without regularisation."""
     out = []
     for act in s.activations:
         for p in s.widths:
             common = dict(activation=act, width=p, data=_common.data_kind(act), n=s.n, d=s.d,
                           lr=PROTOCOL[act].lr, steps=s.steps, record_every=s.record_every,
                           dtype=s.dtype_for(act), regularizer="l2")
-            out += [RunConfig(rule="fa", lam=lam, strength=lam, **common)
-                    for lam in s.lambdas_for(act)]
-            out.append(RunConfig(rule="bp", lam=0.0, strength=0.0, **common))
+            for rule in RULES if rules is None else rules:
+                out += [RunConfig(rule=rule, lam=lam, strength=lam, **common)
+                        for lam in (s.lambdas_for(act) if rule == "fa" else (0.0,))]
     return out
 
 
@@ -42,48 +46,36 @@ def sweep_plan(scale: str = "paper", **overrides) -> tuple[list[RunConfig], list
 
 
 def tidy(sweep, results_dir=None) -> pd.DataFrame:
-    """The figure's table from the sweep of :func:`configs`; also written to
-    ``<results_dir>/convergence.csv``.
-
-    Returns the tidy curves: activation, width, rule, lam, seed, step, loss.
-    """
+    """The figure's table from the sweep of :func:`configs`, also written to
+    ``<results_dir>/convergence.csv``: activation, width, rule, lam, seed, step, loss."""
     curves = sweep.curves[["activation", "width", "rule", "lam", "seed", "step", "loss"]]
     _common.write_csv(curves, NAME, results_dir)
     return curves
-
-
-#: Below this loss a float64 curve is at round-off (|f - y| ~ 1e-13 of |y| ~ 1).
-FLOOR = 1e-20
 
 
 def plot(curves: pd.DataFrame):
     """Loss vs step on a log scale, one panel per activation (geometric mean x/÷ sd)."""
     plotting.use_style()
     activations = list(dict.fromkeys(curves["activation"]))
+    others = [r for r in dict.fromkeys(curves["rule"]) if r != "fa"]
     fig, axes = plotting.subplots(len(activations), width=4.0, height=4.6)
     stats = _common.log_mean_sd(curves, ["activation", "rule", "lam", "step"], "loss")
     for ax, act in zip(axes[0], activations):
         here = stats[stats["activation"] == act]
-        fa_runs = here[here["rule"] == "fa"]
-        lams = sorted(fa_runs["lam"].unique())
-        for lam, color in zip(lams, plotting.palette(len(lams))):
-            g = fa_runs[fa_runs["lam"] == lam]
-            plotting.band(ax, g["step"], g["mean"], g["low"], g["high"],
-                          label=f"FA, λ = {lam:g}", color=color)
-        bp = here[here["rule"] == "bp"]
-        if len(bp):
-            plotting.band(ax, bp["step"], bp["mean"], bp["low"], bp["high"],
-                          label="BP, λ = 0", color="crimson", ls="--")
+        plotting.bands(ax, here[here["rule"] == "fa"], "lam", lambda lam: f"FA, λ = {lam:g}")
+        for rule, color in zip(others, plotting.OTHER_RULE_COLORS):
+            g = here[here["rule"] == rule]
+            if len(g):
+                plotting.band(ax, g["step"], g["mean"], g["low"], g["high"],
+                              label=f"{rule.upper()}, λ = 0", color=color, ls="--")
         ax.set_yscale("log")
-        if here["mean"].min() < FLOOR:
+        if here["mean"].min() < ROUND_OFF:
             ax.text(0.97, 0.4, "a flat bottom near 1e-30 is\nfloat64 round-off, not a limit",
                     transform=ax.transAxes, ha="right", va="center", fontsize="x-small")
-        ax.set_title(plotting.TITLES[act])
+        ax.set_title(plotting.TITLES.get(act, act))
         ax.set_xlabel("step t")
+        plotting.legend_below(ax, "rule, λ")
     axes[0, 0].set_ylabel("training loss L (mean squared error)")
-    for ax in axes[0]:
-        ax.legend(title="rule, λ", fontsize="small", title_fontsize="small", ncol=2,
-                  loc="upper center", bbox_to_anchor=(0.5, -0.2))
     fig.suptitle(f"F1 · training loss, geometric mean over {curves['seed'].nunique()} seeds, "
                  "band ± 1 sd of log10 L")
     fig.tight_layout()
@@ -111,15 +103,15 @@ def claims(curves: pd.DataFrame, *, min_orders: float = 3.0) -> list[Claim]:
     2. Every ``lam > 0`` levels off: over the last 20% of steps its loss falls by
        less than 0.15 decades (30%), and its floor is above the ``lam = 0`` final loss.
     3. The floor rises with ``lam``.
-    4. BP (``lam = 0``) converges too, to within a few orders of magnitude of FA.
+    4. Every other rule (BP, ``lam = 0``) lowers the loss by ``min_orders`` too.
     """
     out = []
     for act, here in curves.groupby("activation", sort=False):
         tag = f"F1 {act}"
         fa_runs = here[here["rule"] == "fa"]
-        has_free = bool((fa_runs["lam"] == 0.0).any())
-        if has_free:
-            free = _mean_curve(fa_runs[fa_runs["lam"] == 0.0])
+        curves_by_lam = {lam: _mean_curve(g) for lam, g in fa_runs.groupby("lam")}
+        free = curves_by_lam.pop(0.0, None)
+        if free is not None:
             orders = np.log10(free.iloc[0] / free.iloc[-1])
             out.append(Claim(tag, f"FA, λ=0: loss falls ≥ {min_orders:g} orders of magnitude",
                              f"{orders:.1f} orders", bool(orders >= min_orders)))
@@ -130,31 +122,25 @@ def claims(curves: pd.DataFrame, *, min_orders: float = 3.0) -> list[Claim]:
         else:
             out.append(Claim.skipped(tag, "FA, λ=0: loss falls exponentially",
                                      "no λ = 0 run in this sweep (add 0 to lambdas)"))
-        floors = []
-        for lam in sorted(fa_runs["lam"].unique()):
-            if lam == 0:
-                continue
-            curve = _mean_curve(fa_runs[fa_runs["lam"] == lam])
+        for lam, curve in curves_by_lam.items():
             tail = np.log10(curve[curve.index >= 0.8 * curve.index.max()])
             fall = tail.iloc[0] - tail.iloc[-1]
-            floors.append((lam, curve.iloc[-1]))
-            above = not has_free or curve.iloc[-1] > free.iloc[-1]
+            above = free is None or curve.iloc[-1] > free.iloc[-1]
             out.append(Claim(tag, f"FA, λ={lam:g}: loss levels off (last 20% of steps: "
-                             "< 0.15 decades)" + (" at a floor above λ=0's" if has_free else ""),
+                             "< 0.15 decades)" + (" at a floor above λ=0's" if free is not None
+                                                  else ""),
                              f"last 20%: {fall:.3f} decades; floor {curve.iloc[-1]:.2e}"
-                             + (f" vs λ=0 {free.iloc[-1]:.2e}" if has_free else ""),
+                             + (f" vs λ=0 {free.iloc[-1]:.2e}" if free is not None else ""),
                              bool(fall < 0.15 and above)))
-        if len(floors) > 1:
-            values = [f for _, f in floors]
-            out.append(Claim(tag, "the floor rises with λ",
-                             ", ".join(f"{v:.2e}" for v in values),
-                             bool(np.all(np.diff(values) > 0))))
-        bp = here[here["rule"] == "bp"]
-        if len(bp):
-            bp_curve = _mean_curve(bp)
-            bp_orders = np.log10(bp_curve.iloc[0] / bp_curve.iloc[-1])
-            out.append(Claim(tag, f"BP, λ=0 converges too (≥ {min_orders:g} orders)",
-                             f"BP {bp_orders:.1f} orders", bool(bp_orders >= min_orders)))
+        if len(curves_by_lam) > 1:
+            floors = [c.iloc[-1] for c in curves_by_lam.values()]
+            out.append(Claim(tag, "the floor rises with λ", ", ".join(f"{v:.2e}" for v in floors),
+                             bool(np.all(np.diff(floors) > 0))))
+        for rule, runs in here[here["rule"] != "fa"].groupby("rule", sort=False):
+            curve = _mean_curve(runs)
+            orders = np.log10(curve.iloc[0] / curve.iloc[-1])
+            out.append(Claim(tag, f"{rule.upper()}, λ=0 converges too (≥ {min_orders:g} orders)",
+                             f"{rule.upper()} {orders:.1f} orders", bool(orders >= min_orders)))
     return out
 
 

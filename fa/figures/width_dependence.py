@@ -18,15 +18,18 @@ from ..experiments import RunConfig
 from ..presets import DROPOUT_WIDTHS, PROTOCOL, FigureSettings, settings, width_steps
 
 NAME = "width_dependence"
-COLUMNS = ["activation", "regularizer", "strength", "width", "seed", "alignment", "loss", "steps",
-           "capped"]
+COLUMNS = ["activation", "rule", "regularizer", "strength", "width", "seed", "alignment", "loss",
+           "steps", "capped"]
+#: The rules of the figure (its claims are FA's): each trains every configuration.
+RULES = ("fa",)
 #: F3's stopping protocol: checks every 1000 steps; loss tolerance (L2) and
 #: alignment tolerance (dropout), as in the authors' code (docs/protocols.md).
 CHECK_EVERY, LOSS_TOL, ALIGNMENT_TOL = 1000, 1e-3, 1e-4
 
 
-def configs(s: FigureSettings, *, dropout_widths=None) -> list[RunConfig]:
-    """L2 runs at every (activation, width, lam); dropout runs at every (activation, width, q).
+def configs(s: FigureSettings, rules=None, *, dropout_widths=None) -> list[RunConfig]:
+    """L2 runs at every (activation, rule, width, lam); dropout runs at every (activation,
+    rule, width, q); ``rules`` defaults to :data:`RULES`.
 
     Each width trains for ``T(p)`` steps (:func:`fa.presets.width_steps` with
     base ``s.steps``), then, with ``s.until_converged``, follows the stopping
@@ -36,20 +39,21 @@ def configs(s: FigureSettings, *, dropout_widths=None) -> list[RunConfig]:
     out = []
     for act in s.activations:
         proto = PROTOCOL[act]
-        common = dict(activation=act, data=_common.data_kind(act), n=s.n, d=s.d, rule="fa",
-                      until_converged=s.until_converged, check_every=CHECK_EVERY,
-                      dtype=s.dtype_for(act))
-        for p in s.widths:
-            T = width_steps(p, s.steps)
-            out += [RunConfig(width=p, lr=proto.lr, lam=lam, steps=T, record_every=T,
-                              tol=LOSS_TOL, regularizer="l2", strength=lam, **common)
-                    for lam in s.lambdas_for(act)]
-        for p in s.widths if dropout_widths is None else dropout_widths:
-            T = width_steps(p, s.steps)
-            out += [RunConfig(width=p, lr=proto.dropout_lr, dropout=q, steps=T, record_every=T,
-                              tol=ALIGNMENT_TOL, converge_on="alignment",
-                              regularizer="dropout", strength=q, **common)
-                    for q in s.dropout_rates_for(act)]
+        for rule in RULES if rules is None else rules:
+            common = dict(activation=act, data=_common.data_kind(act), n=s.n, d=s.d, rule=rule,
+                          until_converged=s.until_converged, check_every=CHECK_EVERY,
+                          dtype=s.dtype_for(act))
+            for p in s.widths:
+                T = width_steps(p, s.steps)
+                out += [RunConfig(width=p, lr=proto.lr, lam=lam, steps=T, record_every=T,
+                                  tol=LOSS_TOL, regularizer="l2", strength=lam, **common)
+                        for lam in s.lambdas_for(act)]
+            for p in s.widths if dropout_widths is None else dropout_widths:
+                T = width_steps(p, s.steps)
+                out += [RunConfig(width=p, lr=proto.dropout_lr, dropout=q, steps=T,
+                                  record_every=T, tol=ALIGNMENT_TOL, converge_on="alignment",
+                                  regularizer="dropout", strength=q, **common)
+                        for q in s.dropout_rates_for(act)]
     return out
 
 
@@ -64,17 +68,22 @@ def dropout_widths(s: FigureSettings, scale: str, widths=None, dropout_widths=No
 def sweep_plan(scale: str = "paper", **overrides) -> tuple[list[RunConfig], list[int]]:
     """The configurations and seeds the notebook runs at ``scale`` with the parameters
     ``overrides`` (none: its defaults), for estimates."""
-    s = settings(NAME, scale, **_common.settings_overrides(FigureSettings, overrides))
+    s = _common.figure_settings(NAME, scale, overrides)
     widths = dropout_widths(s, scale, overrides.get("widths"), overrides.get("dropout_widths"))
-    return configs(s, dropout_widths=widths), list(range(s.n_seeds))
+    return configs(s, overrides.get("rules"), dropout_widths=widths), list(range(s.n_seeds))
+
+
+def steps_caption(s: FigureSettings) -> str:
+    """How long F3's runs trained, for :func:`fa.plotting.save_figure`'s ``steps``."""
+    return f"T(p) = {s.steps} sqrt(p / 200) steps" + (
+        ", then the authors' stopping rule" if s.until_converged else "")
 
 
 def tidy(sweep, results_dir=None) -> pd.DataFrame:
     """One row per run from the sweep of :func:`configs` (diverged runs left out); also
     written to ``<results_dir>/width_dependence.csv``."""
-    runs = sweep.runs.rename(columns={"final_alignment": "alignment", "final_loss": "loss",
-                                      "steps_taken": "steps_taken_"})
-    runs["steps"] = runs.pop("steps_taken_")
+    runs = sweep.runs.drop(columns="steps").rename(columns={
+        "final_alignment": "alignment", "final_loss": "loss", "steps_taken": "steps"})
     runs = runs[~runs["diverged"]][COLUMNS]
     _common.write_csv(runs, NAME, results_dir)
     return runs
@@ -98,8 +107,9 @@ def fit_power_law(widths, alignment) -> tuple[float, float]:
 
 def summary(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and sd of the final alignment, mean steps taken and the number of runs that hit
-    the cap, per (activation, regularizer, strength, width)."""
-    return (runs.groupby(["activation", "regularizer", "strength", "width"])
+    the cap, per (activation, rule, regularizer, strength, width)."""
+    return (_common.with_rule(runs)
+            .groupby(["activation", "rule", "regularizer", "strength", "width"])
             .agg(alignment=("alignment", "mean"), alignment_sd=("alignment", "std"),
                  loss=("loss", "mean"), steps=("steps", "mean"), capped=("capped", "sum"),
                  seeds=("seed", "count"))
@@ -107,62 +117,61 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def slopes(runs: pd.DataFrame) -> pd.DataFrame:
-    """The fitted power-law slope of the unregularised (lam = 0) curve per activation."""
+    """The fitted power-law slope of the unregularised (lam = 0) curve per activation
+    (and rule)."""
     table = summary(runs)
     free = table[(table["regularizer"] == "l2") & (table["strength"] == 0.0)]
-    rows = []
-    for act, g in free.groupby("activation", sort=False):
-        if g["width"].nunique() < 2:   # one width: no slope to fit
-            continue
-        slope, intercept = fit_power_law(g["width"], g["alignment"])
-        rows.append(dict(activation=act, slope=slope, intercept=intercept))
-    return pd.DataFrame(rows, columns=["activation", "slope", "intercept"])
+    rows = [dict(activation=act, rule=rule, **dict(zip(("slope", "intercept"),
+                                                       fit_power_law(g["width"], g["alignment"]))))
+            for (act, rule), g in free.groupby(["activation", "rule"], sort=False)
+            if g["width"].nunique() > 1]   # one width: no slope to fit
+    return pd.DataFrame(rows, columns=["activation", "rule", "slope", "intercept"])
 
 
 def plot(runs: pd.DataFrame):
-    """Final alignment vs p (log x), mean +- sd bars; L2 row and dropout row."""
+    """Final alignment vs p (log x), mean +- sd bars; L2 row and dropout row; one column
+    per activation (and rule)."""
     plotting.use_style()
+    runs = _common.with_rule(runs)
     table = summary(runs)
-    fits = slopes(runs).set_index("activation")
-    activations = list(dict.fromkeys(runs["activation"]))
+    fits = slopes(runs).set_index(["activation", "rule"])
+    columns = _common.panels(runs)
     regs = [r for r in ("l2", "dropout") if r in set(runs["regularizer"])]
-    fig, axes = plotting.subplots(len(activations), len(regs), width=4.0, height=4.8)
+    n_rules = runs["rule"].nunique()
+    fig, axes = plotting.subplots(len(columns), len(regs), width=4.0, height=4.8)
     for i, reg in enumerate(regs):
-        for j, act in enumerate(activations):
+        symbol = "λ" if reg == "l2" else "q"
+        for j, (act, rule) in enumerate(columns):
             ax = axes[i, j]
-            here = table[(table["activation"] == act) & (table["regularizer"] == reg)]
+            panel = (table["activation"] == act) & (table["rule"] == rule)
+            here = table[panel & (table["regularizer"] == reg)]
             strengths = sorted(here["strength"].unique())
             for value, color in zip(strengths, plotting.palette(len(strengths))):
                 g = here[here["strength"] == value]
                 ax.errorbar(g["width"], g["alignment"], yerr=g["alignment_sd"], color=color,
-                            marker="o", ms=4, capsize=3, lw=1.5,
-                            label=f"{'λ' if reg == 'l2' else 'q'} = {value:g}")
-            if reg == "l2" and act in fits.index:
+                            marker="o", ms=4, capsize=3, lw=1.5, label=f"{symbol} = {value:g}")
+            if reg == "l2" and (act, rule) in fits.index:
                 p = np.geomspace(here["width"].min(), here["width"].max(), 50)
-                slope, intercept = fits.loc[act, ["slope", "intercept"]]
+                slope, intercept = fits.loc[(act, rule), ["slope", "intercept"]]
                 ax.plot(p, np.exp(intercept) * p**slope, color="black", ls="--", lw=1,
                         label=f"fit to λ=0: $\\propto p^{{{slope:.2f}}}$")
             if reg == "dropout":
-                _mark_latched(ax, runs[(runs["activation"] == act)
+                _mark_latched(ax, runs[(runs["activation"] == act) & (runs["rule"] == rule)
                                        & (runs["regularizer"] == reg)])
             ax.set_xscale("log")
             # 1.6k ... 12.8k: seven full numbers overlap on a panel this wide
-            ax.set_xticks(sorted(here["width"].unique()),
-                          [f"{w / 1000:g}k" if w >= 1000 else f"{w:g}"
-                           for w in sorted(here["width"].unique())])
+            widths = sorted(here["width"].unique())
+            ax.set_xticks(widths, [f"{w / 1000:g}k" if w >= 1000 else f"{w:g}" for w in widths])
             ax.minorticks_off()
             ax.set_ylim(bottom=0)
-            ax.set_title(f"{plotting.TITLES[act]}, {'L2 on β' if reg == 'l2' else 'dropout'}")
+            ax.set_title(f"{plotting.panel_title(act, rule, n_rules)}, "
+                         f"{'L2 on β' if reg == 'l2' else 'dropout'}")
             ax.set_xlabel("width p")
-            ax.legend(title="λ" if reg == "l2" else "dropout rate q", fontsize="small",
-                      title_fontsize="small", ncol=2, loc="upper center",
-                      bbox_to_anchor=(0.5, -0.2))
+            plotting.legend_below(ax, "λ" if reg == "l2" else "dropout rate q")
         axes[i, 0].set_ylabel("final alignment cos(β, b)")
     fig.suptitle(f"F3 · final alignment, mean ± sd over {runs['seed'].nunique()} seeds")
     fig.tight_layout()
     return fig
-
-
 def latched(runs: pd.DataFrame) -> pd.DataFrame:
     """The (strength, width) cells of one panel where most runs with a nonzero rate stopped
     at exactly T(p), the fewest steps taken at their width, while others there went on:
@@ -186,7 +195,7 @@ def _mark_latched(ax, runs: pd.DataFrame) -> None:
 
 
 def claims(runs: pd.DataFrame, *, strict: bool = True) -> list[Claim]:
-    """F3's expected properties, measured per activation.
+    """F3's expected properties, measured per activation on FA's runs.
 
     1. ``lam = 0``: the fitted log-log slope is negative (alignment decays with p)
        and the alignment at the largest width is below that at the smallest.
@@ -199,6 +208,8 @@ def claims(runs: pd.DataFrame, *, strict: bool = True) -> list[Claim]:
     4. Higher for larger ``lam``: at every width the alignment rises with lam.
     5. Dropout (where run): the largest rate is above no dropout at the largest width.
     """
+    runs = _common.with_rule(runs)
+    runs = runs[runs["rule"] == "fa"]
     table = summary(runs)
     fits = slopes(runs).set_index("activation")
     out = []
@@ -208,39 +219,38 @@ def claims(runs: pd.DataFrame, *, strict: bool = True) -> list[Claim]:
         free = l2[l2["strength"] == 0.0].sort_values("width")
         p_max = l2["width"].max()
         regularised = sorted(v for v in l2["strength"].unique() if v > 0)
-        if len(free) and act in fits.index:
-            slope = fits.loc[act, "slope"]
+        slope = fits.loc[act, "slope"] if len(free) and act in fits.index else None
+        if slope is not None:
+            first, last = free.iloc[0], free.iloc[-1]
             out.append(Claim(tag, "λ=0: alignment decays with p (log-log slope < 0)",
-                             f"slope {slope:.2f}; {free['alignment'].iloc[0]:.3f} at p="
-                             f"{free['width'].iloc[0]} → {free['alignment'].iloc[-1]:.3f} at "
-                             f"p={p_max}", bool(slope < 0 and free["alignment"].iloc[-1]
-                                                < free["alignment"].iloc[0])))
+                             f"slope {slope:.2f}; {first['alignment']:.3f} at p="
+                             f"{first['width']} → {last['alignment']:.3f} at p={p_max}",
+                             bool(slope < 0 and last["alignment"] < first["alignment"])))
         else:
-            slope = None
             out.append(Claim.skipped(tag, "λ=0: alignment decays with p",
                                      "needs λ = 0 in lambdas" if not len(free)
                                      else "a single width: no slope to fit"))
         free_at_max = free["alignment"].iloc[-1] if len(free) else None
-        at_max = []
         for lam in regularised:
             g = l2[l2["strength"] == lam]
-            at_max.append(g[g["width"] == p_max]["alignment"].iloc[0])
+            at_max = g[g["width"] == p_max]["alignment"].iloc[0]
             if slope is not None:
                 lam_slope, _ = fit_power_law(g["width"], g["alignment"])
                 out.append(Claim(tag, f"λ={lam:g}: decays more slowly than λ=0",
                                  f"slope {lam_slope:.2f} vs {slope:.2f}",
                                  bool(lam_slope > slope)))
-            if strict or lam == regularised[-1]:
-                low = g["alignment"].min()
-                if free_at_max is None:
-                    out.append(Claim(tag, f"λ={lam:g}: bounded away from 0 (min over p ≥ 0.1)",
-                                     f"min {low:.3f}", bool(low >= 0.1)))
-                else:
-                    out.append(Claim(tag, f"λ={lam:g}: bounded away from 0 (min over p ≥ 0.1; "
-                                          f"at p={p_max} ≥ 1.5x λ=0)",
-                                     f"min {low:.3f}; at p={p_max}: {at_max[-1]:.3f} vs λ=0 "
-                                     f"{free_at_max:.3f}",
-                                     bool(low >= 0.1 and at_max[-1] >= 1.5 * free_at_max)))
+            if not strict and lam != regularised[-1]:
+                continue
+            low = g["alignment"].min()
+            if free_at_max is None:
+                out.append(Claim(tag, f"λ={lam:g}: bounded away from 0 (min over p ≥ 0.1)",
+                                 f"min {low:.3f}", bool(low >= 0.1)))
+            else:
+                out.append(Claim(tag, f"λ={lam:g}: bounded away from 0 (min over p ≥ 0.1; "
+                                      f"at p={p_max} ≥ 1.5x λ=0)",
+                                 f"min {low:.3f}; at p={p_max}: {at_max:.3f} vs λ=0 "
+                                 f"{free_at_max:.3f}",
+                                 bool(low >= 0.1 and at_max >= 1.5 * free_at_max)))
         by_width = l2.pivot_table(index="width", columns="strength", values="alignment")
         if by_width.shape[1] > 1:
             ordered = [bool(np.all(np.diff(row.dropna().to_numpy()) > 0))
@@ -252,15 +262,7 @@ def claims(runs: pd.DataFrame, *, strict: bool = True) -> list[Claim]:
         drop = here[here["regularizer"] == "dropout"]
         if len(drop):
             wmax = drop["width"].max()
-            top = drop[drop["width"] == wmax].sort_values("strength")
-            if len(top) > 1 and top["strength"].iloc[0] == 0:
-                out.append(Claim(f"F3-dropout {act}",
-                                 f"at p={wmax} the largest dropout rate is more aligned than "
-                                 "none", f"q={top['strength'].iloc[-1]:g}: "
-                                 f"{top['alignment'].iloc[-1]:.3f} vs q=0: "
-                                 f"{top['alignment'].iloc[0]:.3f}",
-                                 bool(top["alignment"].iloc[-1] > top["alignment"].iloc[0])))
-            else:
-                out.append(Claim.skipped(f"F3-dropout {act}", "dropout raises alignment",
-                                         "needs q = 0 and a rate > 0 in dropout_rates"))
+            out.append(_common.dropout_claim(
+                f"F3-dropout {act}", f"at p={wmax} the largest dropout rate is more aligned "
+                                     "than none", drop[drop["width"] == wmax]))
     return out
