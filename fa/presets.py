@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import types
+import typing
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -192,7 +194,7 @@ def resolve(paper, quick: dict, scale: str, overrides: dict, *, caller: str, rul
     """
     scale = check_option(scale, "scale", caller, SCALES)
     base = paper if scale == "paper" else dataclasses.replace(paper, **quick)
-    kinds = {f.name: f.type for f in dataclasses.fields(paper)}
+    kinds = typing.get_type_hints(type(paper))   # real types, however the module wrote them
     unknown = [name for name in overrides if name not in kinds]
     if unknown:
         raise ValueError(f"Unknown parameter {unknown[0]!r} for {caller}; accepted names: "
@@ -206,24 +208,26 @@ def resolve(paper, quick: dict, scale: str, overrides: dict, *, caller: str, rul
     return result
 
 
-_SCALARS = {"bool": ((bool, np.bool_), ()), "int": (numbers.Integral, (bool, np.bool_)),
-            "float": (numbers.Real, (bool, np.bool_)), "str": (str, ())}
+_SCALARS = {bool: ((bool, np.bool_), ()), int: (numbers.Integral, (bool, np.bool_)),
+            float: (numbers.Real, (bool, np.bool_)), str: (str, ())}
 
 
-def coerce(name: str, value, kind: str, caller: str):
-    """``value`` as the declared type ``kind`` of its field (``"int"``, ``"tuple[float,
-    ...] | None"``, ...): scalars keep their type, lists become tuples of their items."""
-    kind = kind.split("|")[0].strip()
-    if kind.startswith("tuple["):
-        item = kind[len("tuple["):].split(",")[0].strip()
+def coerce(name: str, value, kind, caller: str):
+    """``value`` as the declared type ``kind`` of its field (``int``, ``tuple[float, ...]
+    | None``, ...): scalars keep their type, lists become tuples of their items."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):   # X | None: an X
+        kind = next(k for k in typing.get_args(kind) if k is not type(None))
+    if typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
         if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-            raise fail(name, caller, f"a list of {item}s (from papermill, a list goes "
-                       f"through -y: -y '{name}: [...]')", value)
+            raise fail(name, caller, f"a list of {item.__name__}s (from papermill, a list "
+                       f"goes through -y: -y '{name}: [...]')", value)
         return tuple(coerce(name, v, item, caller) for v in value)
     accepted, refused = _SCALARS[kind]
     if not isinstance(value, accepted) or isinstance(value, refused):
-        raise fail(name, caller, f"an {kind}" if kind == "int" else f"a {kind}", value)
-    return {"bool": bool, "int": int, "float": float, "str": str}[kind](value)
+        raise fail(name, caller, f"an {kind.__name__}" if kind is int else f"a {kind.__name__}",
+                   value)
+    return kind(value)
 
 
 def _rules(s: FigureSettings):

@@ -145,8 +145,6 @@ def test_an_activation_registered_in_a_notebook_trains_in_workers_and_keys_the_c
 
 TOY = '''
 """A toy figure: FA's final loss at one width."""
-from __future__ import annotations   # fa.presets.resolve reads the fields' types as text
-
 from dataclasses import dataclass
 
 import numpy as np
