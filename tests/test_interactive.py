@@ -5,7 +5,9 @@ One kernel serves every test of this module, as one JupyterLab kernel would serv
 student who opens one notebook after another: a notebook must not trip over the names
 the notebooks before it left in the namespace. F1-F4 redraw their committed gallery
 figure (``rerun = False``: seconds, nothing trained); the mechanisms notebook, which
-has no such switch, runs at its quick defaults once and from its sweep cache the second time.
+has no such switch, runs at its quick defaults: in the full suite from the sweep cache
+that nbval's run of it left (conftest.py runs that first, in the same worker and output
+folder), alone trained once and from its sweep cache the second time.
 """
 
 import copy

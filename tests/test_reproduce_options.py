@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from fa import estimate, paths, reproduce
-from fa.figures import width_dependence
+from fa.figures import convergence, width_dependence
 
 
 def test_values_are_python_literals_or_text():
@@ -50,8 +50,15 @@ def test_the_plan_follows_the_parameters():
     assert {c.regularizer for c in configs} == {"l2"}     # no dropout widths: no dropout row
 
 
-def test_the_estimate_counts_the_parameters(tmp_path):
-    rates = {}    # measured once, shared by both reports
+def test_the_estimate_counts_the_parameters(tmp_path, monkeypatch):
+    # What is counted, not how fast this machine is: given rates, nothing is measured
+    # (measuring is test_estimate's; here it took a minute of paper-scale probes).
+    def refuse(*args, **kwargs):
+        raise AssertionError("given rates are not measured again")
+
+    monkeypatch.setattr(estimate, "seconds_per_cost", refuse)
+    experiments, _ = convergence.sweep_plan("paper")
+    rates = {estimate.rate_key(e): 1e-10 for e in experiments}
     small = estimate.report(["01_convergence"], results_dir=tmp_path, rates=rates,
                             overrides={"n_seeds": 2})
     full = estimate.report(["01_convergence"], results_dir=tmp_path, rates=rates)
