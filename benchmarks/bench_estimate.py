@@ -25,7 +25,8 @@ import tempfile
 import time
 
 import fa
-from fa import estimate, width_dependence
+from fa import estimate
+from fa.figures import width_dependence
 
 
 def experiment(activation: str, width: int, dropout: float, steps: int):
