@@ -67,7 +67,7 @@ def panel_title(activation: str, rule: str, n_rules: int) -> str:
 
 
 def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
-                settings, steps: str | None = None, about: dict | None = None) -> list[Path]:
+                settings, caption: str | None = None, about: dict | None = None) -> list[Path]:
     """Write ``fig`` as ``<name>.png`` and ``<name>.pdf``, with its manifest ``<name>.json``.
 
     The manifest says which notebook made the figure, at which scale and settings
@@ -90,9 +90,10 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
     settings : dataclass
         The run's settings, recorded in full (and, for figure settings, the precision
         each activation's networks ran in, as ``dtypes``).
-    steps : str, optional
-        How long the runs trained, for the caption under the title, when it is not
-        ``settings.steps`` steps (F3: ``fa.figures.width_dependence.steps_caption``).
+    caption : str, optional
+        The line under the title: the widths, seeds and steps of this run. Default
+        :func:`run_caption` of ``settings``; a figure whose runs are not described by its
+        settings' fields alone gives its own (F3: ``width_dependence.caption``).
     about : dict, optional
         More JSON-able facts for the manifest.
 
@@ -105,7 +106,8 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
     out.mkdir(parents=True, exist_ok=True)
     # The figure says at which scale, widths, seeds and steps it ran, so a PNG alone
     # cannot be taken for another run of the same figure.
-    fig.suptitle(f"{fig.get_suptitle()}\n{scale} scale: {caption(settings, steps)}",
+    caption = run_caption(settings) if caption is None else caption
+    fig.suptitle(f"{fig.get_suptitle()}\n{scale} scale: {caption}",
                  fontsize="medium")
     fig.tight_layout()                  # room for the longer title
     seeds = list(range(settings.n_seeds))
@@ -132,7 +134,7 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
     return files
 
 
-def caption(settings, steps: str | None = None) -> str:
+def run_caption(settings, steps: str | None = None) -> str:
     """One line of what a figure's run was: the widths, seeds and steps of its ``settings``
     (or of the settings it wraps, as F4's provenance does), those it has; ``steps`` says
     how long the runs trained instead of ``settings.steps``."""
@@ -148,8 +150,6 @@ def caption(settings, steps: str | None = None) -> str:
         if hasattr(s, "deep_steps"):
             steps += (f" (two hidden layers: {s.deep_n_seeds} "
                       f"seed{'s' * (s.deep_n_seeds > 1)}, {s.deep_steps} steps)")
-        if hasattr(s, "align_steps"):
-            steps += f" (kernel), {s.align_steps} (alignment)"
         parts.append(steps)
     return " · ".join(parts)
 

@@ -251,6 +251,14 @@ def write_results(tables: dict, results_dir=None) -> list:
 
 # --- the figures --------------------------------------------------------------------------
 
+def caption(s: MechanismSettings, figure: str) -> str:
+    """The line under the title of ``figure`` ("kernel", "alignment" or "dynamics") for
+    :func:`fa.plotting.save_figure`: the widths, seeds and steps of its own runs."""
+    if figure == "dynamics":
+        s = replace(s, widths=(s.dynamics_width,))
+    return plotting.run_caption(s, None if figure == "kernel" else f"{s.align_steps} steps")
+
+
 def plot(spectra: pd.DataFrame, curves: pd.DataFrame, *, panels: int = 4):
     """Statement 1, the notebook's main figure: the kernel vs width, and the loss it predicts.
 
@@ -290,8 +298,8 @@ def plot(spectra: pd.DataFrame, curves: pd.DataFrame, *, panels: int = 4):
             ax.plot(mean.index, mean["predicted"], color=colors[rule], lw=1.2, ls="--")
         ax.set(yscale="log", title=f"p = {p}", xlabel="step t", ylabel="training loss L")
         ax.legend(fontsize="x-small", loc="lower left")
-    fig.suptitle("solid: trained; dashed: predicted by the frozen kernel $G_0$",
-                 fontsize="small")
+    fig.suptitle("Why FA converges: the training loss against the frozen kernel's "
+                 "prediction (solid: trained; dashed: predicted by $G_0$)")
     fig.tight_layout()
     return fig
 
@@ -325,6 +333,7 @@ def plot_alignment(runs: pd.DataFrame):
         ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.legend(fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.2))
+    fig.suptitle("Why FA aligns: cos(β, b) and its parts against width")
     fig.tight_layout()
     return fig
 
@@ -362,8 +371,9 @@ def plot_dynamics(frame: pd.DataFrame, s: MechanismSettings):
         ax.set_xlabel("step t")
         if ax is not axes[0, 0]:
             ax.legend(fontsize="x-small")
-    fig.suptitle(f"FA, {plotting.TITLES[s.activation]}, p = {s.dynamics_width}; dash-dot: "
-                 f"t = 1/(ηλ), red: release", fontsize="small")
+    fig.suptitle(f"Regularise, then release: β's parts in time, FA, "
+                 f"{plotting.TITLES[s.activation]}, p = {s.dynamics_width} (dash-dot: "
+                 f"t = 1/(ηλ); red: release)")
     fig.tight_layout()
     return fig
 

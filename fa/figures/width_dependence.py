@@ -73,10 +73,10 @@ def sweep_plan(scale: str = "paper", **overrides) -> tuple[list[RunConfig], list
     return configs(s, overrides.get("rules"), dropout_widths=widths), list(range(s.n_seeds))
 
 
-def steps_caption(s: FigureSettings) -> str:
-    """How long F3's runs trained, for :func:`fa.plotting.save_figure`'s ``steps``."""
-    return f"T(p) = {s.steps} sqrt(p / 200) steps" + (
-        ", then the authors' stopping rule" if s.until_converged else "")
+def caption(s: FigureSettings) -> str:
+    """The line under F3's title (:func:`fa.plotting.save_figure`): widths, seeds and T(p)."""
+    return plotting.run_caption(s, f"T(p) = {s.steps} sqrt(p / 200) steps" + (
+        ", then the authors' stopping rule" if s.until_converged else ""))
 
 
 def tidy(sweep, results_dir=None) -> pd.DataFrame:
