@@ -146,6 +146,14 @@ class RunConfig:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                 if f.name not in skip}
 
+    def draw_data(self, seeds: list[int]):
+        """``X`` (R, n, d) and ``y`` (R, n) of ``seeds``: :func:`fa.make_data` of this kind,
+        the teacher (if any) of this config's width and activation."""
+        teacher = self.data == "teacher"
+        return make_data(self.data, self.n, self.d, seed=seeds,
+                         width=self.width if teacher else None,
+                         activation=self.activation if teacher else None)
+
     def run(self, seeds: list[int], *, train_fn=None, **options) -> list[dict]:
         """Train the seeds as stacked replicas on their own data; one record per seed.
 
@@ -154,10 +162,7 @@ class RunConfig:
         ``final_alignment``, ``diverged`` (and ``capped`` if the trainer reports
         it) and the curves ``step``, ``loss``, ``alignment``.
         """
-        teacher = self.data == "teacher"
-        X, y = make_data(self.data, self.n, self.d, seed=seeds,
-                         width=self.width if teacher else None,
-                         activation=self.activation if teacher else None)  # (R, n, d), (R, n)
+        X, y = self.draw_data(seeds)
         result = (train_fn or train)(X, y, seed=seeds, **self.train_kwargs(), **options)
         return [_record(result, r) for r in range(len(seeds))]
 

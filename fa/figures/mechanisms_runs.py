@@ -18,7 +18,6 @@ from threadpoolctl import threadpool_limits
 
 from .. import model
 from ..constraints import check_option, validate
-from ..data import make_data
 from ..experiments import RunConfig
 from ..loop import lam_at
 from ..model import RULES, cosine
@@ -189,11 +188,9 @@ class _Run:
     def _train(self, seeds: list[int]):
         """Data ``X`` (R, n, d), ``y`` (R, n), the :func:`fa.train` result and the initial
         ``W, beta, b`` of ``seeds`` (:func:`fa.model.init`, the draws ``fa.train`` makes)."""
-        teacher = self.data == "teacher"
-        X, y = make_data(self.data, self.n, self.d, seed=seeds,
-                         width=self.width if teacher else None,
-                         activation=self.activation if teacher else None)
-        result = train(X, y, seed=seeds, **self.config().train_kwargs())
+        config = self.config()
+        X, y = config.draw_data(seeds)
+        result = train(X, y, seed=seeds, **config.train_kwargs())
         if np.any(result.diverged):
             # The algebra below would run on a blown-up network: stop, and say where.
             raise FloatingPointError(f"{self!r} diverged for some of the seeds {seeds}; "
