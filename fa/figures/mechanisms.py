@@ -2,8 +2,7 @@
 
 Statement 1, convergence is a kernel step; 2, alignment needs regularisation; 3, regularise,
 then release. Here are the settings, the lists of experiments, and the tables, figures and
-claims made from their sweeps; the algebra and the experiments are
-:mod:`fa.figures.mechanisms_runs`.
+claims made from their sweeps; the algebra and experiments: :mod:`fa.figures.mechanisms_runs`.
 """
 
 from __future__ import annotations
@@ -22,12 +21,6 @@ from ..model import ACTIVATIONS
 from ..presets import PROTOCOL, resolve
 from .mechanisms_runs import AlignmentRun, DynamicsRun, KernelRun
 from .width_dependence import fit_power_law
-
-__all__ = ["MechanismSettings", "alignment_configs", "alignment_slopes", "alignment_summary",
-           "alignment_table", "claims", "claims_alignment", "claims_dynamics", "claims_kernel",
-           "dynamics_configs", "dynamics_tables", "kernel_configs", "kernel_summary",
-           "kernel_tables", "plot", "plot_alignment", "plot_dynamics", "release_summary",
-           "settings", "sweep_plan", "write_results"]
 
 NAME = "mechanisms"
 #: Below this fraction of the initial loss float64 round-off shapes the curve.
@@ -82,12 +75,9 @@ PAPER_CHANGES = dict(
 
 
 def settings(scale: str = "quick", **overrides) -> MechanismSettings:
-    """The settings at ``scale`` (``"quick"``: seconds; ``"paper"``: the F1-F3 networks).
-
-    ``overrides`` are fields of :class:`MechanismSettings` (``None`` keeps the scale's
-    value), applied by :func:`fa.presets.resolve`, every figure's one settings mechanism:
-    it raises ``ValueError`` naming an unknown scale or name, or a value out of its rule.
-    """
+    """The settings at ``scale`` (``"quick"``: seconds; ``"paper"``: the F1-F3 networks)
+    with ``overrides`` (fields of :class:`MechanismSettings`; ``None`` keeps the scale's)
+    applied by :func:`fa.presets.resolve`, which raises ``ValueError`` naming what it refuses."""
     quick = MechanismSettings()
     paper = replace(quick, **PAPER_CHANGES)
     return resolve(paper, {k: getattr(quick, k) for k in PAPER_CHANGES}, scale, overrides,
@@ -252,11 +242,11 @@ def write_results(tables: dict, results_dir=None) -> list:
 # --- the figures --------------------------------------------------------------------------
 
 def caption(s: MechanismSettings, figure: str) -> str:
-    """The line under the title of ``figure`` ("kernel", "alignment" or "dynamics") for
+    """The line under ``figure``'s title ("kernel", "alignment" or "dynamics") for
     :func:`fa.plotting.save_figure`: the widths, seeds and steps of its own runs."""
-    if figure == "dynamics":
-        s = replace(s, widths=(s.dynamics_width,))
-    return plotting.run_caption(s, None if figure == "kernel" else f"{s.align_steps} steps")
+    widths = (s.dynamics_width,) if figure == "dynamics" else s.widths
+    steps = s.steps if figure == "kernel" else s.align_steps
+    return plotting.run_caption(replace(s, widths=widths, steps=steps))
 
 
 def plot(spectra: pd.DataFrame, curves: pd.DataFrame, *, panels: int = 4):
