@@ -135,22 +135,15 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
 
 
 def run_caption(settings, steps: str | None = None) -> str:
-    """One line of what a figure's run was: the widths, seeds and steps of its ``settings``
-    (or of the settings it wraps, as F4's provenance does), those it has; ``steps`` says
-    how long the runs trained instead of ``settings.steps``."""
-    s = getattr(settings, "settings", settings)
+    """One line of what a figure's run was: the widths ``p``, seeds and steps of its
+    ``settings``, those it has; ``steps`` says how long the runs trained instead of
+    ``settings.steps``."""
     parts = []
-    if getattr(s, "widths", None):
-        parts.append(f"p = {', '.join(f'{w:g}' for w in s.widths)}")
-    elif hasattr(s, "hidden"):
-        parts.append(f"hidden width {s.hidden}")
-    parts.append(f"{s.n_seeds} seed{'s' * (s.n_seeds > 1)}")
-    if hasattr(s, "steps"):
-        steps = steps or f"{s.steps} steps"
-        if hasattr(s, "deep_steps"):
-            steps += (f" (two hidden layers: {s.deep_n_seeds} "
-                      f"seed{'s' * (s.deep_n_seeds > 1)}, {s.deep_steps} steps)")
-        parts.append(steps)
+    if getattr(settings, "widths", None):
+        parts.append(f"p = {', '.join(f'{w:g}' for w in settings.widths)}")
+    parts.append(f"{settings.n_seeds} seed{'s' * (settings.n_seeds > 1)}")
+    if steps or hasattr(settings, "steps"):
+        parts.append(steps or f"{settings.steps} steps")
     return " · ".join(parts)
 
 

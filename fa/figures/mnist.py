@@ -311,6 +311,14 @@ def provenance(s: MnistSettings, frame: pd.DataFrame) -> Provenance:
                       blas=blas)
 
 
+def caption(s: MnistSettings) -> str:
+    """The line under F4's title (:func:`fa.plotting.save_figure`): the width, and the
+    seeds and steps of each depth."""
+    deep = (f" (two hidden layers: {s.deep_n_seeds} seed{'s' * (s.deep_n_seeds > 1)}, "
+            f"{s.deep_steps} steps)") if 2 in s.depths else ""
+    return f"hidden width {s.hidden} · " + plotting.run_caption(s, f"{s.steps} steps{deep}")
+
+
 def plot(frame: pd.DataFrame, source: str | None = None):
     """One row per depth: (a) error-signal alignment, the paper's panel, (b) weight
     alignment, (c) test accuracy (BP dashed, chance dotted), each vs SGD step, one line
