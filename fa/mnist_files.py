@@ -18,7 +18,13 @@ import os
 import warnings
 from pathlib import Path
 
-import pooch
+from tqdm import TqdmWarning
+
+with warnings.catch_warnings():
+    # pooch imports tqdm.auto, which in a Jupyter kernel without ipywidgets warns that it
+    # falls back to the text bar: noise under `import fa` in every notebook.
+    warnings.simplefilter("ignore", TqdmWarning)
+    import pooch
 
 # The four standard file names, each accepted plain or with ".gz".
 IDX_FILES = {

@@ -133,3 +133,11 @@ def test_each_student_copy_stops_at_its_first_exercise_with_its_message(kernel, 
     stopped = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code"
                    and any(out.output_type == "error" for out in c.outputs))
     assert exercises[0] < stopped < (exercises[1:] or [len(nb.cells)])[0]
+
+
+def test_import_fa_in_a_fresh_kernel_prints_nothing():
+    """A notebook's first cell shows no warning from fa's imports (pooch imports tqdm.auto,
+    which warns in a kernel without ipywidgets)."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import fa")])
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    assert nb.cells[0].outputs == []
