@@ -88,6 +88,24 @@ def test_edit_the_parameters_and_rerun_the_cells_below(kernel):
     assert "relu" in shown and "tanh" not in shown, "the edit reached the cells below"
 
 
+def test_the_exercises_check_fa_s_runs_beside_a_second_rule(kernel):
+    """Notebook 03 trained with ``rules = ["fa", "bp"]``: its exercises' self-checks are
+    about FA's runs and pass with BP's in the table (the solutions stand in for a student's
+    answers; the claims and the authors' comparison are left out of so small a run)."""
+    nb = load("03_width_dependence")
+    i = parameters_index(nb)
+    nb.cells[i].source += ('\nactivations = ["relu"]\nwidths = [20, 40]\nlambdas = [0.0, 0.1]'
+                           '\ndropout_rates = []\nn_seeds = 1\nsteps = 20\nrules = ["fa", "bp"]')
+    first_exercise = next(j for j, c in enumerate(nb.cells) if "exercise" in c.metadata.get("tags", []))
+    figure = next(j for j, c in enumerate(nb.cells) if "width_dependence.plot(runs)" in c.source)
+    nb.cells = nb.cells[:figure + 1] + nb.cells[first_exercise:]
+    run(kernel, nb)
+    checks = [c for c in nb.cells if c.cell_type == "code" and "Self-check passed" in c.source]
+    assert len(checks) == 2
+    for cell in checks:
+        assert "Self-check passed" in "".join(out.get("text", "") for out in cell.outputs)
+
+
 def expect_unknown(client, nb, start, names):
     """Running ``nb`` from ``start`` stops at the check, naming ``names`` and the accepted."""
     with pytest.raises(CellExecutionError) as error:
