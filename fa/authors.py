@@ -51,7 +51,8 @@ def compare_f3(runs: pd.DataFrame, regularizer: str = "l2") -> pd.DataFrame:
     Parameters
     ----------
     runs : pandas.DataFrame
-        One row per run, from :func:`fa.figures.width_dependence.tidy`.
+        One row per run, from :func:`fa.figures.width_dependence.tidy`; only the FA runs
+        are compared (the authors' are FA runs), whatever other rules it holds.
     regularizer : {"l2", "dropout"}
         Which row of F3: its strength is lam for L2, the rate q for dropout.
 
@@ -65,7 +66,7 @@ def compare_f3(runs: pd.DataFrame, regularizer: str = "l2") -> pd.DataFrame:
         ``attrs["theirs_only"]`` count the cells left out for want of a counterpart.
     """
     table = width_dependence.summary(runs)
-    ours = table[table["regularizer"] == regularizer].rename(
+    ours = table[(table["regularizer"] == regularizer) & (table["rule"] == "fa")].rename(
         columns={"alignment": "ours", "alignment_sd": "ours_sd", "seeds": "ours_n"})
     column = "lam" if regularizer == "l2" else "dropout"
     theirs = load(f"f3_{regularizer}_final_alignment").rename(

@@ -49,6 +49,16 @@ def test_f3_cells_are_matched_and_z_is_computed_from_both_standard_errors():
     assert row["agree"]
 
 
+def test_only_fa_runs_are_compared_with_the_authors_fa_runs():
+    near = their("relu", 0.02, 200)
+    fa_runs = runs({("relu", "l2", 0.02, 200): [near["mean"]] * 2})
+    bp_runs = runs({("relu", "l2", 0.02, 200): [0.9, 0.9]}).assign(rule="bp")
+    alone = authors.compare_f3(fa_runs.assign(rule="fa"))
+    pd.testing.assert_frame_equal(authors.compare_f3(pd.concat([fa_runs.assign(rule="fa"), bp_runs])),
+                                  alone)
+    assert alone["ours_n"].tolist() == [2]
+
+
 def test_a_cell_outside_both_the_floor_and_three_standard_errors_disagrees():
     near = their("tanh", 0.0, 3200)
     far = near["mean"] + authors.TOLERANCE + 0.01
