@@ -54,6 +54,9 @@ def save(sweep, name: str, figures_dir) -> Path:
                                             on=["run", "seed"])
         frames.append(frame.assign(part=part) if len(parts) > 1 else frame)
     frame = pd.concat(frames, ignore_index=True)
+    # A field marked local (F4's data_dir) names a place on this machine: not published.
+    local = [f.name for f in dataclasses.fields(_experiment(name)) if f.metadata.get("local")]
+    frame = frame.drop(columns=local, errors="ignore")
     path = folder / f"{name}.csv.gz"
     atomic_write(path, lambda f: frame.to_csv(f, index=False, float_format="%.8g",
                                               compression={"method": "gzip", "mtime": 0}))
@@ -112,9 +115,7 @@ def load(name: str, *, kind=None, folder=None):
         raise ValueError(f"There is no committed data for the figure {name!r} "
                          f"({data or 'the gallery comes with a clone of the repository'}); "
                          "run the notebook with rerun=True.")
-    if kind is None:
-        figure = figures.BY_KEY.get(name)
-        kind = getattr(figure.load(), "EXPERIMENT", RunConfig) if figure else RunConfig
+    kind = _experiment(name) if kind is None else kind
     frame = pd.read_csv(data)
     manifest = json.loads((folder / f"{name}.json").read_text())
     fields = dataclasses.fields(kind)
@@ -127,7 +128,16 @@ def load(name: str, *, kind=None, folder=None):
             for _, g in frame.groupby("part", sort=True)], manifest
 
 
+def _experiment(name: str):
+    """The experiment type of figure ``name``'s sweeps: the ``EXPERIMENT`` its figure
+    module names (F4's ``MnistConfig``), else :class:`fa.RunConfig`."""
+    figure = figures.BY_KEY.get(name)
+    return getattr(figure.load(), "EXPERIMENT", RunConfig) if figure else RunConfig
+
+
 def _sweep(frame: pd.DataFrame, kind) -> SweepResult:
+    frame = frame.assign(**{f.name: None for f in dataclasses.fields(kind)
+                            if f.metadata.get("local") and f.name not in frame})
     curves = list(kind.curves)
     if not all(c in frame for c in curves):
         return SweepResult(runs=frame, curves=frame.iloc[0:0])

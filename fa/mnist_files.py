@@ -14,6 +14,7 @@ Nothing here computes a number, so this module is not part of the F4 runs' cache
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import warnings
 from pathlib import Path
@@ -66,11 +67,18 @@ class MnistDownloadError(OSError):
     """No mirror delivered one of the four files with the right checksum."""
 
 
-def describe(n_train: int, n_test: int, folder=None) -> str:
-    """The ``source`` text of MNIST data: the bundled subset (``folder=None``) or IDX files."""
-    if folder is None:
+def describe(n_train: int, n_test: int, folder=None, *, data: str | None = None) -> str:
+    """The ``source`` text of MNIST data: the bundled subset, or IDX files named by their
+    checksums (``data``, their :func:`fingerprint`, else that of the files in ``folder``),
+    never by the folder they were read from: a figure or table names the data, not a machine.
+    """
+    if data is None:
+        data = "subset" if folder is None else fingerprint(folder)
+    if data == "subset":
         return f"{SUBSET_SOURCE}, {n_train} train / {n_test} test images"
-    return f"MNIST, {n_train} train / {n_test} test images (IDX files in {folder})"
+    if standard_files(data):
+        return f"MNIST, {n_train} train / {n_test} test images (the standard files, MD5-checked)"
+    return f"IDX files {data} (not the standard MNIST), {n_train} train / {n_test} test images"
 
 
 def cache_dir() -> Path:
@@ -200,13 +208,24 @@ def fingerprint(folder) -> str:
     return _fingerprint(_md5(path) for path in find_files(folder).values())
 
 
+def _fingerprint(checksums) -> str:
+    return "idx-" + hashlib.sha256(" ".join(checksums).encode()).hexdigest()[:16]
+
+
 def standard_fingerprint() -> str:
     """:func:`fingerprint` of a folder holding the standard gzipped files, without reading it."""
     return _fingerprint(MD5[f"{stem}.gz"] for stem in IDX_FILES.values())
 
 
-def _fingerprint(checksums) -> str:
-    return "idx-" + hashlib.sha256(" ".join(checksums).encode()).hexdigest()[:16]
+def standard_files(data: str) -> dict[str, str]:
+    """The files, and the MD5 checksum of each, of a folder of the standard files whose
+    :func:`fingerprint` is ``data`` (each file gzipped or plain); empty for other data."""
+    for zipped in itertools.product((True, False), repeat=len(IDX_FILES)):
+        files = {f"{stem}.gz" if z else stem: MD5[f"{stem}.gz"] if z else RAW_MD5[stem]
+                 for stem, z in zip(IDX_FILES.values(), zipped)}
+        if _fingerprint(files.values()) == data:
+            return files
+    return {}
 
 
 def _md5(path: Path) -> str:

@@ -131,7 +131,7 @@ def test_load_idx_dir(tmp_path):
                                               - 0.1307) / 0.3081)
     np.testing.assert_array_equal(data.y_test, arrays["test_labels"])
     assert data.y_train.dtype == np.int64
-    assert data.source == f"MNIST, 12 train / 5 test images (IDX files in {tmp_path.resolve()})"
+    assert data.source == "MNIST, 12 train / 5 test images (the standard files, MD5-checked)"
     X_train, y_train, X_test, y_test = data            # unpacks like a tuple
     assert X_test is data.X_test
     assert load_mnist(tmp_path, dtype="float32").X_test.dtype == np.float32
@@ -205,6 +205,8 @@ def test_unknown_files_are_refused_or_loaded_with_a_warning(tmp_path, gz):
         data = load_mnist(tmp_path, allow_unknown=True)
     assert len(record) == 1
     np.testing.assert_array_equal(data.y_test, (arrays["test_labels"] + 1) % 10)
+    assert data.source == (f"IDX files {mnist_files.fingerprint(tmp_path)} (not the standard "
+                           "MNIST), 12 train / 5 test images")
 
 
 def test_raw_files_named_as_in_mnist_dir_are_found_and_checked(tmp_path):

@@ -152,7 +152,7 @@ def test_load_mnist_downloads_once_then_uses_the_cache(local_mirror, server):
     data = load_mnist()
     assert data.X_train.shape == (N_TRAIN, 784) and data.X_test.shape == (N_TEST, 784)
     assert data.source == (f"MNIST, {N_TRAIN} train / {N_TEST} test images "
-                           f"(IDX files in {local_mirror})")
+                           "(the standard files, MD5-checked)")
     assert len(server.requests) == 4
     again = load_mnist(download=False)                 # cached: no network needed
     np.testing.assert_array_equal(again.X_train, data.X_train)

@@ -3,6 +3,8 @@ runs, the cache and its data key, the CSV, the figure, and claims that fail on d
 violate them."""
 
 import dataclasses
+import gzip
+import json
 import warnings
 
 import pandas as pd
@@ -154,8 +156,20 @@ def test_full_data_from_a_folder_and_other_data_never_reuse_a_run(out, tmp_path,
     folder.mkdir()
     make_idx_dir(folder, n_train=60, n_test=20)
     s = mnist_figure.settings("quick", **TINY, subset=False, data_dir=str(folder))
-    frame = mnist_figure.tidy(sweep(s), "results")
-    assert frame.attrs["source"] == f"MNIST, 60 train / 20 test images (IDX files in {folder})"
+    runs = sweep(s)
+    frame = mnist_figure.tidy(runs, "results")
+    assert frame.attrs["source"] == "MNIST, 60 train / 20 test images (the standard files, MD5-checked)"
+    prov = mnist_figure.provenance(s, frame)          # the manifest names each file's MD5
+    assert sorted(prov.files) == sorted(p.name for p in folder.iterdir())
+    assert all(prov.files[p.name] == mnist_files._md5(p) for p in folder.iterdir())
+    # Neither the manifest nor the committed data name this machine's folder, and the
+    # figure redraws from that data as it was.
+    assert str(folder) not in json.dumps(dataclasses.asdict(prov))
+    fa.gallery.save(runs, "mnist", out / "gallery")
+    assert str(folder) not in gzip.decompress((out / "gallery/data/mnist.csv.gz").read_bytes()).decode()
+    (out / "gallery/mnist.json").write_text(json.dumps({"scale": "quick", "settings": {}}))
+    back, _ = fa.gallery.load("mnist", folder=out / "gallery")
+    pd.testing.assert_frame_equal(mnist_figure.tidy(back), frame, check_dtype=False)
     config = mnist_figure.configs(s)[0]
     assert config.data == fingerprint(folder) and config.data_dir == str(folder)
     # Other files in the same folder are other data: a new cache key, and runs

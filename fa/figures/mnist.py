@@ -41,13 +41,13 @@ from ..constraints import fail
 from ..deep import check_hidden, train_deep
 from ..mnist import load_mnist
 from ..mnist_files import (SUBSET_SOURCE, cache_dir, describe, fingerprint, locate_mnist,
-                           standard_fingerprint)
+                           standard_files, standard_fingerprint)
 from ..presets import resolve
 from ..sweep import SweepResult
 
 NAME = "mnist"
 COLUMNS = ["depth", "rule", "lam", "seed", "step", "layer", "weight_alignment",
-           "signal_alignment", "test_accuracy", "test_loss", "diverged", "source"]
+           "signal_alignment", "test_accuracy", "test_loss", "diverged", "data", "source"]
 CHANCE = 0.1
 SUBSET_TEST, FULL_TEST = 1000, 10000   # test images of the subset and of the full set
 
@@ -76,8 +76,9 @@ class MnistConfig:
     dtype: str                       # "float64" or "float32"
     penalize: str = "above_input"    # the authors' penalty (fa.deep)
     data: str = "subset"             # "subset" or fa.mnist_files.fingerprint of the IDX files
-    data_dir: str | None = dataclasses.field(default=None, metadata={"label": True})
-    # ^ the folder of the IDX files (None for the subset); a label, not in the cache key
+    data_dir: str | None = dataclasses.field(default=None, metadata={"label": True, "local": True})
+    # ^ the folder of the IDX files (None for the subset): a label, not in the cache key,
+    #   and this machine's, so not in the committed data (fa.gallery.save)
 
     # The experiment protocol of fa.sweep (class attributes, not fields).
     numerics_modules: ClassVar[tuple[str, ...]] = ("fa.model", "fa.deep", "fa.mnist")
@@ -275,9 +276,8 @@ def tidy(sweeps, results_dir=None) -> pd.DataFrame:
     frames = []
     for sweep in sweeps:
         runs = sweep.runs
-        folders = runs["data_dir"].astype(object).where(runs["data_dir"].notna(), None)  # NaN
-        runs = runs.assign(source=[describe(*run) for run in   # read back from a CSV: None
-                                   zip(runs["n_train"], runs["n_test"], folders)])
+        runs = runs.assign(source=[describe(n_train, n_test, data=data) for n_train, n_test, data
+                                   in zip(runs["n_train"], runs["n_test"], runs["data"])])
         curves = sweep.curves.merge(runs[["run", "seed", "diverged", "source"]],
                                     on=["run", "seed"], validate="many_to_one")
         frames.append(curves.assign(depth=curves["hidden"].map(len))[COLUMNS])
@@ -289,13 +289,17 @@ def tidy(sweeps, results_dir=None) -> pd.DataFrame:
 
 @dataclass(frozen=True)
 class Provenance:
-    """What the figure's manifest entry records: the settings, the data actually used and
-    the BLAS kernels of the machine that drew it. The numbers are the same bits on every
-    rerun on one machine; another CPU's kernels round float32 products differently, and
-    that moves the curves in the fifth decimal (measured: 2e-5 after 300 steps)."""
+    """What the figure's manifest entry records: the settings (but the folder the files
+    were read from, a place on one machine), the data actually used, named by the MD5
+    checksum of each file, and the BLAS kernels of the machine that drew it. The numbers
+    are the same bits on every rerun on one machine; another CPU's kernels round float32
+    products differently, and that moves the curves in the fifth decimal (measured: 2e-5
+    after 300 steps)."""
 
     settings: MnistSettings
     data: str
+    files: dict[str, str]            # file -> MD5 of the standard files; else empty
+                                     # (the subset, or other files: named in data)
     blas: str
 
     @property
@@ -307,7 +311,8 @@ def provenance(s: MnistSettings, frame: pd.DataFrame) -> Provenance:
     """``settings=`` for :func:`fa.plotting.save_figure`: ``s``, the data source, the BLAS."""
     blas = "; ".join(f"{lib['internal_api']} {lib['version']} ({lib.get('architecture')})"
                      for lib in threadpool_info() if lib["user_api"] == "blas")
-    return Provenance(settings=s, data=frame.attrs.get("source") or frame["source"].iloc[0],
+    return Provenance(settings=dataclasses.replace(s, data_dir=None),
+                      data=frame["source"].iloc[0], files=standard_files(frame["data"].iloc[0]),
                       blas=blas)
 
 
