@@ -309,8 +309,8 @@ class Provenance:
 
 def provenance(s: MnistSettings, frame: pd.DataFrame) -> Provenance:
     """``settings=`` for :func:`fa.plotting.save_figure`: ``s``, the data source, the BLAS."""
-    blas = "; ".join(f"{lib['internal_api']} {lib['version']} ({lib.get('architecture')})"
-                     for lib in threadpool_info() if lib["user_api"] == "blas")
+    blas = "; ".join(sorted(f"{lib['internal_api']} {lib['version']} ({lib.get('architecture')})"
+                            for lib in threadpool_info() if lib["user_api"] == "blas"))
     return Provenance(settings=dataclasses.replace(s, data_dir=None),
                       data=frame["source"].iloc[0], files=standard_files(frame["data"].iloc[0]),
                       blas=blas)
