@@ -38,12 +38,16 @@ def test_a_gallery_figure_redraws_from_its_data_and_its_claims_hold(tmp_path, fi
         pytest.fail(f"{committed} is missing: run `python -m fa.reproduce --scale paper "
                     f"--gallery --only {figure.notebook[:2]}`")
     out = tmp_path / "out"
-    # The claims cell raises if a claim fails; strict at the manifest's scale.
-    papermill.execute_notebook(
+    # The claims cell raises if a claim fails; strict at the manifest's scale. At paper
+    # scale, as `fa.reproduce --scale paper --set rerun=False` redraws the gallery.
+    run = papermill.execute_notebook(
         str(paths.NOTEBOOKS_DIR / f"{figure.notebook}.ipynb"), str(tmp_path / "run.ipynb"),
-        parameters=dict(rerun=False, figures_dir=str(out / "figures"),
+        parameters=dict(scale="paper", rerun=False, figures_dir=str(out / "figures"),
                         results_dir=str(out / "results")),
         cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False)
+    warned = [out["text"] for cell in run["cells"] for out in cell.get("outputs", [])
+              if out.get("name") == "stderr"]
+    assert not warned, "a redraw downloads nothing and warns of nothing"
     manifest = json.loads((out / "figures" / f"{figure.key}.json").read_text())
     assert manifest["scale"] == json.loads(
         (paths.GALLERY_FIGURES_DIR / f"{figure.key}.json").read_text())["scale"]
