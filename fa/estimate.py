@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -30,7 +29,7 @@ from . import paths
 from .cache import is_cached
 from .deep import train_deep
 from .experiments import RunConfig
-from .figures import BY_NOTEBOOK
+from .figures import BY_NOTEBOOK, planned_runs
 from .figures.mnist import FULL_TEST, SUBSET_TEST, MnistConfig
 
 #: SGD or gradient steps of the timed run of each kind (a few seconds at paper scale).
@@ -160,13 +159,11 @@ def estimate_seconds(experiments, seeds, *, cache_dir=None, n_jobs: int = 1, rat
     """
     rates = {} if rates is None else rates
     counted = set() if counted is None else counted
-    pending, runs = [], 0
-    for experiment in dict.fromkeys(experiments):
-        for seed in (seeds[experiment] if isinstance(seeds, Mapping) else seeds):
-            runs += 1
-            if (experiment, seed) not in counted and not is_cached(cache_dir, experiment, seed):
-                pending.append(experiment)
-                counted.add((experiment, seed))
+    pending, runs = [], planned_runs(experiments, seeds)
+    for experiment, seed in runs:
+        if (experiment, seed) not in counted and not is_cached(cache_dir, experiment, seed):
+            pending.append(experiment)
+            counted.add((experiment, seed))
     for key in dict.fromkeys(map(rate_key, pending)):
         if key not in rates:
             rates[key] = seconds_per_cost(max((e for e in pending if rate_key(e) == key),
@@ -176,7 +173,7 @@ def estimate_seconds(experiments, seeds, *, cache_dir=None, n_jobs: int = 1, rat
     times = [rates[rate_key(e)] * (getattr(e, "max_cost", e.cost)() if at_cap else e.cost())
              for e in pending]
     seconds = max(sum(times) / n_jobs, max(times, default=0.0))
-    return seconds, runs, runs - len(pending)
+    return seconds, len(runs), len(runs) - len(pending)
 
 
 def report(notebooks, *, n_jobs: int = 1, results_dir=None, rates=None,

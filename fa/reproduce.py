@@ -40,7 +40,7 @@ from pathlib import Path
 
 from . import cache, paths
 from .presets import SCALES
-from .figures import BY_NOTEBOOK, FIGURES
+from .figures import BY_NOTEBOOK, FIGURES, planned_runs
 
 
 def available() -> dict[str, str]:
@@ -290,12 +290,12 @@ def _restore(name: str, where: dict) -> None:
 
 def _archive(name: str, where: dict, args) -> None:
     """Add the cached runs of ``name``'s paper-scale sweep to its committed archive."""
-    experiments, seeds = BY_NOTEBOOK[name].load().sweep_plan(args.scale, **args.sets)
+    runs = planned_runs(*BY_NOTEBOOK[name].load().sweep_plan(args.scale, **args.sets))
     archive = _runs_archive(name)
-    added, held = cache.pack(archive, [(e, seed) for e in experiments for seed in seeds],
-                             cache_dir=where["results"] / "cache", backend=args.backend)
+    added, held = cache.pack(archive, runs, cache_dir=where["results"] / "cache",
+                             backend=args.backend)
     print(f"{name}: {_runs(added)} added to {_shown(archive, where)}, which now holds {held} "
-          f"(this sweep has {len(experiments) * len(seeds)})", flush=True)
+          f"(this sweep has {len(runs)})", flush=True)
 
 
 def _execute(name: str, where: dict, args) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import gzip
 import io
 import json
+import math
 import zipfile
 
 import numpy as np
@@ -14,7 +15,6 @@ import pandas as pd
 import pytest
 
 from fa import figures, gallery, paths
-from fa.experiments import RunConfig
 
 papermill = pytest.importorskip("papermill")
 
@@ -55,33 +55,59 @@ def test_a_gallery_figure_redraws_from_its_data_and_its_claims_hold(tmp_path, fi
     assert gzip.open(again).read() == gzip.open(committed).read()
 
 
-#: What tells the runs of a width-dependence sweep apart.
-RUN_ID = ["activation", "width", "regularizer", "strength", "seed"]
-
-
 @pytest.mark.parametrize("figure", [f for f in figures.FIGURES if f.archived],
                          ids=lambda f: f.notebook)
 def test_the_committed_runs_are_those_behind_the_figure(figure):
-    sweep, _ = gallery.load(figure.key)
-    runs = sweep.runs.set_index(RUN_ID)
-    assert runs.index.is_unique
+    kind = gallery._experiment(figure.key)
+    # A run is its configuration (the fields that enter the cache key) and its seed.
+    identity = [f.name for f in dataclasses.fields(kind) if not f.metadata.get("label")] + ["seed"]
+    runs = _published(figure.key, kind)
     archived = {}     # run -> its records (more than one if runs of older code were kept)
     with zipfile.ZipFile(paths.GALLERY_RUNS_DIR / f"{figure.key}.zip") as z:
         for name in z.namelist():
             with np.load(io.BytesIO(z.read(name))) as f:
-                record = {k: f[k].item() for k in f.files if f[k].ndim == 0}
-            about = json.loads(record.pop("about"))
-            archived.setdefault(tuple(about[c] for c in RUN_ID), []).append((about, record))
-    assert not set(runs.index) - set(archived), "runs of the figure missing from the archive"
-    for run, row in runs.iterrows():
-        assert any(_same(row, about, record) for about, record in archived[run]), run
+                record = {k: f[k] for k in f.files}
+            about = json.loads(record.pop("about").item())
+            archived.setdefault(_key(about, identity), []).append(record)
+    keys = [_key(row, identity) for _, row in runs.iterrows()]
+    assert len(set(keys)) == len(keys)
+    assert not set(keys) - set(archived), "runs of the figure missing from the archive"
+    for key, (_, row) in zip(keys, runs.iterrows()):
+        assert any(_same(row, record) for record in archived[key]), key
 
 
-def _same(row, about: dict, record: dict) -> bool:
-    """Whether a data row and an archived run have the same configuration, field by field,
-    and the same results (the data keeps 8 significant digits)."""
-    fields = [f.name for f in dataclasses.fields(RunConfig) if f.name not in RUN_ID]
-    return (all(pd.isna(row[f]) if about[f] is None else row[f] == about[f] for f in fields)
-            and row["steps_taken"] == record["steps_taken"]
-            and all(row[c] == pytest.approx(record[c], rel=1e-7, abs=1e-300)
-                    for c in ("final_alignment", "final_loss")))
+def _published(name: str, kind) -> pd.DataFrame:
+    """The runs behind the committed figure: one row each, with its scalars and, for a
+    figure drawn from curves, each curve's last value (column ``<curve>_last``)."""
+    sweep, _ = gallery.load(name)
+    tables = []
+    for part in sweep if isinstance(sweep, list) else [sweep]:
+        runs = part.runs
+        if len(part.curves):    # the committed curves keep each run's last record
+            last = part.curves.groupby(["run", "seed"]).tail(1)[["run", "seed", *kind.curves]]
+            runs = runs.merge(last.rename(columns={c: f"{c}_last" for c in kind.curves}),
+                              on=["run", "seed"], validate="one_to_one")
+        tables.append(runs)
+    return pd.concat(tables, ignore_index=True)
+
+
+def _key(values, names) -> tuple:
+    """``values[name]`` for each name, as the data's CSV gives them back: None for a
+    missing value, tuples for lists, floats to the 8 digits the data keeps."""
+    def plain(v):
+        if isinstance(v, (list, tuple)):
+            return tuple(plain(x) for x in v)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return None
+        v = v.item() if isinstance(v, np.generic) else v
+        return float(f"{v:.8g}") if isinstance(v, float) else v
+    return tuple(plain(values[n]) for n in names)
+
+
+def _same(row, record: dict) -> bool:
+    """Whether a data row has the archived run's results: its scalars and the last value
+    of each curve (the data keeps 8 significant digits)."""
+    checks = [(row[k], v.item()) for k, v in record.items() if v.ndim == 0 and k in row]
+    checks += [(row[f"{k}_last"], v[-1]) for k, v in record.items()
+               if v.ndim == 1 and f"{k}_last" in row]
+    return all(ours == pytest.approx(theirs, rel=1e-7, abs=1e-300) for ours, theirs in checks)

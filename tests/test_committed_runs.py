@@ -1,14 +1,15 @@
 """`python -m fa.reproduce --archive` commits a long sweep's finished runs; a paper-scale
 run on another clone copies them into its cache before estimating or training."""
 
+import dataclasses
 import os
 import zipfile
 
 import numpy as np
 import pytest
 
-from fa import cache, paths, reproduce
-from fa.figures import width_dependence
+from fa import cache, figures, paths, reproduce
+from fa.figures import mnist as mnist_figure, width_dependence
 
 
 def test_archive_commits_the_finished_runs_and_a_paper_run_restores_them(tmp_path,
@@ -72,3 +73,27 @@ def test_a_damaged_archive_is_reported_and_the_runs_train(tmp_path, monkeypatch,
     (tmp_path / "width_dependence.zip").write_bytes(b"version https://git-lfs.github.com/spec")
     reproduce._restore("03_width_dependence", {"root": tmp_path, "results": tmp_path / "out"})
     assert "not a readable zip file" in capsys.readouterr().err
+
+
+def test_a_sweep_with_seeds_per_experiment_is_archived_run_by_run(tmp_path, monkeypatch, capsys):
+    """F4's plan gives each depth its own seeds (a dict): each (experiment, seed) it
+    plans is packed, and only those."""
+    monkeypatch.setattr(paths, "GALLERY_RUNS_DIR", tmp_path / "committed")
+    monkeypatch.setenv("FA_OUTPUT_ROOT", os.environ.get("FA_OUTPUT_ROOT", ""))
+    entry = figures.BY_NOTEBOOK["04_mnist"]
+    monkeypatch.setitem(figures.BY_NOTEBOOK, "04_mnist", dataclasses.replace(entry, archived=True))
+    small = dict(n_seeds=2, deep_n_seeds=1, subset=True)
+    experiments, seeds = mnist_figure.sweep_plan("paper", **small)
+    cached = tmp_path / "results" / "cache"
+    cached.mkdir(parents=True)
+    finished = [(e, seeds[e][-1]) for e in experiments]          # seed 1 at depth 1, 0 at 2
+    for experiment, seed in finished + [(experiments[0], 5)]:    # and one run not planned
+        cache.save(cached, experiment, seed, {"diverged": np.bool_(False)})
+    argv = ["--scale", "paper", "--only", "04", "--archive", "--output", str(tmp_path),
+            *[f"--set={k}={v}" for k, v in small.items()]]
+    assert reproduce.main(argv) == 0
+    said = capsys.readouterr().out
+    assert f"{len(finished)} runs added to" in said
+    assert f"(this sweep has {sum(len(seeds[e]) for e in experiments)})" in said
+    names = zipfile.ZipFile(tmp_path / "committed" / "mnist.zip").namelist()
+    assert sorted(names) == sorted(cache.path(cached, e, s).name for e, s in finished)

@@ -9,6 +9,7 @@ not of :class:`fa.RunConfig` names their class ``EXPERIMENT``), a notebook and o
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..constraints import check_option
@@ -69,3 +70,11 @@ BY_KEY = {f.key: f for f in FIGURES}
 def figure(notebook: str) -> Figure:
     """The entry of ``notebook`` (e.g. ``"03_width_dependence"``)."""
     return BY_NOTEBOOK[check_option(notebook, "notebook", "figure", BY_NOTEBOOK)]
+
+
+def planned_runs(experiments, seeds) -> list[tuple]:
+    """The ``(experiment, seed)`` pairs of a figure module's ``sweep_plan``, whose ``seeds``
+    are one list for every experiment or a dict giving each its own (F4's depths); a
+    repeated experiment counts once."""
+    return [(e, s) for e in dict.fromkeys(experiments)
+            for s in (seeds[e] if isinstance(seeds, Mapping) else seeds)]
