@@ -49,8 +49,14 @@ def test_a_gallery_figure_redraws_from_its_data_and_its_claims_hold(tmp_path, fi
               if out.get("name") == "stderr"]
     assert not warned, "a redraw downloads nothing and warns of nothing"
     manifest = json.loads((out / "figures" / f"{figure.key}.json").read_text())
-    assert manifest["scale"] == json.loads(
-        (paths.GALLERY_FIGURES_DIR / f"{figure.key}.json").read_text())["scale"]
+    committed_manifest = json.loads((paths.GALLERY_FIGURES_DIR / f"{figure.key}.json").read_text())
+    assert manifest["scale"] == committed_manifest["scale"]
+    # The setup shows the committed run's settings, not the scale's defaults.
+    seeds = committed_manifest["seeds"]
+    n_seeds = len(seeds) if isinstance(seeds, list) else int(seeds.split()[0])
+    setup = next(c for c in run["cells"] if "output_folders" in "".join(c["source"]))
+    shown = "".join(out["data"]["text/plain"] for out in setup["outputs"] if "data" in out)
+    assert f"n_seeds={n_seeds}," in shown
     again = out / "figures" / "data" / f"{figure.key}.csv.gz"
     assert gzip.open(again).read() == gzip.open(committed).read()
 
