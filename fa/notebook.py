@@ -98,7 +98,9 @@ def check_parameters(namespace: dict, notebook: str) -> None:
     Raises
     ------
     ValueError
-        Naming each unknown parameter and listing the accepted ones.
+        Naming each unknown parameter and listing the accepted ones. With
+        ``rerun = False`` (a redraw of the committed figure), the figure's parameters
+        that were set are printed as not used.
     """
     accepted = figure(notebook).accepted
     if isinstance(namespace.get("In"), list) and namespace["In"]:
@@ -112,6 +114,13 @@ def check_parameters(namespace: dict, notebook: str) -> None:
         raise ValueError(f"Unknown parameter{'s' if len(unknown) > 1 else ''} "
                          f"{', '.join(map(repr, unknown))} for notebook {notebook}; "
                          f"accepted names: {', '.join(accepted)}.")
+    if namespace.get("rerun") is False:
+        # A redraw takes the committed run's settings: say so rather than ignore them quietly.
+        unused = [n for n in (*figure(notebook).parameters, "n_seeds")
+                  if n not in ("rerun", "backend", "device") and namespace.get(n) is not None]
+        if unused:
+            print(f"rerun = False redraws the committed figure at the settings it ran with; "
+                  f"not used here: {', '.join(unused)}.")
 
 
 def output_folders(namespace: dict, notebook: str) -> tuple[str, str]:

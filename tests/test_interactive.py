@@ -139,6 +139,17 @@ def test_the_check_reads_the_cells_of_assignments_run_just_before_it():
     notebook.check_parameters({**namespace, "In": history[:3] + history[4:]}, "01_convergence")
 
 
+def test_a_redraw_says_which_parameters_it_does_not_use(capsys):
+    given = {"scale": "paper", "rerun": False, "n_seeds": 10, "hidden": None, "subset": True,
+             "n_jobs": 2}
+    notebook.check_parameters(given, "04_mnist")
+    assert capsys.readouterr().out == ("rerun = False redraws the committed figure at the "
+                                       "settings it ran with; not used here: subset, n_seeds.\n")
+    notebook.check_parameters({**given, "rerun": True}, "04_mnist")
+    notebook.check_parameters({**given, "n_seeds": None, "subset": None}, "04_mnist")
+    assert capsys.readouterr().out == ""
+
+
 @pytest.mark.parametrize("name", WITH_EXERCISES)
 def test_each_student_copy_stops_at_its_first_exercise_with_its_message(kernel, name):
     source = json.loads((paths.NOTEBOOKS_DIR / f"{name}.ipynb").read_text())
