@@ -36,8 +36,10 @@ runs; the seed is given separately. Its class provides:
     chunks (and the numbers) do not depend on the executor.
 
 Fields marked ``dataclasses.field(..., metadata={"label": True})`` are labels for
-tables and legends: they stay out of the cache key. A record entry may not be
-named ``about`` (the cache file's description).
+tables and legends: they stay out of the cache key. A label also marked ``"local": True``
+names a place on this machine (F4's ``data_dir``): the committed gallery data leave it
+out (:func:`fa.gallery.save`). A record entry may not be named ``about`` (the cache
+file's description).
 """
 
 from __future__ import annotations
