@@ -94,22 +94,6 @@ class Interval:
         hi = "inf" if high is None else float(high)
         return f"a finite float in the range {left}{lo}, {hi}{right}"
 
-    def examples(self, params) -> list:
-        """Values outside the interval (and of the wrong type), for tests."""
-        low, high = self._bounds(params)
-        out = ["1", float("nan")]
-        if self.kind is int:
-            out.append(2.5)
-        if low is not None:
-            out.append(self.kind(low) - 1)
-            if self.closed in ("right", "neither"):
-                out.append(self.kind(low))
-        if high is not None:
-            out.append(self.kind(high) + 1)
-            if self.closed in ("left", "neither"):
-                out.append(self.kind(high))
-        return out
-
 
 class Options:
     """One of a set of names (a tuple, or a live mapping whose keys are the names)."""
@@ -125,9 +109,6 @@ class Options:
 
     def describe(self, params) -> str:
         return "one of " + ", ".join(repr(o) for o in self.names)
-
-    def examples(self, params) -> list:
-        return ["not-an-option", 1]
 
 
 class Dtype(Options):
@@ -147,9 +128,6 @@ class Dtype(Options):
     def normalise(self, x):
         return self._name(x)
 
-    def examples(self, params) -> list:
-        return ["float16", np.int32, "x"]
-
 
 class Boolean:
     """``True`` or ``False`` (numpy's bool too)."""
@@ -163,9 +141,6 @@ class Boolean:
     def describe(self, params) -> str:
         return "a bool"
 
-    def examples(self, params) -> list:
-        return ["yes", 1]
-
 
 class Text:
     """Any string (a label)."""
@@ -178,9 +153,6 @@ class Text:
 
     def describe(self, params) -> str:
         return "a str"
-
-    def examples(self, params) -> list:
-        return [1]
 
 
 class Seeds:
@@ -201,9 +173,6 @@ class Seeds:
 
     def describe(self, params) -> str:
         return "a non-negative int or a non-empty sequence of distinct ones"
-
-    def examples(self, params) -> list:
-        return [-1, [], [0, -1], [0, 0], "0", True]
 
 
 #: The values each parameter accepts (any listed constraint may hold).
@@ -305,22 +274,6 @@ def validate(params: dict, caller: str) -> dict:
             raise ValueError(f"The '{name}' parameter of {caller} is only used with "
                              f"{partner} set. Got {name}={out[name]!r} with "
                              f"{partner}={out.get(partner)!r} instead.")
-    return out
-
-
-def invalid_examples(name: str, params: dict) -> list:
-    """Values of ``name`` that :func:`validate` refuses given the other ``params`` (tests)."""
-    allowed = CONSTRAINTS[name]
-    candidates = [None] + [x for c in allowed if c is not None for x in c.examples(params)]
-    other = ONLY_WITH.get(name)
-    if other and params.get(other[0]) != other[1]:
-        candidates.append(allowed[0].examples(params)[-1])
-    out = []
-    for x in candidates:
-        try:
-            validate({**params, name: x}, "test")
-        except ValueError:
-            out.append(x)
     return out
 
 

@@ -5,7 +5,8 @@ import pytest
 
 import fa
 from fa import constraints
-from fa.constraints import CONSTRAINTS, Interval, invalid_examples, validate
+from fa.constraints import (CONSTRAINTS, ONLY_WITH, Boolean, Dtype, Interval, Options, Seeds,
+                            Text, validate)
 
 X, Y = fa.make_data("teacher", 8, 20, width=5, activation="relu", seed=0)
 GOOD = dict(width=5, activation="relu", rule="fa", lam=0.0, lr=0.01, steps=5, seed=0,
@@ -14,6 +15,37 @@ GOOD = dict(width=5, activation="relu", rule="fa", lam=0.0, lr=0.01, steps=5, se
             converge_on="loss", max_steps=None, dtype="float64", method="auto",
             memory_budget=2**20, backend=None, device=None)
 TRAIN_PARAMS = [name for name in CONSTRAINTS if name in GOOD]
+
+
+def examples(c, params) -> list:
+    """Values outside the constraint ``c`` (and of the wrong type), read off its data."""
+    if isinstance(c, Interval):
+        low, high = c._bounds(params)
+        out = ["1", float("nan")] + ([2.5] if c.kind is int else [])
+        if low is not None:
+            out += [c.kind(low) - 1] + ([c.kind(low)] if c.closed in ("right", "neither") else [])
+        if high is not None:
+            out += [c.kind(high) + 1] + ([c.kind(high)] if c.closed in ("left", "neither") else [])
+        return out
+    return {Dtype: ["float16", np.int32, "x"], Options: ["not-an-option", 1],
+            Boolean: ["yes", 1], Text: [1],
+            Seeds: [-1, [], [0, -1], [0, 0], "0", True]}[type(c)]
+
+
+def invalid_examples(name: str, params: dict) -> list:
+    """Values of ``name`` that :func:`validate` refuses given the other ``params``."""
+    allowed = CONSTRAINTS[name]
+    candidates = [None] + [x for c in allowed if c is not None for x in examples(c, params)]
+    other = ONLY_WITH.get(name)
+    if other and params.get(other[0]) != other[1]:
+        candidates.append(examples(allowed[0], params)[-1])
+    out = []
+    for x in candidates:
+        try:
+            validate({**params, name: x}, "test")
+        except ValueError:
+            out.append(x)
+    return out
 
 
 def cases():
