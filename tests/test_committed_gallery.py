@@ -45,8 +45,8 @@ def test_a_gallery_figure_redraws_from_its_data_and_its_claims_hold(tmp_path, fi
         parameters=dict(scale="paper", rerun=False, figures_dir=str(out / "figures"),
                         results_dir=str(out / "results")),
         cwd=str(paths.NOTEBOOKS_DIR), progress_bar=False)
-    warned = [out["text"] for cell in run["cells"] for out in cell.get("outputs", [])
-              if out.get("name") == "stderr"]
+    warned = [shown["text"] for cell in run["cells"] for shown in cell.get("outputs", [])
+              if shown.get("name") == "stderr"]
     assert not warned, "a redraw downloads nothing and warns of nothing"
     manifest = json.loads((out / "figures" / f"{figure.key}.json").read_text())
     committed_manifest = json.loads((paths.GALLERY_FIGURES_DIR / f"{figure.key}.json").read_text())
@@ -55,7 +55,7 @@ def test_a_gallery_figure_redraws_from_its_data_and_its_claims_hold(tmp_path, fi
     seeds = committed_manifest["seeds"]
     n_seeds = len(seeds) if isinstance(seeds, list) else int(seeds.split()[0])
     setup = next(c for c in run["cells"] if "output_folders" in "".join(c["source"]))
-    shown = "".join(out["data"]["text/plain"] for out in setup["outputs"] if "data" in out)
+    shown = "".join(o["data"]["text/plain"] for o in setup["outputs"] if "data" in o)
     assert f"n_seeds={n_seeds}," in shown
     again = out / "figures" / "data" / f"{figure.key}.csv.gz"
     assert gzip.open(again).read() == gzip.open(committed).read()
