@@ -174,6 +174,12 @@ def label_fields(experiment) -> set[str]:
     return {f.name for f in dataclasses.fields(experiment) if f.metadata.get("label")}
 
 
+def local_fields(experiment) -> set[str]:
+    """Names of the labels also marked ``"local": True`` (F4's ``data_dir``): a place on
+    this machine, left out of whatever may be published (cache files, gallery data)."""
+    return {f.name for f in dataclasses.fields(experiment) if f.metadata.get("local")}
+
+
 def cache_key(experiment, seed: int, *, backend: str | None = None) -> str:
     """Return the sha256 hex digest naming the cached result of ``(experiment, seed)``.
 
@@ -272,9 +278,12 @@ def save(cache: Path | None, experiment, seed: int, record: dict, *, backend=Non
     half-written ``.npz``."""
     if cache is None:
         return
-    # The experiment goes along, so a cache file says what it holds.
-    about = json.dumps(dict(dataclasses.asdict(experiment), kind=type(experiment).__qualname__,
-                            seed=int(seed), backend=backend), sort_keys=True)
+    # The experiment goes along, so a cache file says what it holds; an archive of cache
+    # files is committed, so it names no place on this machine.
+    fields = {k: v for k, v in dataclasses.asdict(experiment).items()
+              if k not in local_fields(experiment)}
+    about = json.dumps(dict(fields, kind=type(experiment).__qualname__, seed=int(seed),
+                            backend=backend), sort_keys=True)
     atomic_write(path(cache, experiment, seed, backend=backend),
                  lambda f: np.savez(f, about=np.array(about), **record))
 

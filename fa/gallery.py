@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_string_dtype
 
-from . import figures, paths
+from . import cache, figures, paths
 from ._io import atomic_write
 from .experiments import RunConfig
 from .sweep import SweepResult
@@ -55,8 +55,7 @@ def save(sweep, name: str, figures_dir) -> Path:
         frames.append(frame.assign(part=part) if len(parts) > 1 else frame)
     frame = pd.concat(frames, ignore_index=True)
     # A field marked local (F4's data_dir) names a place on this machine: not published.
-    local = [f.name for f in dataclasses.fields(_experiment(name)) if f.metadata.get("local")]
-    frame = frame.drop(columns=local, errors="ignore")
+    frame = frame.drop(columns=list(cache.local_fields(_experiment(name))), errors="ignore")
     path = folder / f"{name}.csv.gz"
     atomic_write(path, lambda f: frame.to_csv(f, index=False, float_format="%.8g",
                                               compression={"method": "gzip", "mtime": 0}))
@@ -136,8 +135,7 @@ def _experiment(name: str):
 
 
 def _sweep(frame: pd.DataFrame, kind) -> SweepResult:
-    frame = frame.assign(**{f.name: None for f in dataclasses.fields(kind)
-                            if f.metadata.get("local") and f.name not in frame})
+    frame = frame.assign(**{name: None for name in cache.local_fields(kind) if name not in frame})
     curves = list(kind.curves)
     if not all(c in frame for c in curves):
         return SweepResult(runs=frame, curves=frame.iloc[0:0])

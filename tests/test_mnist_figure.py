@@ -7,6 +7,7 @@ import gzip
 import json
 import warnings
 
+import numpy as np
 import pandas as pd
 import pytest
 import threadpoolctl
@@ -162,9 +163,11 @@ def test_full_data_from_a_folder_and_other_data_never_reuse_a_run(out, tmp_path,
     prov = mnist_figure.provenance(s, frame)          # the manifest names each file's MD5
     assert sorted(prov.files) == sorted(p.name for p in folder.iterdir())
     assert all(prov.files[p.name] == mnist_files._md5(p) for p in folder.iterdir())
-    # Neither the manifest nor the committed data name this machine's folder, and the
-    # figure redraws from that data as it was.
+    # Neither the manifest, the committed data nor the cache files (committed as the
+    # figure's run archive) name this machine's folder; the figure redraws from that data.
     assert str(folder) not in json.dumps(dataclasses.asdict(prov))
+    cached = list((out / "results" / "cache").glob("*.npz"))
+    assert cached and not any(str(folder) in np.load(f)["about"].item() for f in cached)
     fa.gallery.save(runs, "mnist", out / "gallery")
     assert str(folder) not in gzip.decompress((out / "gallery/data/mnist.csv.gz").read_bytes()).decode()
     (out / "gallery/mnist.json").write_text(json.dumps({"scale": "quick", "settings": {}}))
