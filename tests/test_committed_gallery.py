@@ -57,6 +57,10 @@ def test_a_gallery_figure_redraws_from_its_data_and_its_claims_hold(tmp_path, fi
     setup = next(c for c in run["cells"] if "output_folders" in "".join(c["source"]))
     shown = "".join(o["data"]["text/plain"] for o in setup["outputs"] if "data" in o)
     assert f"n_seeds={n_seeds}," in shown
+    if figure.key == "mnist":   # the configurations shown name the data the runs used
+        cell = next(c for c in run["cells"] if "configs = " in "".join(c["source"]))
+        table = "".join(o["data"]["text/plain"] for o in cell["outputs"] if "data" in o)
+        assert all(data in table for data in set(pd.read_csv(committed)["data"]))
     again = out / "figures" / "data" / f"{figure.key}.csv.gz"
     assert gzip.open(again).read() == gzip.open(committed).read()
 

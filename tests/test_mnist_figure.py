@@ -173,6 +173,11 @@ def test_full_data_from_a_folder_and_other_data_never_reuse_a_run(out, tmp_path,
     (out / "gallery/mnist.json").write_text(json.dumps({"scale": "quick", "settings": {}}))
     back, _ = fa.gallery.load("mnist", folder=out / "gallery")
     pd.testing.assert_frame_equal(mnist_figure.tidy(back), frame, check_dtype=False)
+    # A redraw's configs name the data its runs were trained on, in no folder.
+    assert mnist_figure.trained_on(back) == (fingerprint(folder), None)
+    mixed = [*runs, dataclasses.replace(runs[0], runs=runs[0].runs.assign(data="subset"))]
+    with pytest.raises(ValueError, match="trained on 2 data sets"):
+        mnist_figure.trained_on(mixed)
     config = mnist_figure.configs(s)[0]
     assert config.data == fingerprint(folder) and config.data_dir == str(folder)
     # Other files in the same folder are other data: a new cache key, and runs

@@ -231,6 +231,17 @@ def data_choice(s: MnistSettings, *, fetch: bool = True) -> tuple[str, str | Non
     return standard_fingerprint(), str(cache_dir())
 
 
+def trained_on(sweeps) -> tuple[str, None]:
+    """The ``(data, data_dir)`` fields of the configs behind finished ``sweeps`` (a
+    redraw, :func:`fa.gallery.load`): the data their runs were trained on, in no folder."""
+    sweeps = [sweeps] if isinstance(sweeps, SweepResult) else list(sweeps)
+    names = {name for sweep in sweeps for name in sweep.runs["data"]}
+    if len(names) != 1:
+        raise ValueError(f"The sweeps were trained on {len(names)} data sets "
+                         f"({sorted(names)}), expected one.")
+    return names.pop(), None
+
+
 def configs(s: MnistSettings, data: tuple[str, str | None] | None = None) -> list[MnistConfig]:
     """FA at every lambda and BP at lambda = 0, for every depth.
 
