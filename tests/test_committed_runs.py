@@ -39,7 +39,7 @@ def test_archive_commits_the_finished_runs_and_a_paper_run_restores_them(tmp_pat
 
     for wrong, message in ((["--only", "03", "--archive"], "add --scale paper"),
                            (["--scale", "paper", "--only", "01", "--archive"],
-                            "runs of 03_width_dependence only")):
+                            "runs of 03_width_dependence, 04_mnist only")):
         with pytest.raises(SystemExit):
             reproduce.main(wrong + ["--output", str(here)])
         assert message in capsys.readouterr().err

@@ -81,7 +81,9 @@ def test_config_is_an_experiment_of_the_sweep_engine():
     bigger = dataclasses.replace(config, steps=2 * config.steps)
     assert bigger.cost() > config.cost()
     with pytest.raises(ValueError, match="The 'data' parameter of MnistConfig"):
-        dataclasses.replace(config, data="idx-0")                 # no folder to read it from
+        dataclasses.replace(config, data="mnist")
+    with pytest.raises(ValueError, match="need data_dir"):       # no folder to read it from
+        dataclasses.replace(config, data="idx-0").run([0])
     with pytest.raises(ValueError, match="NumPy only"):
         config.run([0], backend="torch")
 
@@ -175,6 +177,7 @@ def test_full_data_from_a_folder_and_other_data_never_reuse_a_run(out, tmp_path,
     pd.testing.assert_frame_equal(mnist_figure.tidy(back), frame, check_dtype=False)
     # A redraw's configs name the data its runs were trained on, in no folder.
     assert mnist_figure.trained_on(back) == (fingerprint(folder), None)
+    assert mnist_figure.configs(s, data=mnist_figure.trained_on(back))[0].data_dir is None
     mixed = [*runs, dataclasses.replace(runs[0], runs=runs[0].runs.assign(data="subset"))]
     with pytest.raises(ValueError, match="trained on 2 data sets"):
         mnist_figure.trained_on(mixed)

@@ -77,8 +77,9 @@ class MnistConfig:
     penalize: str = "above_input"    # the authors' penalty (fa.deep)
     data: str = "subset"             # "subset" or fa.mnist_files.fingerprint of the IDX files
     data_dir: str | None = dataclasses.field(default=None, metadata={"label": True, "local": True})
-    # ^ the folder of the IDX files (None for the subset): a label, not in the cache key,
-    #   and this machine's, so not in the committed data (fa.gallery.save)
+    # ^ the folder of the IDX files (None for the subset, or for runs trained elsewhere,
+    #   which can be redrawn but not run): a label, not in the cache key, and this
+    #   machine's, so not in the committed data (fa.gallery.save)
 
     # The experiment protocol of fa.sweep (class attributes, not fields).
     numerics_modules: ClassVar[tuple[str, ...]] = ("fa.model", "fa.deep", "fa.mnist")
@@ -89,10 +90,9 @@ class MnistConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "hidden", check_hidden(self.hidden, "MnistConfig"))
-        if self.data != "subset" and (not self.data.startswith("idx-") or self.data_dir is None):
-            raise fail("data", "MnistConfig", "'subset', or a fingerprint 'idx-...' of the IDX "
-                       "files in data_dir (see fa.figures.mnist.configs)",
-                       (self.data, self.data_dir))
+        if self.data != "subset" and not self.data.startswith("idx-"):
+            raise fail("data", "MnistConfig", "'subset' or a fingerprint 'idx-...' of the IDX "
+                       "files (see fa.figures.mnist.configs)", self.data)
 
     @property
     def depth(self) -> int:
@@ -140,6 +140,9 @@ def _load(data: str, data_dir: str | None, dtype: str):
     """The data of a config, checked against its name."""
     if data == "subset":
         return load_mnist(subset=True, dtype=dtype)
+    if data_dir is None:
+        raise ValueError(f"Runs on the MNIST files {data} need data_dir, the folder that "
+                         "holds them: build the configs with fa.figures.mnist.configs.")
     found = fingerprint(data_dir)
     if found != data:
         raise ValueError(f"The MNIST files in {data_dir} are not the data these runs were "
