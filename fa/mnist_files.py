@@ -13,8 +13,8 @@ Nothing here computes a number, so this module is not part of the F4 runs' cache
 
 from __future__ import annotations
 
+import gzip
 import hashlib
-import itertools
 import os
 import warnings
 from pathlib import Path
@@ -203,9 +203,10 @@ def check_standard(path: Path, stem: str, allow_unknown: bool, stacklevel: int) 
 
 
 def fingerprint(folder) -> str:
-    """A short name of the four IDX files in ``folder``, for cache keys: the sha256 of
-    their MD5 checksums as found (plain or ``.gz``), so different files never share one."""
-    return _fingerprint(_md5(path) for path in find_files(folder).values())
+    """A short name of the data in the four IDX files in ``folder``, for cache keys: the
+    sha256 of the MD5 checksums of their uncompressed contents, so different data never
+    share one, and the same data share it whether the files are gzipped or not."""
+    return _fingerprint(_content_md5(path) for path in find_files(folder).values())
 
 
 def _fingerprint(checksums) -> str:
@@ -213,19 +214,28 @@ def _fingerprint(checksums) -> str:
 
 
 def standard_fingerprint() -> str:
-    """:func:`fingerprint` of a folder holding the standard gzipped files, without reading it."""
-    return _fingerprint(MD5[f"{stem}.gz"] for stem in IDX_FILES.values())
+    """:func:`fingerprint` of a folder holding the standard files, without reading it."""
+    return _fingerprint(RAW_MD5[stem] for stem in IDX_FILES.values())
 
 
 def standard_files(data: str) -> dict[str, str]:
-    """The files, and the MD5 checksum of each, of a folder of the standard files whose
-    :func:`fingerprint` is ``data`` (each file gzipped or plain); empty for other data."""
-    for zipped in itertools.product((True, False), repeat=len(IDX_FILES)):
-        files = {f"{stem}.gz" if z else stem: MD5[f"{stem}.gz"] if z else RAW_MD5[stem]
-                 for stem, z in zip(IDX_FILES.values(), zipped)}
-        if _fingerprint(files.values()) == data:
-            return files
-    return {}
+    """The four standard files, uncompressed, and the MD5 checksum of each, if ``data``
+    is their :func:`fingerprint`; empty for other data."""
+    return dict(RAW_MD5) if data == standard_fingerprint() else {}
+
+
+def _content_md5(path: Path) -> str:
+    """The MD5 checksum of the file's contents, uncompressed if it is gzipped."""
+    if path.suffix != ".gz":
+        return _md5(path)
+    digest = hashlib.md5()
+    try:
+        with gzip.open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{str(path)!r} is not a readable gzip file ({exc}).") from None
+    return digest.hexdigest()
 
 
 def _md5(path: Path) -> str:

@@ -50,8 +50,10 @@ def make_idx_dir(folder, *, n_train=12, n_test=5, gz=(False, True, True, False),
     }
     for (key, stem), zipped in zip(IDX_FILES.items(), gz):
         path = write_idx(folder / (stem + (".gz" if zipped else "")), arrays[key], gz=zipped)
-        table, name = (mnist_files.MD5, path.name) if zipped else (mnist_files.RAW_MD5, stem)
-        table[name] = hashlib.md5(path.read_bytes()).hexdigest()
+        raw = gzip.decompress(path.read_bytes()) if zipped else path.read_bytes()
+        mnist_files.RAW_MD5[stem] = hashlib.md5(raw).hexdigest()
+        if zipped:
+            mnist_files.MD5[path.name] = hashlib.md5(path.read_bytes()).hexdigest()
     return arrays
 
 
@@ -218,6 +220,23 @@ def test_raw_files_named_as_in_mnist_dir_are_found_and_checked(tmp_path):
     write_idx(tmp_path / "train-images.idx3-ubyte", arrays["train_images"][::-1])
     with pytest.raises(ValueError, match="train-images.idx3-ubyte' is not the standard"):
         load_mnist(tmp_path)
+
+
+def test_the_fingerprint_names_the_data_not_its_compression(tmp_path):
+    """The same data, gzipped or not, share a fingerprint (and so a cache key); the
+    standard files' is known without reading them, and other data have another."""
+    (tmp_path / "gz").mkdir(), (tmp_path / "raw").mkdir()
+    make_idx_dir(tmp_path / "gz", gz=(True,) * 4)
+    make_idx_dir(tmp_path / "raw", gz=(False,) * 4)
+    assert mnist_files.fingerprint(tmp_path / "gz") == mnist_files.fingerprint(tmp_path / "raw")
+    assert mnist_files.fingerprint(tmp_path / "raw") == mnist_files.standard_fingerprint()
+    assert mnist_files.standard_files(mnist_files.standard_fingerprint()) == mnist_files.RAW_MD5
+    write_idx(tmp_path / "raw" / "t10k-labels-idx1-ubyte", np.zeros(5))      # other labels
+    assert mnist_files.fingerprint(tmp_path / "raw") != mnist_files.fingerprint(tmp_path / "gz")
+    assert mnist_files.standard_files(mnist_files.fingerprint(tmp_path / "raw")) == {}
+    (tmp_path / "gz" / "t10k-labels-idx1-ubyte.gz").write_bytes(b"garbage, not gzip")
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte.gz' is not a readable gzip"):
+        mnist_files.fingerprint(tmp_path / "gz")
 
 
 def test_subset_and_data_dir_exclude_each_other(tmp_path):

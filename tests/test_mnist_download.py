@@ -125,10 +125,13 @@ def dead_url():
 
 
 @pytest.fixture
-def local_mirror(monkeypatch, tmp_path, server, md5):
-    """load_mnist's defaults pointed at the local server and a temporary cache."""
+def local_mirror(monkeypatch, tmp_path, server, md5, files):
+    """load_mnist's defaults pointed at the local server and a temporary cache, its
+    files the known ones (gzipped, and their contents)."""
     monkeypatch.setattr(mnist_files, "MIRRORS", (server.url,))
     monkeypatch.setattr(mnist_files, "MD5", md5)
+    monkeypatch.setattr(mnist_files, "RAW_MD5", {name.removesuffix(".gz"): hashlib.md5(
+        gzip.decompress(body)).hexdigest() for name, body in files.items()})
     monkeypatch.setenv("FA_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("FA_OFFLINE")
     return tmp_path / "data" / "mnist"

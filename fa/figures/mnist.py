@@ -305,14 +305,14 @@ def tidy(sweeps, results_dir=None) -> pd.DataFrame:
 class Provenance:
     """What the figure's manifest entry records: the settings (but the folder the files
     were read from, a place on one machine), the data actually used, named by the MD5
-    checksum of each file, and the BLAS kernels of the machine that drew it. The numbers
-    are the same bits on every rerun on one machine; another CPU's kernels round float32
-    products differently, and that moves the curves in the fifth decimal (measured: 2e-5
-    after 300 steps)."""
+    checksum of each file's uncompressed contents, and the BLAS kernels of the machine
+    that drew it. The numbers are the same bits on every rerun on one machine; another
+    CPU's kernels round float32 products differently, and that moves the curves in the
+    fifth decimal (measured: 2e-5 after 300 steps)."""
 
     settings: MnistSettings
     data: str
-    files: dict[str, str]            # file -> MD5 of the standard files; else empty
+    files: dict[str, str]            # file -> MD5 of the standard files' contents; else empty
                                      # (the subset, or other files: named in data)
     blas: str
 
