@@ -20,8 +20,8 @@ An interrupted run resumes: rerun the same command and finished training runs co
 from the cache. The gallery also commits the runs of its longest sweeps (F3, about 40 h
 on two cores, and F4, about 7 h of one core) as ``figures/data/runs/<figure>.zip``
 (:func:`fa.cache.pack`): at paper scale they are copied into the cache before anything
-is estimated or trained, so a fresh clone resumes a sweep where the gallery left it. ``--archive`` adds the runs
-finished so far, while the sweep goes on in another shell. A notebook is executed under
+is estimated or trained, so a fresh clone resumes a sweep where the gallery left it.
+``--archive`` adds the runs finished so far, while the sweep goes on in another shell. A notebook is executed under
 a temporary name and renamed only when it completed, so a complete executed notebook is
 never replaced by a partial one.
 """
