@@ -280,8 +280,8 @@ def save(cache: Path | None, experiment, seed: int, record: dict, *, backend=Non
         return
     # The experiment goes along, so a cache file says what it holds; an archive of cache
     # files is committed, so it names no place on this machine.
-    fields = {k: v for k, v in dataclasses.asdict(experiment).items()
-              if k not in local_fields(experiment)}
+    local = local_fields(experiment)
+    fields = {k: v for k, v in dataclasses.asdict(experiment).items() if k not in local}
     about = json.dumps(dict(fields, kind=type(experiment).__qualname__, seed=int(seed),
                             backend=backend), sort_keys=True)
     atomic_write(path(cache, experiment, seed, backend=backend),
