@@ -50,10 +50,11 @@ def make_idx_dir(folder, *, n_train=12, n_test=5, gz=(False, True, True, False),
     }
     for (key, stem), zipped in zip(IDX_FILES.items(), gz):
         path = write_idx(folder / (stem + (".gz" if zipped else "")), arrays[key], gz=zipped)
-        raw = gzip.decompress(path.read_bytes()) if zipped else path.read_bytes()
-        mnist_files.RAW_MD5[stem] = hashlib.md5(raw).hexdigest()
+        body = path.read_bytes()
+        contents = gzip.decompress(body) if zipped else body
+        mnist_files.RAW_MD5[stem] = hashlib.md5(contents).hexdigest()
         if zipped:
-            mnist_files.MD5[path.name] = hashlib.md5(path.read_bytes()).hexdigest()
+            mnist_files.MD5[path.name] = hashlib.md5(body).hexdigest()
     return arrays
 
 
