@@ -1,24 +1,14 @@
 """Run sweeps on a Dask cluster: many machines, one cache (the optional extra ``fa[cluster]``).
 
-:func:`fa.run_sweep` takes any :class:`concurrent.futures.Executor`; a Dask
-client's executor runs the chunks on the cluster's workers and sends the results
-back, and the process that called :func:`fa.run_sweep` writes them to its cache.
-The workers need ``fa`` importable (the same version) but no shared disk. A worker
-that dies costs only the chunk it was running (Dask runs it again elsewhere); if
-the scheduler goes away, the sweep stops with a message and what finished is cached.
-
-Start a cluster from a shell, e.g. on one machine::
-
-    dask scheduler --host 127.0.0.1 --port 8786
-    dask worker tcp://127.0.0.1:8786 --nworkers 2 --nthreads 1
-
-and sweep on it::
+:func:`fa.run_sweep` takes any :class:`concurrent.futures.Executor`; :func:`connect` gives
+a Dask client's, whose workers run the chunks and send the results back to the caller's
+cache (no shared disk; see ``docs/gallery.md``, "On a cluster")::
 
     with fa.cluster.connect("tcp://127.0.0.1:8786") as executor:
         fa.run_sweep(configs, range(50), executor=executor)
 
-Use one thread per worker process (``--nthreads 1``): each chunk runs on one
-BLAS thread, so a worker's threads would only share a core.
+Start workers with one thread each (``dask worker ... --nthreads 1``): each chunk runs on
+one BLAS thread, so a worker's threads would only share a core.
 """
 
 from __future__ import annotations
@@ -29,15 +19,6 @@ from concurrent.futures import Executor
 
 #: The Dask client behind each executor made here (a Dask executor does not say).
 _CLIENTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _distributed():
-    try:
-        import distributed
-    except ImportError:
-        raise ImportError("fa.cluster needs dask.distributed: pip install 'fa[cluster]' "
-                          "(or pip install 'dask[distributed]').") from None
-    return distributed
 
 
 @contextlib.contextmanager
@@ -70,7 +51,11 @@ def connect(address: str | None, *, timeout: float = 10.0):
     if not isinstance(address, str) or "://" not in address:
         raise ValueError("The 'address' parameter of connect must be a scheduler address "
                          f"such as 'tcp://127.0.0.1:8786'. Got {address!r} instead.")
-    distributed = _distributed()
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError("fa.cluster needs dask.distributed: pip install 'fa[cluster]' "
+                          "(or pip install 'dask[distributed]').") from None
     try:
         client = distributed.Client(address, timeout=timeout, set_as_default=False)
     except OSError as err:   # includes distributed's timeouts
@@ -110,4 +95,3 @@ def n_workers(executor: Executor | None = None, *, n_jobs: int = 1) -> int:
                          f"fa.cluster.connect or fa.cluster.executor, or None. Got {executor!r} "
                          "instead.")
     return max(1, sum(client.nthreads().values()))
-

@@ -1,19 +1,13 @@
 """How long the paper-scale sweeps will take on this machine, measured, not guessed.
 
-Every figure module says what its notebook runs: ``sweep_plan(scale, **parameters) ->
-(experiments, seeds)``, with ``parameters`` the notebook's as ``fa.reproduce --set``
-gives them (those that are not settings, such as ``n_jobs``, are ignored) and ``seeds``
-one list for every experiment or a dict giving each experiment its own. For each kind of
-experiment (two-layer runs per activation, with or without dropout; the MNIST network;
-...) the estimate times short real runs of that kind on this machine as the sweep runs
-them: one BLAS thread each, in as many processes at once as the sweep has workers
-(workers sharing cores or memory bandwidth slow each other: two MNIST workers, 1.3-2x
-here), and turns them into seconds per unit of ``experiment.cost()``. It then adds up
-the cost of every (experiment, seed) not yet in the cache (cached runs are free, and a
-run two notebooks share counts once) and divides by the number of workers; a sweep
-never takes less than its longest run. Runs under F3's stopping rule train at least ``T(p)``
-steps and at most their cap (10 ``T(p)``): the estimate counts the minimum, and the
-report adds the time if every such run reached its cap.
+Each figure module's ``sweep_plan(scale, **parameters) -> (experiments, seeds)`` says
+what its notebook runs. For each kind of experiment (two-layer runs per activation, with
+or without dropout; the MNIST network; ...) short real runs are timed as the sweep runs
+them (one BLAS thread, as many processes at once as it has workers: workers sharing cores
+slow each other) and turned into seconds per unit of ``experiment.cost()``. The cost of
+every run not yet cached is summed and divided by the workers; a sweep never takes less
+than its longest run. Runs under F3's stopping rule count ``T(p)`` steps, and the report
+adds the time if every such run reached its cap (10 ``T(p)``); see ``docs/gallery.md``.
 """
 
 from __future__ import annotations
@@ -35,14 +29,14 @@ from .figures.mnist import FULL_TEST, SUBSET_TEST, MnistConfig
 #: SGD or gradient steps of the timed run of each kind (a few seconds at paper scale).
 PROBE_STEPS = {MnistConfig: 20}
 DEFAULT_PROBE_STEPS = 100
-#: Timings of each probe, of which the median is kept: a stray busy second moves one, not
-#: it. Only F4's (seconds a timing, on a machine others share) needed more than one.
+#: Timings of each probe, of which the median is kept (a stray busy second moves one, not
+#: it): F4's, seconds each on a shared machine, need several.
 PROBE_REPEATS = {MnistConfig: 3}
 
 
 def _probe(experiment, steps: int):
-    """A chunk of ``experiment`` for ``steps`` fixed steps, compiled beforehand: any kind
-    whose length is its ``steps`` field (two-layer runs, the mechanisms' runs)."""
+    """A chunk of ``experiment`` for ``steps`` fixed steps, compiled beforehand (any kind
+    whose length is its ``steps`` field)."""
     changes = dict(steps=steps)
     if isinstance(experiment, RunConfig):
         changes.update(until_converged=False, max_steps=None)
@@ -80,11 +74,10 @@ def rate_key(experiment):
 def seconds_per_cost(experiment, n_jobs: int = 1) -> float:
     """Measured seconds per unit of ``experiment.cost()`` for experiments of its kind.
 
-    Times ``S`` and ``2 S`` steps of ``experiment`` (``S`` from ``PROBE_STEPS``; as the
-    sweep runs it: one BLAS thread, replicas stacked) on this machine, the median of
-    ``PROBE_REPEATS`` timings each, and divides the difference by the difference in
-    cost: a run's fixed costs (drawing data and weights, a final evaluation), which a short
-    probe would inflate many times over, cancel out.
+    Times ``S`` and ``2 S`` steps (``S`` from ``PROBE_STEPS``; the median of
+    ``PROBE_REPEATS`` timings each) as the sweep runs them, one BLAS thread, replicas
+    stacked, and divides the difference in time by the difference in cost: a run's fixed
+    costs (data, weights, a final evaluation), which a short probe inflates, cancel out.
 
     Parameters
     ----------
@@ -197,8 +190,7 @@ def report(notebooks, *, n_jobs: int = 1, results_dir=None, rates=None,
             lines.append(f"  {name:<24} {'0 s':>10}  (rerun=False: redrawn from the committed "
                          "data, nothing trained)")
             continue
-        module = BY_NOTEBOOK[name].load()
-        experiments, seeds = module.sweep_plan("paper", **overrides)
+        experiments, seeds = BY_NOTEBOOK[name].load().sweep_plan("paper", **overrides)
         earlier = set(counted)
         seconds, runs, free = estimate_seconds(experiments, seeds, cache_dir=cache,
                                                n_jobs=n_jobs, rates=rates, counted=counted)

@@ -1,14 +1,8 @@
 """The data behind every committed figure, so a figure can be redrawn without training.
 
-When a notebook saves its figure it also saves the sweep behind it as
-``<figures_dir>/data/<name>.csv.gz`` (:func:`save`): one tidy table per figure, one
-row per recorded curve point (or per run, for figures that draw no curves), with
-every field of the experiment, the seed, the run's summary (steps taken, final
-loss and alignment, divergence) and the curve values. For the committed gallery
-(``python -m fa.reproduce --gallery``) that is ``figures/data/``, next to
-``figures/<name>.json``, the manifest with the settings it ran at. :func:`load`
-reads both back, and a notebook run with ``rerun=False`` redraws its figure from
-them in seconds: a way to restyle a figure or compute a new statistic.
+A notebook saves the sweep behind its figure as ``<figures_dir>/data/<name>.csv.gz``
+(:func:`save`), next to the figure's manifest ``<name>.json``. :func:`load` reads both
+back, and a notebook run with ``rerun=False`` redraws its figure from them in seconds.
 """
 
 from __future__ import annotations
@@ -66,12 +60,11 @@ def _thin(curves: pd.DataFrame) -> pd.DataFrame:
     """Per configuration (``run``): every k-th recorded step, fewer than :data:`MAX_POINTS`
     of them, and the last step of each of its seeds.
 
-    The grid is shared by a configuration's seeds, so their curves stay aligned, and is
-    drawn from the steps that end no seed's run, so thinning thinned data keeps it all
-    (a figure redrawn with ``rerun=False`` saves the same data again).
+    The grid is shared by a configuration's seeds, so their curves stay aligned, and skips
+    the steps that end a seed's run, so a redraw (``rerun=False``) saves the same data again.
     """
     key = curves[["run", "step"]]
-    at = pd.MultiIndex.from_frame(key)                                  # (run, step) per row
+    at = pd.MultiIndex.from_frame(key)
     last = curves["step"] == curves.groupby(["run", "seed"])["step"].transform("max")
     ends = pd.MultiIndex.from_frame(key[last].drop_duplicates())
     kept = [ends.to_frame(index=False)]
@@ -117,8 +110,8 @@ def load(name: str, *, kind=None, folder=None):
     kind = _experiment(name) if kind is None else kind
     frame = pd.read_csv(data)
     manifest = json.loads((folder / f"{name}.json").read_text())
-    fields = dataclasses.fields(kind)
-    for f in fields:   # tuples (e.g. hidden layer widths) come back from CSV as text
+    # Tuples (e.g. hidden layer widths) come back from CSV as text.
+    for f in dataclasses.fields(kind):
         if "tuple" in str(f.type) and f.name in frame and is_string_dtype(frame[f.name]):
             frame[f.name] = frame[f.name].map(ast.literal_eval)
     if "part" not in frame:
@@ -128,8 +121,7 @@ def load(name: str, *, kind=None, folder=None):
 
 
 def _experiment(name: str):
-    """The experiment type of figure ``name``'s sweeps: the ``EXPERIMENT`` its figure
-    module names (F4's ``MnistConfig``), else :class:`fa.RunConfig`."""
+    """The experiment type of figure ``name``'s sweeps (see :func:`load`)."""
     figure = figures.BY_KEY.get(name)
     return getattr(figure.load(), "EXPERIMENT", RunConfig) if figure else RunConfig
 

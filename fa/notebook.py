@@ -1,25 +1,17 @@
 """What a figure notebook runs first: its parameters, checked against the registry
 (:func:`check_parameters`), and where it writes (:func:`output_folders`).
 
-papermill passes a misspelt parameter (``-p widht 800``) on as a new variable, with
-only a warning, and the notebook would silently run its defaults. The cell after the
-parameters calls :func:`check_parameters`, which compares the names the parameters
-cell (and papermill's injected cell) assigned with the names the figure accepts.
+papermill passes a misspelt parameter (``-p widht 800``) on as a new variable, with only
+a warning. So the cell after the parameters cell compares the names the parameters cell
+and papermill's injected cell assigned with the names the figure accepts. Those names
+come from the kernel's input history (IPython's ``In``), not the namespace, which also
+holds every name the notebook's own cells made: the cells run just before the check that
+hold nothing but assignments to names, however the notebook is run (Run All, again in
+the same kernel, papermill, or rerunning the edited parameters cell and those below).
+In plain Python, without that history, every variable of the namespace is checked.
 
-Which names are "parameters" is read from the kernel's input history (IPython's
-``In``), not from the namespace: after one run the namespace also holds every name the
-notebook's own cells made (``configs``, ``sweep``, ``fig``, ...), and a student's edits
-add more, none of which are parameters. The parameters cell and papermill's injected
-cell are cells of plain assignments to names (``widths = [200, 400]``), and they are the
-cells run just before the check whichever way the notebook is run: Run All (once or
-again in the same kernel), papermill, or editing the parameters cell and running it and
-the cells below. So the check takes the cells run just before it that hold nothing but
-assignments to names, and looks at the names they assign. Run in a namespace without
-that history (plain Python), it falls back to every variable of the namespace.
-
-A papermill run with parameters of its own (``-y 'activations: [relu]'``) would write
-its figures and tables over those of the quick start in ``build/``. Unless it chose its
-``results_dir`` and ``figures_dir`` itself, :func:`output_folders` gives it both in
+A papermill run with parameters of its own would write over the quick start's results in
+``build/``: unless it chose its folders, :func:`output_folders` gives it
 ``runs/<notebook>-<its parameters>/`` there, and says so.
 """
 
@@ -87,11 +79,9 @@ def check_parameters(namespace: dict, notebook: str) -> None:
     Parameters
     ----------
     namespace : dict
-        The notebook's ``globals()``, in the cell right after its parameters cell. In a
-        notebook the names checked are those the parameters cell and papermill's
-        injected cell assigned (read from ``In``, see the module's docstring), so the
-        check holds on a second run in the same kernel; without ``In``, every variable
-        of ``namespace``.
+        The notebook's ``globals()``, in the cell right after its parameters cell. The
+        names checked are those the parameters cells assigned (read from ``In``, see the
+        module's docstring); without ``In``, every variable of ``namespace``.
     notebook : str
         The notebook's name, e.g. ``"03_width_dependence"`` (see :mod:`fa.figures`).
 

@@ -1,18 +1,15 @@
 """Where things live, independent of the working directory.
 
 Inputs
-    The figure notebooks: ``notebooks/`` of a checkout, or the copies shipped inside
-    an installed package (the ``fa.notebooks`` folder of the package).
+    The figure notebooks: ``notebooks/`` of a checkout, or the copies shipped inside an
+    installed package (its ``fa.notebooks`` folder).
 Outputs
-    Everything a run writes (figures, tidy CSVs, the sweep cache, executed notebooks)
-    goes under the *output root*: ``$FA_OUTPUT_ROOT`` if set, else ``build/`` of the
-    checkout, else ``build/`` in the current directory (an installed package never
-    writes into its own folder). Relative output paths are taken from there.
+    Everything a run writes goes under the *output root* (:func:`output_root`); relative
+    output paths are taken from there. An installed package never writes into its folder.
 The gallery (a checkout only)
-    The committed figures (``figures/``), the data behind them (``figures/data/``, and
-    the cached runs of the longest sweeps in ``figures/data/runs/``) and their executed
-    notebooks (``gallery/``). Only ``python -m fa.reproduce --gallery`` (and
-    ``--archive``) writes there; exploration never does.
+    The committed figures (``figures/``), their data (``figures/data/``, the runs of the
+    longest sweeps in ``figures/data/runs/``) and executed notebooks (``gallery/``),
+    written only by ``python -m fa.reproduce --gallery`` (and ``--archive``).
 """
 
 import os
@@ -59,4 +56,3 @@ def resolve(path, default: str) -> Path:
     taken from :func:`output_root`."""
     path = Path(default if path is None else path).expanduser()
     return path if path.is_absolute() else output_root() / path
-

@@ -70,12 +70,9 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
                 settings, caption: str | None = None, about: dict | None = None) -> list[Path]:
     """Write ``fig`` as ``<name>.png`` and ``<name>.pdf``, with its manifest ``<name>.json``.
 
-    The manifest says which notebook made the figure, at which scale and settings
-    (a dataclass with ``n_seeds``, e.g. :class:`fa.presets.FigureSettings`), with which
-    seeds, from which commit, plus ``about`` (e.g. the data set used). Each file is
-    written under a temporary name and renamed when complete, so an interrupted or
-    concurrent save never leaves a partial figure; one manifest per figure means two
-    figures saved at once cannot clobber each other's entry.
+    The manifest says which notebook made the figure, at which scale, settings and seeds,
+    from which commit, plus ``about``. Each file is written atomically, and each figure has
+    its own manifest, so an interrupted or concurrent save never leaves a partial one.
 
     Parameters
     ----------
@@ -88,14 +85,14 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
     notebook, scale : str
         Provenance recorded in the manifest.
     settings : dataclass
-        The run's settings, recorded in full (and, for figure settings, the precision
-        each activation's networks ran in, as ``dtypes``).
+        The run's settings, with ``n_seeds`` (e.g. :class:`fa.presets.FigureSettings`),
+        recorded in full (and, for figure settings, each activation's precision as
+        ``dtypes``).
     caption : str, optional
-        The line under the title: the widths, seeds and steps of this run. Default
-        :func:`run_caption` of ``settings``; a figure whose runs are not described by its
-        settings' fields alone gives its own (F3: ``width_dependence.caption``).
+        The line under the title (widths, seeds, steps). Default :func:`run_caption` of
+        ``settings``; F3's runs need their own (``width_dependence.caption``).
     about : dict, optional
-        More JSON-able facts for the manifest.
+        More JSON-able facts for the manifest (e.g. the data set used).
 
     Returns
     -------
@@ -182,6 +179,5 @@ def step_axis(ax, label: str = "step t") -> None:
 
 def subplots(n_panels: int, n_rows: int = 1, *, width=3.6, height=3.0, **kwargs):
     """A grid of ``n_rows`` x ``n_panels`` axes of a readable size."""
-    fig, axes = plt.subplots(n_rows, n_panels, figsize=(width * n_panels, height * n_rows),
-                             squeeze=False, **kwargs)
-    return fig, axes
+    return plt.subplots(n_rows, n_panels, figsize=(width * n_panels, height * n_rows),
+                        squeeze=False, **kwargs)

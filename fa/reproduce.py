@@ -12,18 +12,15 @@ Usage::
 
 Everything goes under the output folder (``build/`` of a checkout, ``./build`` for an
 installed package, or ``--output``): executed notebooks in ``notebooks/``, figures in
-``figures/``, tidy CSVs and the sweep cache in ``results/``. Nothing tracked by git is
-touched, except with ``--gallery``, which writes the committed figures (``figures/``), the
-data behind them (``figures/data/``) and the executed notebooks (``gallery/``).
+``figures/``, tidy CSVs and the sweep cache in ``results/``. Only ``--gallery`` writes
+tracked files: the figures (``figures/``), their data (``figures/data/``) and the executed
+notebooks (``gallery/``).
 
-An interrupted run resumes: rerun the same command and finished training runs come
-from the cache. The gallery also commits the runs of its longest sweeps (F3, about 40 h
-on two cores, and F4, about 7 h of one core) as ``figures/data/runs/<figure>.zip``
-(:func:`fa.cache.pack`): at paper scale they are copied into the cache before anything
-is estimated or trained, so a fresh clone resumes a sweep where the gallery left it.
-``--archive`` adds the runs finished so far, while the sweep goes on in another shell. A notebook is executed under
-a temporary name and renamed only when it completed, so a complete executed notebook is
-never replaced by a partial one.
+An interrupted run resumes: rerun the same command and finished runs come from the cache.
+At paper scale the committed runs of the longest sweeps (``figures/data/runs/<figure>.zip``,
+:func:`fa.cache.pack`) are copied into the cache first; ``--archive`` adds the runs
+finished so far (``docs/gallery.md``). A notebook is executed under a temporary name and
+renamed once complete, so a partial one never replaces a complete one.
 """
 
 from __future__ import annotations
@@ -84,9 +81,8 @@ _IF_GIVEN = ("backend", "device")
 
 
 def _folder(path: Path, where: dict) -> str:
-    """``path`` as a notebook parameter: relative to the output folder (as the notebooks
-    take it) when it lies in it or beside it, as the gallery's ``../figures`` does, so an
-    executed notebook shows no machine's folders; else absolute."""
+    """``path`` as a notebook parameter: relative to the output folder when it lies in or
+    beside it (the gallery's ``../figures``), so no machine's folders show; else absolute."""
     relative = os.path.relpath(path, where["root"])
     return str(path) if relative.startswith(os.path.join(os.pardir, os.pardir)) else relative
 
@@ -246,9 +242,8 @@ def main(argv=None) -> int:
             print(f"   done in {timings[-1][1]:.0f} s -> {where['notebooks'] / (name + '.ipynb')}",
                   flush=True)
     except KeyboardInterrupt:
-        # The notebook client's task for the cell that was cut short complains at exit
-        # ("Task exception was never retrieved: Kernel died"); the kernel was stopped on
-        # purpose, so say only what matters.
+        # The kernel was stopped on purpose: silence the notebook client's complaint at
+        # exit ("Task exception was never retrieved: Kernel died").
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         # The sweep has said what is cached and how to resume; add only what it cannot know.
         print(f"\n{name} stopped; its executed notebook was not written.", file=sys.stderr)
@@ -275,14 +270,13 @@ def _runs(count: int) -> str:
 
 
 def _restore(name: str, where: dict) -> None:
-    """Copy the committed runs of ``name`` into the cache, when there are any (a damaged
-    archive is reported, and its runs are trained as if it were not there)."""
+    """Copy the committed runs of ``name``, if any, into the cache; a damaged archive is
+    reported and its runs are trained again."""
     archive = _runs_archive(name)
     if archive is not None and archive.exists():
         try:
             added = cache.unpack(archive, cache_dir=where["results"] / "cache")
         except ValueError as err:
-            # The runs can always be trained again: say so, and go on.
             print(f"{name}: {err} The others will be trained.", file=sys.stderr)
             return
         print(f"{name}: {_runs(added)} copied into the cache from {_shown(archive, where)}")
@@ -350,9 +344,8 @@ def render_streams(nb) -> None:
 
 
 def _finish(partial: Path, final: Path, where: dict) -> None:
-    """Render the streams of the executed notebook ``partial`` and name the notebook it
-    ran from and ``final``, the one it becomes, without any machine's folders (papermill
-    records both as absolute paths)."""
+    """Render the streams of ``partial`` and record its input and ``final`` paths without
+    any machine's folders (papermill records them as absolute paths)."""
     import nbformat
 
     nb = nbformat.read(partial, as_version=4)
@@ -374,14 +367,13 @@ def _shown(path: Path, where: dict) -> str:
 
 @contextlib.contextmanager
 def _stderr_to(path: Path):
-    """Send file descriptor 2 to ``path`` meanwhile: the kernel inherits it, so its log
-    (and its complaints when an interrupt shuts it down mid-cell) stay out of the terminal.
-    Yields a text stream to the terminal's stderr, for what should still reach it."""
+    """Send file descriptor 2 to ``path`` meanwhile, so the kernel's log (which inherits it)
+    stays out of the terminal; yield a text stream to the terminal's stderr."""
     sys.stderr.flush()
     saved = os.dup(2)
     try:
-        # In the terminal's encoding, and never failing on it: a progress bar's blocks
-        # must not stop a run on a terminal that cannot show them.
+        # errors="replace": a progress bar's blocks must not stop a run on a terminal
+        # that cannot show them.
         with open(path, "ab") as log, open(saved, "w", encoding=sys.stderr.encoding or "utf-8",
                                            errors="replace", closefd=False) as terminal:
             os.dup2(log.fileno(), 2)
