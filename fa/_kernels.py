@@ -7,23 +7,12 @@ Per step every replica ``r`` needs, with ``A = psi(H)`` and ``D = psi'(H)``::
     beta <- beta - eta * (g + lam * beta)          #   its step,
     M     = eta * c * D * (e v^T)                  #   and the first-layer factor (eta G_W = M^T X)
 
-As numpy expressions that is about a dozen passes over the (n, p) arrays (``A``,
-``D`` and ``M`` each written and read back). Here ``forward`` reads one (n, p)
-array and ``backward`` reads it again and writes ``M``. For relu and linear that
-array is ``H`` itself (``psi`` and ``psi'`` are cheap to recompute); for tanh and
-sigmoid it is ``A``, computed by numpy (whose ``tanh`` is vectorised), and ``psi'``
-is taken from ``psi``'s output: ``1 - a^2`` and ``a (1 - a)``. Both come from the
-one table of :mod:`fa.model`: the scalar ``psi``/``dpsi`` (or ``dpsi_of_psi``)
-of an entry are compiled into its loops.
-
-For an activation with ``psi' = 1`` (linear) and no dropout, ``M = eta c e v^T`` is rank
-one, so the row-space update ``H <- H - K M`` is ``H <- H - w v^T`` with
-``w = eta c K e``: ``backward_rank_one`` applies it in the pass that reads ``H`` for
-``g``, with no ``M`` written and no ``n x n x p`` product (about 3x fewer passes over
-``H`` per step).
-
-numba compiles one pair of loops per activation (with and without a dropout mask)
-on first use in each process, in about a second. benchmarks/README.md has the numbers.
+In numpy that is about a dozen passes over the (n, p) arrays; here ``forward`` reads
+one (n, p) array and ``backward`` reads it again and writes ``M``. That array is ``H``
+(relu, linear) or ``A`` for an entry of :data:`fa.model.ACTIVATIONS` with
+``dpsi_of_psi`` (tanh, sigmoid). For ``psi' = 1`` without dropout ``M`` is rank one and
+``backward_rank_one`` applies ``H <- H - K M = H - w v^T`` (``w = eta c K e``) in the
+pass that reads ``H``. benchmarks/README.md has the numbers.
 """
 
 from __future__ import annotations
@@ -135,8 +124,8 @@ def loops(activation: Activation, masked: bool):
     ``f[r, i] = scale * sum_j A[r, i, j] (* mask) * beta[r, j]``.
     ``backward(Z, mask, e, v, beta, c, lr, lam, M, g)`` writes
     ``M = lr * c * D (* mask) * (e v^T)`` and updates
-    ``beta -= lr * (c * (A (* mask))^T e + lam * beta)`` in place; ``v`` (``b`` for
-    FA, ``beta`` for BP) is read before ``beta`` changes; ``g`` is a (p,) buffer.
+    ``beta -= lr * (c * (A (* mask))^T e + lam * beta)`` in place, reading ``v`` first;
+    ``g`` is a (p,) buffer.
     """
     key = (activation, bool(masked))     # the entry itself: a re-registered name recompiles
     if key not in _COMPILED:
@@ -145,11 +134,9 @@ def loops(activation: Activation, masked: bool):
 
 
 def rank_one_loop(activation: Activation):
-    """``backward_rank_one`` for an ``activation`` with ``unit_slope``, compiled on first use.
-
-    ``backward_rank_one(H, e, w, v, beta, c, lr, lam, g)`` updates
-    ``beta -= lr * (c * psi(H)^T e + lam * beta)`` and ``H -= w v^T`` in place, reading
-    ``v`` (``b`` for FA, ``beta`` for BP) before ``beta`` changes; ``g`` is a (p,) buffer.
+    """``backward_rank_one(H, e, w, v, beta, c, lr, lam, g)`` for an ``activation`` with
+    ``unit_slope``, compiled on first use: it updates ``beta -= lr * (c * psi(H)^T e +
+    lam * beta)`` and ``H -= w v^T`` in place, reading ``v`` first.
     """
     if not activation.unit_slope:
         raise ValueError("rank_one_loop needs an activation with unit_slope=True (psi' = 1).")
@@ -162,10 +149,8 @@ def rank_one_loop(activation: Activation):
 # --- the engine: the replicas of a stack stepped by these loops ----------------------
 
 class Fused:
-    """The replicas still training, stepped by the compiled loops of :mod:`fa._kernels`.
-
-    ``H`` always holds ``X W^T`` for the current ``W`` (R, n, p).
-    """
+    """The replicas still training, stepped by the compiled loops; ``H`` always holds
+    ``X W^T`` (R, n, p) for the current ``W``."""
 
     def __init__(self, X, y, W, beta, b, cfg):
         R, p, d = W.shape
@@ -176,8 +161,7 @@ class Fused:
         self.method = cfg["method"]
         self.H = self.X @ np.swapaxes(W, 1, 2)                            # (R, n, p)
         if self.method == "rowspace":
-            # W_t = W_0 + C_t X, so H_t = H_0 + K C_t^T and each step moves H by
-            # -K M: C itself is never needed until the end (see `params`).
+            # W_t = W_0 + C_t X, so each step moves H by -K M; W is rebuilt in `params`.
             self.W0 = W                                                   # (R, p, d)
             self.H0 = self.H.copy()                                       # (R, n, p)
             self.K = self.X @ np.swapaxes(self.X, 1, 2)                   # (R|1, n, n)
@@ -193,7 +177,7 @@ class Fused:
         self.forward, _ = loops(self.act, masked=False)
         self.forward_dropped, self.backward = loops(self.act,
                                                              masked=cfg["dropout"] > 0)
-        # psi' = 1 and no dropout: the step of H is the rank-one w v^T (fa._kernels).
+        # psi' = 1 and no dropout: the step of H is the rank-one w v^T.
         self.rank_one = (self.act.unit_slope and self.method == "rowspace"
                          and not cfg["dropout"] > 0)
         if self.rank_one:
@@ -227,7 +211,7 @@ class Fused:
             self.backward_rank_one(self.H, self.e, w, v, self.beta, self.c, self.lr, lam_t,
                                    self.g)
             return
-        # beta -= eta (c A^T e + lam beta);  M = eta c psi'(H) * (e v^T)   (fa._kernels)
+        # beta -= eta (c A^T e + lam beta);  M = eta c psi'(H) * (e v^T)
         self.backward(Z, NO_MASK if mask is None else mask, self.e, v, self.beta,
                       self.c, self.lr, lam_t, self.M, self.g)
         if self.method == "rowspace":
@@ -258,13 +242,9 @@ class Fused:
 
 
 def _subtract_product(H, K, M) -> None:
-    """``H[r] -= K[r] @ M[r]`` in place for every replica ``r`` (``K`` may be shared).
-
-    One BLAS ``gemm`` (``C <- C - A B``) per replica: numpy's matmul would write ``K M``
-    to a buffer and subtract it in two more passes over the (n, p) arrays. BLAS sees
-    the C-ordered ``H[r]`` as the Fortran-ordered ``H[r]^T = H[r]^T - M[r]^T K[r]^T``,
-    so it updates it without a copy.
-    """
+    """``H[r] -= K[r] @ M[r]`` in place (``K`` may be shared): one BLAS ``gemm`` per
+    replica on the C-ordered ``H[r]`` seen as the Fortran-ordered ``H[r]^T`` (numpy's
+    matmul would take two more passes over the (n, p) arrays)."""
     gemm = _GEMM[H.dtype]
     for r in range(H.shape[0]):
         Ht = H[r].T

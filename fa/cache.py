@@ -1,21 +1,15 @@
 """The run cache: one ``.npz`` file per (experiment, seed), named by what produced it.
 
-A file's name is the sha256 of the experiment's kind and fields (labels left out),
-the seed, the ``backend`` when one is chosen, and a fingerprint of the code of the
-modules that compute the numbers (``experiment.numerics_modules``: the model, the
-training loop, the fused loops, the data; not the checks, messages and plumbing around
-them): their source without docstrings and comments (:func:`code_text`). Editing that
-code changes every key and the runs are recomputed; editing its documentation, or any
-other module, reuses them. An activation or rule registered at run time (not one of the
-package's own, which ``fa/model.py`` holds) is keyed by its own code (:func:`registered`). Files are written atomically, and a
-file that cannot be read back as a valid record (empty, truncated, not a zip, missing
-or mistyped entries) counts as absent: the run is trained again.
+A file's name is the sha256 of the experiment's kind and fields (labels left out), the
+seed, the ``backend`` if chosen, and the code of ``experiment.numerics_modules`` without
+docstrings and comments (:func:`code_text`): editing that code recomputes the runs,
+editing its documentation or any other module reuses them. An activation or rule
+registered at run time is keyed by its own code (:func:`registered`). Files are written
+atomically; one that cannot be read back as a valid record counts as absent.
 
-Cache files travel between machines as a zip archive (:func:`pack`, :func:`unpack`):
-the committed gallery keeps the runs of its longest figure that way, so a fresh clone
-resumes or redraws it without training them again. An archive holds the files under
-their names, the keys, so a run from other code is never taken for one of this code:
-its name is one that this code never asks for.
+Cache files travel between machines as a zip archive (:func:`pack`, :func:`unpack`), as
+the committed gallery's runs do. An archive holds the files under their names, the
+keys, so a run from other code is never taken for one of this code.
 """
 
 from __future__ import annotations
@@ -44,7 +38,6 @@ _FILE_NAME = re.compile(r"[0-9a-f]{64}\.npz")
 #: The date every archive entry carries, so the same runs make the same archive bytes.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
-#: The nodes whose first statement, a string, is their docstring.
 _DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 #: The tokens around an f-string's pieces (Python 3.12+; None before, matching no token).
 _FSTRING_START = getattr(tokenize, "FSTRING_START", None)
@@ -56,10 +49,9 @@ _KINDS = {bool: "b", int: "iu", float: "f"}
 def code_text(source: str) -> str:
     """Return Python ``source`` without its docstrings, comments and blank lines.
 
-    What is left is what runs, line by line as written, so a run's key does not move
-    when only its documentation does. Strings over several lines (f-strings included)
-    are kept exactly, blank lines and all; so is the line after a backslash
-    continuation, even when blank, and a docstring that shares a line with code or
+    What is left is what runs, line by line, so a key does not move when only the
+    documentation does. Strings over several lines are kept exactly; so is the line
+    after a backslash, even blank, and a docstring that shares a line with code or
     follows a backslash: keeping too much can only re-key runs, never mix them up.
     """
     source = source.replace("\r\n", "\n").replace("\r", "\n")  # lines as Python counts them
@@ -105,13 +97,8 @@ def code_text(source: str) -> str:
 
 @functools.lru_cache(maxsize=None)
 def source_fingerprint(modules: tuple[str, ...]) -> str:
-    """Return the sha256 of the code of ``modules`` (names such as ``"fa.trainer"``),
-    as :func:`code_text` gives it.
-
-    Modules that do not exist are skipped, so an optional module can be listed.
-    Computed once per process, from the files as first read: the code this
-    process runs.
-    """
+    """Return the sha256 of the code (:func:`code_text`) of ``modules`` (``"fa.model"``,
+    ...; absent ones skipped), once per process: the code this process runs."""
     digest = hashlib.sha256()
     for name in modules:
         spec = importlib.util.find_spec(name)
@@ -123,21 +110,15 @@ def source_fingerprint(modules: tuple[str, ...]) -> str:
     return digest.hexdigest()
 
 
-#: The package's own activations and rules: their code is fa/model.py, fingerprinted as a file.
+#: The package's own activations and rules: their code is fa/model.py, keyed as a file.
 _PACKAGED = {"activation": dict(model.ACTIVATIONS), "rule": dict(model.RULES)}
 TABLES = {"activation": model.ACTIVATIONS, "rule": model.RULES}
 
 
 def registered(experiment) -> dict:
-    """The activation and rule of ``experiment`` that were registered at run time.
-
-    Returns
-    -------
-    dict
-        ``{(table, name): entry}`` for each of the experiment's ``activation`` and
-        ``rule`` fields whose entry in :data:`fa.model.ACTIVATIONS` / :data:`fa.model.RULES`
-        is not the package's own (a new name, or a packaged name replaced).
-    """
+    """``{(table, name): entry}`` for the experiment's ``activation`` and ``rule`` whose
+    entry in :data:`fa.model.ACTIVATIONS` / :data:`fa.model.RULES` is not the package's
+    own (a new name, or a packaged name replaced)."""
     out = {}
     for table, entries in TABLES.items():
         name = getattr(experiment, table, None)
@@ -183,11 +164,9 @@ def local_fields(experiment) -> set[str]:
 def cache_key(experiment, seed: int, *, backend: str | None = None) -> str:
     """Return the sha256 hex digest naming the cached result of ``(experiment, seed)``.
 
-    The key covers the experiment's kind (class name) and every field except the
-    labels, the seed, ``backend`` when not None, and the fingerprint of the source
-    of ``experiment.numerics_modules`` (:func:`source_fingerprint`), and the code of a
-    registered activation or rule it uses (:func:`registered`). Relabelling a curve
-    reuses its runs; editing the numerics' code recomputes them.
+    The key covers the experiment's kind and every field except the labels, the seed,
+    ``backend`` when not None, :func:`source_fingerprint` of its ``numerics_modules``
+    and the code of a registered activation or rule it uses (:func:`registered`).
 
     Parameters
     ----------
@@ -230,12 +209,9 @@ def is_cached(cache_dir, experiment, seed: int, *, backend: str | None = None) -
 
 
 def check_record(record: dict, experiment) -> dict:
-    """Return ``record`` with scalars as Python numbers, or raise ``ValueError``.
-
-    A record holds every scalar of ``experiment.scalars`` with its type, every curve
-    of ``experiment.curves`` as 1-D numeric arrays of one length, and possibly
-    further (optional) bool / int / float scalars.
-    """
+    """Return ``record`` with scalars as Python numbers, or raise ``ValueError``: it
+    holds ``experiment.scalars`` with their types, ``experiment.curves`` as 1-D numeric
+    arrays of one length, and possibly further bool / int / float scalars."""
     out = {}
     for name, kind in experiment.scalars.items():
         value = np.asarray(record[name])   # KeyError for a missing one
@@ -267,19 +243,17 @@ def load(cache: Path | None, experiment, seed: int, *, backend=None) -> dict | N
         with np.load(path(cache, experiment, seed, backend=backend), allow_pickle=False) as f:
             record = {name: f[name] for name in f.files if name != "about"}
         return check_record(record, experiment)
-    # Whatever went wrong reading it (absent, empty, truncated, not a zip, wrong
-    # entries), the file is not a usable result: the run is trained again.
+    # Absent, empty, truncated, not a zip, wrong entries: the run is trained again.
     except Exception:
         return None
 
 
 def save(cache: Path | None, experiment, seed: int, record: dict, *, backend=None) -> None:
-    """Write the record atomically (:func:`fa._io.atomic_write`): a crash can leave no
-    half-written ``.npz``."""
+    """Write the record atomically: a crash can leave no half-written ``.npz``."""
     if cache is None:
         return
-    # The experiment goes along, so a cache file says what it holds; an archive of cache
-    # files is committed, so it names no place on this machine.
+    # The experiment goes along, so a file says what it holds, without a local place
+    # (archives of cache files are committed).
     local = local_fields(experiment)
     fields = {k: v for k, v in dataclasses.asdict(experiment).items() if k not in local}
     about = json.dumps(dict(fields, kind=type(experiment).__qualname__, seed=int(seed),
@@ -289,26 +263,12 @@ def save(cache: Path | None, experiment, seed: int, record: dict, *, backend=Non
 
 
 def pack(archive, pairs, *, cache_dir=paths.CACHE_DIR, backend=None) -> tuple[int, int]:
-    """Add the cached runs among ``pairs`` to the zip file ``archive``; return
-    ``(runs added, runs in the archive)``.
+    """Add the runs of ``pairs`` (experiment, seed) cached under ``backend`` in
+    ``cache_dir`` to the zip file ``archive``; return ``(runs added, runs in it)``.
 
-    Parameters
-    ----------
-    archive : path
-        The zip file. Runs it already holds stay in it, so packing a sweep as it
-        progresses only ever adds: delete the file to start it afresh (for example
-        after the trainer changed and its runs went stale).
-    pairs : iterable of (experiment, seed)
-        The runs to pack; those not cached (not finished yet) are skipped.
-    cache_dir : path, default ``fa.paths.CACHE_DIR``
-        The cache to take them from.
-    backend : str, optional
-        The ``backend`` the runs were cached under (see :func:`cache_key`).
-
-    Raises
-    ------
-    ValueError
-        If ``archive`` exists but is not a readable zip file (it is left as it is).
+    Runs not cached yet are skipped; runs the archive holds stay in it, so packing only
+    ever adds (delete the file to start afresh). ``ValueError`` if ``archive`` exists but
+    is not a readable zip file (it is left as it is).
     """
     folder = paths.resolve(cache_dir, paths.CACHE_DIR)
     archive = Path(archive)
@@ -342,15 +302,9 @@ def unpack(archive, *, cache_dir=paths.CACHE_DIR) -> int:
     """Copy the runs of the zip file ``archive`` (made by :func:`pack`) into the cache;
     return how many were not there yet.
 
-    Entries named otherwise than a cache file are ignored. A run whose numerics
-    changed since it was packed is copied too but never read: its key is not one this
-    code computes.
-
-    Raises
-    ------
-    ValueError
-        If ``archive`` is not a readable zip file; the runs copied before the damaged
-        entry stay in the cache.
+    Entries not named as cache files are ignored; a run from other numerics is copied
+    but never read (this code computes other keys). ``ValueError`` if ``archive`` is not
+    a readable zip file; the runs copied before the damaged entry stay.
     """
     folder = paths.resolve(cache_dir, paths.CACHE_DIR)
     folder.mkdir(parents=True, exist_ok=True)

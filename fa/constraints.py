@@ -1,29 +1,18 @@
 """Parameter constraints as data, and the functions that check them: the one place
 where input is validated, with one message form.
 
-:data:`CONSTRAINTS` maps every parameter name used by :func:`fa.train` and
-:class:`fa.experiments.RunConfig` to the values it accepts: a list of
-constraints, any of which may hold (like scikit-learn's ``_parameter_constraints``):
+:data:`CONSTRAINTS` maps every parameter of :func:`fa.train` and
+:class:`fa.experiments.RunConfig` to a list of constraints, any of which may hold (like
+scikit-learn's ``_parameter_constraints``); ``None`` allows the value ``None``. An
+:class:`Interval` bound may name another parameter (``max_steps >= steps``); an
+:class:`Options` set may be a live table such as :data:`fa.model.ACTIVATIONS`.
 
-* :class:`Interval` ``(int | float, low, high, closed=...)``; a bound may name
-  another parameter (``max_steps >= steps``);
-* :class:`Options` (one of a set of names; the set may be a live table such as
-  :data:`fa.model.ACTIVATIONS`, so registered names are accepted);
-* :class:`Boolean`, :class:`Text`, :class:`Seeds`, :class:`Dtype`;
-* ``None`` (the value ``None`` is allowed).
-
-:data:`ONLY_WITH` lists parameters used by one value of another parameter only:
-required with it, refused (must be None) otherwise. :data:`NEEDS` lists optional
-parameters that act only when another one is set: refused (must be None) without it.
-
-:func:`validate` checks a dict of parameters against the table, normalises numbers
-(``int``/``float``) and raises ``ValueError`` in the project's one message form:
-"The 'lam' parameter of train must be a finite float in the range [0.0, inf). Got -1.0
-instead." :func:`check_int`, :func:`check_float`, :func:`check_option`,
-:func:`check_seeds` and :func:`check_array` check one value against a constraint built
-on the spot (for parameters outside the table, such as the deep trainer's), in the same
-form. Every public entry point checks its arguments once, up front; the numerical loops
-behind it trust their inputs.
+:func:`validate` checks a dict of parameters against the table and raises ``ValueError``
+in the one message form: "The 'lam' parameter of train must be a finite float in the
+range [0.0, inf). Got -1.0 instead." :func:`check_int`, :func:`check_float`,
+:func:`check_option`, :func:`check_seeds` and :func:`check_array` check one value outside
+the table in the same form. Entry points check their arguments once, up front; the
+numerical loops behind them trust their inputs.
 """
 
 from __future__ import annotations
@@ -34,8 +23,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .model import ACTIVATIONS
-from .model import RULES
+from .model import ACTIVATIONS, RULES
 
 DATA_KINDS = ("linear", "teacher")
 LAM_SCHEDULES = ("constant", "release", "decay")
@@ -46,16 +34,30 @@ BACKENDS = ("numpy", "array_api_strict", "torch", "cupy")
 _CLOSED = ("both", "left", "right", "neither")
 
 
-class Interval:
-    """A real or integer number in ``[low, high]`` (ends per ``closed``; None: unbounded).
+class Constraint:
+    """A value of the type(s) ``types``, kept as it is and described as ``description``."""
 
-    ``low`` / ``high`` may be the name of another parameter, whose (validated) value
-    is then the bound.
-    """
+    types, description = object, ""
+
+    def accepts(self, x, params) -> bool:
+        return isinstance(x, self.types)
+
+    def normalise(self, x):
+        return x
+
+    def describe(self, params) -> str:
+        return self.description
+
+
+class Interval(Constraint):
+    """A real or integer number in ``[low, high]`` (ends per ``closed``; None: unbounded);
+    a bound may be the name of another parameter, whose validated value is then used."""
 
     def __init__(self, kind, low=None, high=None, *, closed="both"):
         assert kind in (int, float) and closed in _CLOSED
         self.kind, self.low, self.high, self.closed = kind, low, high, closed
+        self.left_open = closed in ("right", "neither")
+        self.right_open = closed in ("left", "neither")
 
     def _bounds(self, params):
         def value(bound):
@@ -63,17 +65,13 @@ class Interval:
         return value(self.low), value(self.high)
 
     def accepts(self, x, params) -> bool:
-        if isinstance(x, (bool, np.bool_)) or not isinstance(
-                x, numbers.Integral if self.kind is int else numbers.Real):
-            return False
-        if not math.isfinite(x):
+        number = numbers.Integral if self.kind is int else numbers.Real
+        if isinstance(x, (bool, np.bool_)) or not isinstance(x, number) or not math.isfinite(x):
             return False
         low, high = self._bounds(params)
-        left_open = self.closed in ("right", "neither")
-        right_open = self.closed in ("left", "neither")
-        if low is not None and (x < low or (left_open and x == low)):
+        if low is not None and (x < low or (self.left_open and x == low)):
             return False
-        return high is None or not (x > high or (right_open and x == high))
+        return high is None or not (x > high or (self.right_open and x == high))
 
     def normalise(self, x):
         return self.kind(x)
@@ -81,21 +79,21 @@ class Interval:
     def describe(self, params) -> str:
         low, high = self._bounds(params)
         if self.kind is int:
-            low = None if low is None else low + (self.closed in ("right", "neither"))
-            high = None if high is None else high - (self.closed in ("left", "neither"))
+            low = None if low is None else low + self.left_open
+            high = None if high is None else high - self.right_open
             if low is not None and high is not None:
                 return f"an int in the range [{low}, {high}]"
             if low is not None or high is not None:
                 return f"an int {'>=' if high is None else '<='} {low if high is None else high}"
             return "an int"
-        left = "(" if low is None or self.closed in ("right", "neither") else "["
-        right = ")" if high is None or self.closed in ("left", "neither") else "]"
+        left = "(" if low is None or self.left_open else "["
+        right = ")" if high is None or self.right_open else "]"
         lo = "-inf" if low is None else float(low)
         hi = "inf" if high is None else float(high)
         return f"a finite float in the range {left}{lo}, {hi}{right}"
 
 
-class Options:
+class Options(Constraint):
     """One of a set of names (a tuple, or a live mapping whose keys are the names)."""
 
     def __init__(self, names):
@@ -103,9 +101,6 @@ class Options:
 
     def accepts(self, x, params) -> bool:
         return isinstance(x, str) and x in self.names
-
-    def normalise(self, x):
-        return x
 
     def describe(self, params) -> str:
         return "one of " + ", ".join(repr(o) for o in self.names)
@@ -129,35 +124,26 @@ class Dtype(Options):
         return self._name(x)
 
 
-class Boolean:
+class Boolean(Constraint):
     """``True`` or ``False`` (numpy's bool too)."""
 
-    def accepts(self, x, params) -> bool:
-        return isinstance(x, (bool, np.bool_))
+    types, description = (bool, np.bool_), "a bool"
 
     def normalise(self, x):
         return bool(x)
 
-    def describe(self, params) -> str:
-        return "a bool"
 
-
-class Text:
+class Text(Constraint):
     """Any string (a label)."""
 
-    def accepts(self, x, params) -> bool:
-        return isinstance(x, str)
-
-    def normalise(self, x):
-        return x
-
-    def describe(self, params) -> str:
-        return "a str"
+    types, description = str, "a str"
 
 
-class Seeds:
+class Seeds(Constraint):
     """A non-negative int, or a non-empty sequence of distinct ones (normalised to a list):
     a repeated seed would train the same replica twice."""
+
+    description = "a non-negative int or a non-empty sequence of distinct ones"
 
     def accepts(self, x, params) -> bool:
         if isinstance(x, (str, bytes)):
@@ -170,9 +156,6 @@ class Seeds:
 
     def normalise(self, x):
         return int(x) if isinstance(x, numbers.Integral) else [int(s) for s in x]
-
-    def describe(self, params) -> str:
-        return "a non-negative int or a non-empty sequence of distinct ones"
 
 
 #: The values each parameter accepts (any listed constraint may hold).
@@ -208,8 +191,8 @@ CONSTRAINTS = {
 
 #: Parameters only used with one value of another: ``name -> (other, value)``.
 ONLY_WITH = {"lam_until": ("lam_schedule", "release"), "lam_gamma": ("lam_schedule", "decay")}
-#: Optional parameters that act only when another one is set (true or not None), and are
-#: refused (must be None) otherwise, rather than silently ignored.
+#: Optional parameters that act only when another one is set (true or not None); refused
+#: otherwise rather than silently ignored.
 NEEDS = {"max_steps": "until_converged", "device": "backend"}
 
 
@@ -221,10 +204,8 @@ def fail(name, caller, expected, got) -> ValueError:
 
 
 def check(name: str, value, caller: str, params: dict | None = None):
-    """Return ``value`` normalised if :data:`CONSTRAINTS` ``[name]`` accepts it, else raise.
-
-    ``params`` holds the already validated parameters that bounds may refer to.
-    """
+    """Return ``value`` normalised if :data:`CONSTRAINTS` ``[name]`` accepts it, else raise;
+    ``params``: the validated parameters that bounds may refer to."""
     params = {} if params is None else params
     allowed = CONSTRAINTS[name]
     if value is None and None in allowed:
@@ -240,9 +221,8 @@ def validate(params: dict, caller: str) -> dict:
     """Check every entry of ``params`` against :data:`CONSTRAINTS`; return them normalised.
 
     Parameters are checked in the table's order (a bound naming another parameter
-    sees its normalised value). A parameter of :data:`ONLY_WITH` must be None unless
-    its partner has the value that uses it, and is then required; one of :data:`NEEDS`
-    must be None unless its partner is set.
+    sees its normalised value). One of :data:`ONLY_WITH` is required with its partner's
+    value and must be None otherwise; one of :data:`NEEDS` must be None without its partner.
 
     Raises
     ------
@@ -260,14 +240,13 @@ def validate(params: dict, caller: str) -> dict:
         if name not in params and (other is None or params.get(other) != used_with):
             continue
         value = params.get(name)
-        if other is not None:
-            if params.get(other) != used_with:
-                if value is not None:
-                    raise ValueError(f"The '{name}' parameter of {caller} is only used with "
-                                     f"{other}={used_with!r}. Got {name}={value!r} with "
-                                     f"{other}={params.get(other)!r} instead.")
-                out[name] = None
-                continue
+        if other is not None and params.get(other) != used_with:
+            if value is not None:
+                raise ValueError(f"The '{name}' parameter of {caller} is only used with "
+                                 f"{other}={used_with!r}. Got {name}={value!r} with "
+                                 f"{other}={params.get(other)!r} instead.")
+            out[name] = None
+            continue
         out[name] = check(name, value, caller, {**params, **out})
     for name, partner in NEEDS.items():
         if out.get(name) is not None and not out.get(partner):
@@ -293,8 +272,7 @@ def check_float(value, name: str, caller: str, *, low: float | None = None,
                 high: float | None = None, low_open: bool = False,
                 high_open: bool = False) -> float:
     """Return ``value`` as a float if it is a finite real in the given interval."""
-    closed = {(False, False): "both", (False, True): "left", (True, False): "right",
-              (True, True): "neither"}[low_open, high_open]
+    closed = _CLOSED[2 * low_open + high_open]        # "both", "left", "right", "neither"
     return _check_one(Interval(float, low, high, closed=closed), value, name, caller)
 
 
@@ -304,11 +282,8 @@ def check_option(value, name: str, caller: str, options) -> str:
 
 
 def check_seeds(seed, name: str, caller: str) -> tuple[list[int], bool]:
-    """Normalise ``seed`` to a list of distinct non-negative ints.
-
-    Returns the list and whether the caller passed a sequence (results then carry a
-    leading replica axis) rather than a single int.
-    """
+    """``seed`` as a list of distinct non-negative ints, and whether it was a sequence
+    (results then carry a leading replica axis) rather than a single int."""
     seeds = _check_one(Seeds(), seed, name, caller)
     return ([seeds], False) if isinstance(seeds, int) else (seeds, True)
 

@@ -13,12 +13,10 @@ def make_data(kind: str, n: int, d: int, *, width: int | None = None,
               activation: str | None = None, seed=0):
     """Draw a regression data set ``(X, y)`` as in the paper's simulations.
 
-    ``X`` has i.i.d. N(0, 1) entries (inputs are *not* rescaled by
-    ``1/sqrt(d)``). For ``kind="linear"``, ``y = X theta`` with
-    ``theta ~ N(0, I_d)`` and no noise. For ``kind="teacher"``, ``y`` is the
-    output of a random two-layer teacher of the student's form,
-    ``y_i = (1/sqrt(width)) * sum_r alpha_r psi(v_r . x_i)``, with N(0, 1)
-    weights ``V`` (width x d) and ``alpha``.
+    ``X`` has i.i.d. N(0, 1) entries (not rescaled by ``1/sqrt(d)``). For
+    ``kind="linear"``, ``y = X theta`` with ``theta ~ N(0, I_d)`` and no noise. For
+    ``kind="teacher"``, ``y_i = (1/sqrt(width)) * sum_r alpha_r psi(v_r . x_i)``, a random
+    two-layer teacher of the student's form with N(0, 1) weights ``V`` and ``alpha``.
 
     Parameters
     ----------
@@ -27,14 +25,14 @@ def make_data(kind: str, n: int, d: int, *, width: int | None = None,
     n, d : int
         Number of samples and input dimension.
     width : int, optional
-        Teacher width; required for ``kind="teacher"`` (the paper uses the
-        student's width ``p``), ignored (but checked) for ``kind="linear"``.
+        Teacher width (the paper uses the student's ``p``); required for
+        ``kind="teacher"``, ignored (but checked) for ``kind="linear"``.
     activation : {"linear", "relu", "tanh", "sigmoid"}, optional
         Teacher activation; required for ``kind="teacher"``, ignored (but checked)
         for ``kind="linear"``.
     seed : int or sequence of int, default 0
-        With one seed, one data set; with a sequence of ``R`` seeds, ``R``
-        independent data sets stacked along a leading axis.
+        A sequence of ``R`` seeds gives ``R`` independent data sets stacked along a
+        leading axis.
 
     Returns
     -------

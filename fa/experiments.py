@@ -1,12 +1,9 @@
 """The two-layer experiment: :class:`RunConfig`, one training configuration of a sweep.
 
-A figure is a list of :class:`RunConfig` (one per curve or point) times a list of
-seeds; :func:`fa.run_sweep` (:mod:`fa.sweep`) trains every (config, seed) pair with
-:func:`fa.train` on :func:`fa.make_data` data, caches each run (:mod:`fa.cache`)
-and returns tidy tables. Seeds of one config are trained together, a chunk of
-replicas per ``fa.train`` call (the trainer's stacked path). The chunk size comes
-from a memory and a work budget and never from the number of workers, so a sweep
-gives the same numbers on one core or many.
+:func:`fa.run_sweep` (:mod:`fa.sweep`) trains every (config, seed) pair with
+:func:`fa.train` on :func:`fa.make_data` data, a chunk of seeds per stacked call, and
+caches each run (:mod:`fa.cache`). The chunk size depends on the config only, never on
+the workers, so a sweep gives the same numbers on one core or many.
 """
 
 from __future__ import annotations
@@ -29,17 +26,15 @@ CHUNK_BUDGET_BYTES = 512 * 2**20  # memory one fa.train call may use
 CHUNK_BUDGET_WORK = 4 * 10**12    # cost() one fa.train call may take (see chunk_size)
 MAX_CHUNK = 8                     # seeds per fa.train call: small, so progress is saved often
 
-_CALLER = "RunConfig"
 _LABEL = {"label": True}          # a field for tables and legends, not in the cache key
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """One training configuration of a sweep; the seed is given separately.
+    """One training configuration of a sweep (an experiment of :mod:`fa.sweep`).
 
-    An experiment of :mod:`fa.sweep`. Every field except the two labels is passed
-    on to :func:`fa.make_data` / :func:`fa.train` and enters the cache key. Values
-    are validated (and numbers normalised to int / float) on construction.
+    Every field except the two labels goes to :func:`fa.make_data` / :func:`fa.train`
+    and into the cache key. Values are validated (numbers normalised) on construction.
 
     Parameters
     ----------
@@ -51,10 +46,8 @@ class RunConfig:
         "fa" (the error sent back through the fixed random ``b``) or "bp" (through ``beta``).
     data : str, default "teacher"
         "linear" (``y = X theta``) or "teacher" (a random two-layer network).
-    n : int, default 50
-        Samples.
-    d : int, default 150
-        Input dimension.
+    n, d : int, default 50 and 150
+        Samples and input dimension.
     lr : float, default 1e-2
         ``eta``, the step size.
     steps : int, default 5000
@@ -63,21 +56,16 @@ class RunConfig:
         L2 strength on ``beta`` (``lambda_0`` of a schedule).
     lam_schedule : {"constant", "release", "decay"}, default "constant"
         "release": ``lam`` until step ``lam_until``, then 0; "decay": ``lam * lam_gamma**t``.
-    lam_until : int, optional
-        "release" only: the first step without the penalty.
-    lam_gamma : float, optional
-        "decay" only: the factor per step.
+    lam_until, lam_gamma : int, float, optional
+        "release" only: the first step without the penalty; "decay" only: the factor.
     dropout : float, default 0.0
         ``q``, the inverted-dropout rate on the hidden units.
     until_converged : bool, default False
         The authors' stopping rule (:class:`fa.Stopping`): at least ``steps`` updates,
         then on until a check finds the monitored value quiet.
-    check_every : int, default 1000
-        Steps between convergence checks, from the start.
-    tol : float, default 1e-3
-        A check whose change since the previous one is below ``tol`` latches "stop".
-    converge_on : {"loss", "alignment"}, default "loss"
-        The monitored value.
+    check_every, tol, converge_on : int, float, str, default 1000, 1e-3 and "loss"
+        Steps between checks, the change below which a check latches "converged", and
+        the monitored value ("loss" or "alignment").
     max_steps : int, optional
         Cap on the updates with ``until_converged`` (None: ``10 * steps``).
     record_every : int, default 1
@@ -85,9 +73,8 @@ class RunConfig:
     dtype : {"float64", "float32"}, default "float64"
         Floating-point type of the computation.
     regularizer, strength : optional
-        Labels for tables and legends; None: derived from the other fields, as
-        "dropout", "none" (no penalty), "l2" or the schedule's name, and the dropout
-        rate or ``lam``. They never change the numbers, so they are not in the cache key.
+        Labels for tables and legends, not in the cache key; None: "dropout", "none",
+        "l2" or the schedule's name, and the dropout rate or ``lam``.
 
     Examples
     --------
@@ -118,9 +105,8 @@ class RunConfig:
     regularizer: str | None = dataclasses.field(default=None, metadata=_LABEL)
     strength: float | None = dataclasses.field(default=None, metadata=_LABEL)
 
-    # The experiment protocol of fa.sweep (class attributes, not fields).
-    # The code that computes a run's numbers: the model, the loop, the fused path, the
-    # data. Plumbing (fa.train's checks, chunking, messages) is left out on purpose.
+    # The experiment protocol of fa.sweep (class attributes, not fields). The code that
+    # computes a run's numbers; fa.train's checks, chunking and messages are left out.
     numerics_modules: ClassVar[tuple[str, ...]] = ("fa.model", "fa.loop", "fa._kernels",
                                                    "fa.data")
     scalars: ClassVar[dict[str, type]] = dict(steps_taken=int, final_loss=float,
@@ -130,7 +116,7 @@ class RunConfig:
     def __post_init__(self):
         # One table of constraints (fa.constraints) for RunConfig and fa.train alike.
         values = validate({f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
-                          _CALLER)
+                          "RunConfig")
         if values["regularizer"] is None:
             lam, schedule = values["lam"], values["lam_schedule"]
             values["regularizer"] = ("dropout" if values["dropout"] > 0 else "none" if lam == 0
@@ -147,34 +133,29 @@ class RunConfig:
                 if f.name not in skip}
 
     def draw_data(self, seeds: list[int]):
-        """``X`` (R, n, d) and ``y`` (R, n) of ``seeds``: :func:`fa.make_data` of this kind,
-        the teacher (if any) of this config's width and activation."""
+        """``X`` (R, n, d) and ``y`` (R, n) of ``seeds``, a teacher (if any) of this
+        config's width and activation."""
         teacher = self.data == "teacher"
         return make_data(self.data, self.n, self.d, seed=seeds,
                          width=self.width if teacher else None,
                          activation=self.activation if teacher else None)
 
     def run(self, seeds: list[int], *, train_fn=None, **options) -> list[dict]:
-        """Train the seeds as stacked replicas on their own data; one record per seed.
-
-        ``options`` (``backend``, ``device``) go to :func:`fa.train`; ``train_fn``
-        replaces it. A record holds the scalars ``steps_taken``, ``final_loss``,
-        ``final_alignment``, ``diverged`` (and ``capped`` if the trainer reports
-        it) and the curves ``step``, ``loss``, ``alignment``.
-        """
+        """Train the seeds as stacked replicas on their own data; one record per seed
+        (:attr:`scalars`, ``capped`` if reported, :attr:`curves`). ``options``
+        (``backend``, ``device``) go to :func:`fa.train`; ``train_fn`` replaces it."""
         X, y = self.draw_data(seeds)
         result = (train_fn or train)(X, y, seed=seeds, **self.train_kwargs(), **options)
         return [_record(result, r) for r in range(len(seeds))]
 
     def cost(self) -> int:
-        """Work of one seed: each step is a few (n, d) x (d, p) products."""
-        # The converged runs' extra steps are unknown in advance, so the bar may
-        # finish a little unevenly for them.
+        """Work of one seed: each step is a few (n, d) x (d, p) products (the extra steps
+        of ``until_converged`` are unknown in advance)."""
         return self.steps * self.n * self.width * self.d
 
     def max_cost(self) -> int:
-        """Work of one seed that trains until its cap (``max_steps``; 10 x ``steps``
-        when None) under ``until_converged``; ``cost()`` otherwise."""
+        """Work of one seed that trains until its cap under ``until_converged``;
+        ``cost()`` otherwise."""
         cap = Stopping(0, steps=self.steps, until_converged=self.until_converged,
                        cap=self.max_steps).cap
         return cap * self.n * self.width * self.d
@@ -182,15 +163,14 @@ class RunConfig:
     def chunk_size(self) -> int:
         """Seeds per ``fa.train`` call: as many as fit in ``CHUNK_BUDGET_BYTES`` and in
         ``CHUNK_BUDGET_WORK``, at most ``MAX_CHUNK`` (and at least one)."""
-        # The trainer's own memory estimate, for whichever formulation needs more, so
-        # the chunk depends on the config only (never on the executor or the cache).
+        # The trainer's memory estimate for the formulation that needs more, so the
+        # chunk depends on the config only (never on the executor or the cache).
         fits = min(max_replicas(self.n, self.d, self.width, dtype=self.dtype, method=method,
                                 memory_budget=CHUNK_BUDGET_BYTES)
                    for method in ("rowspace", "direct"))
-        # A chunk is saved when its last seed finishes, so a stopped sweep loses the
-        # chunks running at the time. The work budget keeps that loss to one run of the
-        # longest ones: the paper's width-12 800 runs (T(p) = 40 406 steps, and up to ten
-        # times that under the stopping rule) go one seed per call, width 3200 still eight.
+        # A stopped sweep loses the chunks running at the time. The work budget keeps
+        # that to one run of the longest: the paper's width-12 800 runs (T(p) = 40 406
+        # steps) go one seed per call, width 3200 still eight.
         affordable = max(1, CHUNK_BUDGET_WORK // self.cost())
         return int(min(MAX_CHUNK, fits, affordable))
 
@@ -201,15 +181,14 @@ def _record(result, r: int) -> dict:
     loss = np.asarray(result.loss, dtype=np.float64)[r]               # (T+1,)
     alignment = np.asarray(result.alignment, dtype=np.float64)[r]     # (K,)
     record_steps = np.asarray(result.record_steps, dtype=np.int64)   # (K,), shared
-    reached = record_steps <= steps  # the NaN padding after this replica stopped
+    reached = record_steps <= steps                                   # drop the padding
     step, alignment = record_steps[reached], alignment[reached]
     loss_at = loss[step]
-    final_loss, final_alignment = loss[steps], alignment[-1]
     # NaN rows are padding (another replica's final step) or a diverged run's last
     # step: drop them, so a diverged run's curve ends where it blew up.
     finite = np.isfinite(loss_at) & np.isfinite(alignment)
-    record = dict(steps_taken=steps, final_loss=float(final_loss),
-                  final_alignment=float(final_alignment),
+    record = dict(steps_taken=steps, final_loss=float(loss[steps]),
+                  final_alignment=float(alignment[-1]),
                   diverged=bool(np.asarray(result.diverged)[r]),
                   step=step[finite], loss=loss_at[finite], alignment=alignment[finite])
     if hasattr(result, "capped"):   # the run hit max_steps before converging

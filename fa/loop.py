@@ -1,17 +1,13 @@
 """The training loop: replicas stacked, L2 schedules, the authors' stopping rule,
 recording and divergence.
 
-:func:`train_stack` trains the replicas of one stack, step by step, with either engine:
-the fused CPU loops (:class:`fa._kernels.Fused`) or the array-API step of
-:mod:`fa.model` on any array library (:class:`ArrayAPI`). Each engine runs one of two
-exact formulations of the same iteration: ``"direct"`` keeps ``W``; ``"rowspace"`` uses
-that every first-layer update is ``(p x n) @ X``, so ``W_t = W_0 + C_t X`` and only
-``H = X W^T`` moves, by ``-K M`` with ``K = X X^T`` (6x fewer flops for the paper's
-n = 50, d = 150); ``W`` is rebuilt once at the end.
-
-Replicas that stop (the stopping rule, divergence, their step budget) leave the stack.
-Random draws (``W``, ``beta``, ``b``, dropout masks) come from the host's seed streams
-(:func:`fa.model.rng`), so the numbers do not depend on the engine or device.
+:func:`train_stack` steps the replicas of one stack with either engine, the fused CPU
+loops (:class:`fa._kernels.Fused`) or :mod:`fa.model` on an array library
+(:class:`ArrayAPI`), in one of two exact formulations: ``"direct"`` keeps ``W``;
+``"rowspace"`` keeps ``H = X W^T``, which moves by ``-K M`` with ``K = X X^T`` (6x fewer
+flops for n = 50, d = 150), and rebuilds ``W`` at the end. Replicas that stop leave the
+stack. Random draws come from the host's seed streams (:func:`fa.model.rng`), so the
+numbers do not depend on the engine or device.
 """
 
 from __future__ import annotations
@@ -36,38 +32,33 @@ class TrainResult:
     """What one call of :func:`train` returns.
 
     With a sequence of seeds every array has a leading replica axis ``R``
-    (``record_steps`` is shared). Replicas can stop at different steps
-    (``until_converged`` or divergence): ``loss`` and ``alignment`` are padded
-    with NaN after a replica's own ``steps``; those NaNs are padding, never data.
+    (``record_steps`` is shared). Replicas can stop at different steps: ``loss`` and
+    ``alignment`` are padded with NaN after a replica's own ``steps``.
 
     Attributes
     ----------
     loss : ndarray, shape (T + 1,)
-        Training loss (mean squared error) after ``t`` updates, ``t = 0..T``,
-        where ``T`` is the largest number of steps taken by any replica.
-        With dropout this is the loss of the full network (no units dropped).
+        Training loss (mean squared error, of the full network) after ``t = 0..T``
+        updates, ``T`` the most steps taken by any replica.
     record_steps : ndarray of int, shape (K,)
-        Steps at which the alignment was recorded: multiples of
-        ``record_every`` and each replica's final step.
+        Steps at which the alignment was recorded: multiples of ``record_every`` and
+        each replica's final step.
     alignment : ndarray, shape (K,)
         ``cos(beta, b)`` at ``record_steps``.
     steps : int
         Updates taken.
     diverged : bool
-        True if the run was stopped because its loss became non-finite or
-        exceeded ``BLOWUP`` times its initial value.
-    W : ndarray, shape (p, d)
-        Final first-layer weights (at the last finite step if diverged).
-    beta : ndarray, shape (p,)
-        Final second-layer weights.
+        True if the run was stopped because its loss became non-finite or exceeded
+        ``BLOWUP`` times its initial value.
+    W, beta : ndarray, shape (p, d) and (p,)
+        Final weights (at the last finite step if diverged).
     b : ndarray, shape (p,)
         The fixed random feedback vector.
     capped : bool
-        True if ``until_converged`` stopped the run at ``max_steps`` before the
-        stopping rule was met.
+        True if ``until_converged`` stopped the run at ``max_steps``, unconverged.
     config : dict
-        The settings the run used: the arguments of the call, validated, without the
-        data and the seeds, and with ``method`` as resolved (never "auto").
+        The validated arguments of the call, without the data and the seeds, and
+        ``method`` as resolved (never "auto").
     """
 
     loss: np.ndarray
@@ -99,11 +90,8 @@ def _at_steps(curve: np.ndarray, steps):
 
 
 def lam_at(t: int, lam: float, schedule: str, lam_until, lam_gamma) -> float:
-    """The L2 strength at step ``t`` under a schedule of the paper's code.
-
-    ``constant``: ``lam``; ``release``: ``lam`` for ``t < lam_until`` then 0
-    ("regularise, then release"); ``decay``: ``lam * lam_gamma**t``.
-    """
+    """The L2 strength at step ``t``: ``constant``: ``lam``; ``release``: ``lam`` for
+    ``t < lam_until``, then 0; ``decay``: ``lam * lam_gamma**t``."""
     if schedule == "constant":
         return lam
     if schedule == "release":
@@ -115,16 +103,13 @@ class Stopping:
     """The stopping rule of the paper's code, for ``R`` replicas.
 
     ``t`` counts the updates taken. With ``until_converged``, a check runs at
-    ``t = check_every - 1, 2 check_every - 1, ...`` from the start: the monitored
-    value (the loss before update ``t``, or ``cos(beta, b)``) is compared with its
-    value at the previous check (at the first check with ``first``: 0 for the loss,
-    1 for the alignment), and a change below ``tol`` latches "converged" for good.
-    A replica goes on while ``t < steps`` or it has not latched, so one that latched
-    before ``steps`` takes exactly ``steps`` updates, and otherwise it stops right
-    after the first later check below ``tol``. ``cap`` bounds every run; a replica
-    stopped there without having converged is "capped".
-
-    Without ``until_converged`` every replica takes exactly ``steps`` updates.
+    ``t = check_every - 1, 2 check_every - 1, ...``: the monitored value (the loss
+    before update ``t``, or ``cos(beta, b)``) is compared with its value at the previous
+    check (or with ``first``), and a change below ``tol`` latches "converged" for good.
+    A replica goes on while ``t < steps`` or it has not latched, so it takes exactly
+    ``steps`` updates or stops right after the first later check below ``tol``. ``cap``
+    bounds every run; a replica stopped there without converging is "capped". Without
+    ``until_converged`` every replica takes exactly ``steps`` updates.
 
     Parameters
     ----------
@@ -134,10 +119,8 @@ class Stopping:
         The minimum number of updates, ``T(p)`` in the width sweep.
     until_converged : bool, default False
         Apply the rule; otherwise stop every replica at ``steps``.
-    check_every : int, default 1000
-        Updates between checks.
-    tol : float, default 1e-3
-        A check whose change is below ``tol`` latches "converged".
+    check_every, tol : int and float, default 1000 and 1e-3
+        Updates between checks; the change below which a check latches "converged".
     first : float, default 0.0
         The value the first check compares with: 0 for the loss, 1 for the alignment.
     cap : int, optional
@@ -290,11 +273,8 @@ class _Record:
 
 
 class ArrayAPI:
-    """The replicas still training, stepped by :mod:`fa.model` on an array library.
-
-    The step of :meth:`loss` is computed with the loss and kept until :meth:`step`
-    commits it (the loss decides which replicas stop first).
-    """
+    """The replicas still training, stepped by :mod:`fa.model` on an array library;
+    :meth:`loss` computes the step too, kept until :meth:`step` commits it."""
 
     def __init__(self, X, y, W, beta, b, cfg, xp):
         R, p, d = W.shape

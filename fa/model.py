@@ -14,15 +14,12 @@ on the mean squared error, for ``R`` networks stacked along a leading axis::
 with ``v = beta`` for backpropagation (BP) and ``v = b``, a fixed random vector, for
 feedback alignment (FA): that one vector is the only difference between the rules
 (:data:`RULES`). Every entry of ``W``, ``beta`` and ``b`` is drawn i.i.d. N(0, 1)
-(:func:`init`); inputs are not rescaled by ``1/sqrt(d)``. These conventions give the
-paper's step sizes ``eta`` and strengths ``lam`` their meaning (docs/model.md).
+(:func:`init`); inputs are not rescaled by ``1/sqrt(d)`` (docs/model.md).
 
-:func:`step` is written against the Python array API standard (``xp`` is the arrays'
-namespace), so the same lines run on numpy, array_api_strict, torch or cupy. It is the
-oracle that the fused CPU loops (:mod:`fa._kernels`) are tested against.
-:func:`step_rowspace` is the same step in the row space of ``X``: every first-layer
-update is ``Delta^T X``, so ``H = X W^T`` moves by ``-eta K Delta`` with ``K = X X^T``
-and ``W`` itself is never formed.
+:func:`step` is written against the Python array API standard (``xp``), so it runs on
+numpy, array_api_strict, torch or cupy; it is the oracle of the fused CPU loops
+(:mod:`fa._kernels`). :func:`step_rowspace` is the same step in the row space of ``X``:
+``G_W = Delta^T X``, so ``H = X W^T`` moves by ``-eta K Delta`` with ``K = X X^T``.
 """
 
 from __future__ import annotations
@@ -36,8 +33,8 @@ from array_api_compat import array_namespace
 
 # --- random streams ------------------------------------------------------------------
 # A seed names one replica. Its data, initial weights, dropout masks, deep feedback
-# matrices and mini-batch order come from separate streams, so that changing the width
-# of the student does not change its data, and BP and FA runs of one seed start alike.
+# matrices and mini-batch order come from separate streams, so that the student's width
+# does not change its data, and BP and FA runs of one seed start alike.
 DATA, INIT, DROPOUT, FEEDBACK, BATCHES = 0, 1, 2, 3, 4
 
 
@@ -56,15 +53,15 @@ class Activation:
     ----------
     psi, dpsi : callable float -> float
         ``psi(h)`` and ``psi'(h)`` in plain arithmetic and ``math`` calls, so numba can
-        compile them into the fused loops (no calls to other Python functions).
+        compile them into the fused loops.
     psi_array, dpsi_array : callable (xp, H) -> array
         The same elementwise on an array ``H`` of the array-API namespace ``xp``.
     dpsi_of_psi : callable float -> float, optional
         ``psi'(h)`` as a function of ``a = psi(h)``: the fused loops then read
-        ``A = psi(H)`` (vectorised by numpy) instead of evaluating ``psi`` themselves.
+        ``A = psi(H)`` (computed by numpy) instead of evaluating ``psi`` themselves.
     unit_slope : bool, default False
-        ``psi' = 1`` everywhere (the linear network): without dropout the first-layer
-        step is then rank one, which the fused loops exploit.
+        ``psi' = 1`` everywhere (linear): without dropout the first-layer step is then
+        rank one, which the fused loops exploit.
     """
 
     psi: Callable[[float], float]
@@ -130,8 +127,8 @@ RULES = {
 def init(seeds, d: int, width: int, dtype="float64"):
     """Draw ``W`` (R, p, d), ``beta`` (R, p) and ``b`` (R, p), i.i.d. N(0, 1), per seed.
 
-    Each seed's stream ``INIT`` gives, in this order, ``W``, ``beta`` and ``b``, drawn
-    in float64 and then rounded to ``dtype``, so float32 runs start from the float64 ones.
+    In this order from each seed's stream ``INIT``, in float64 and then rounded to
+    ``dtype``, so float32 runs start from the float64 ones.
     """
     draws = []
     for s in seeds:
@@ -197,10 +194,8 @@ def step(X, y, W, beta, b, *, activation, rule, eta, lam, mask=None):
     y : array (R, n)
     W : array (R, p, d)
     beta, b : arrays (R, p)
-    activation : str
-        A name in :data:`ACTIVATIONS`.
-    rule : str
-        A name in :data:`RULES`.
+    activation, rule : str
+        Names in :data:`ACTIVATIONS` and :data:`RULES`.
     eta, lam : float
         Step size and L2 strength on ``beta`` for this step.
     mask : array (R, n, p), optional
@@ -221,11 +216,8 @@ def step(X, y, W, beta, b, *, activation, rule, eta, lam, mask=None):
 
 
 def step_rowspace(K, H, y, beta, b, *, activation, rule, eta, lam, mask=None):
-    """:func:`step` in the row space of ``X``: ``H <- H - eta K Delta``.
-
-    ``K = X X^T`` (R or 1, n, n) and ``H = X W^T`` (R, n, p) stand for ``X`` and ``W``;
-    returns ``H, beta`` after the step and the loss ``L`` before it.
-    """
+    """:func:`step` in the row space of ``X``: ``H <- H - eta K Delta``, with ``K = X X^T``
+    (R or 1, n, n) and ``H = X W^T`` (R, n, p); returns ``H, beta`` and ``L``."""
     xp = array_namespace(K, H, y, beta, b)
     L, Delta, g_beta = _signals(xp, H, y, beta, b, activation, rule, lam, mask)
     return H - eta * (K @ Delta), beta - eta * g_beta, L                # (R, n, p)

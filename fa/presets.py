@@ -1,10 +1,9 @@
 """Every figure's protocol in one place: the paper scale and the quick scale.
 
-``PROTOCOL`` is the paper's table of step sizes and strengths (docs/protocols.md). Each figure has one
-:class:`FigureSettings` at ``"paper"`` scale, written out in full from
-the paper and the authors' code, and a ``"quick"`` scale given only as its differences from the paper,
-each with the reason. :func:`settings` applies a notebook's overrides through
-one function that rejects unknown names and wrong types.
+``PROTOCOL`` is the paper's table of step sizes and strengths (docs/protocols.md). Each
+figure has one :class:`FigureSettings` at ``"paper"`` scale, written out in full, and a
+``"quick"`` scale given as its differences from the paper, each with the reason.
+:func:`resolve` applies a notebook's overrides, rejecting unknown names and wrong types.
 """
 
 from __future__ import annotations
@@ -32,10 +31,9 @@ class ActivationProtocol:
     lambdas: tuple[float, ...]           # L2 strengths lam on beta
     dropout_lr: float                    # step size eta with dropout (F3-dropout)
     dropout_rates: tuple[float, ...]     # dropout rates q (F3-dropout)
-    dtype: str                           # F3's precision. The authors ran float32 throughout;
-                                         # the linear network keeps float64 here: its L2 runs
-                                         # take up to 8 T(p) updates, and its rank-one step
-                                         # makes float64 cheap
+    dtype: str                           # F3's precision: the authors' float32, but float64
+                                         # for linear (L2 runs take up to 8 T(p) updates, and
+                                         # its rank-one step makes float64 cheap)
 
 
 #: The paper's activations, one panel each (an activation added to fa.ACTIVATIONS joins a
@@ -47,19 +45,16 @@ PROTOCOL = {
                                  "float64"),
     "relu": ActivationProtocol("teacher", 1e-2, (0.0, 0.02, 0.05, 0.2), 1e-3, (0.0, 0.4, 0.6, 0.8),
                                "float32"),
-    "tanh": ActivationProtocol("teacher", 1e-1, (0.0, 0.001, 0.002, 0.005), 1e-1, (0.0, 0.5, 0.7, 0.9),
-                               "float32"),
-    "sigmoid": ActivationProtocol("teacher", 1e-1, (0.0, 0.001, 0.003, 0.01), 1e-1, (0.0, 0.5, 0.7, 0.9),
-                                  "float32"),
+    "tanh": ActivationProtocol("teacher", 1e-1, (0.0, 0.001, 0.002, 0.005), 1e-1,
+                               (0.0, 0.5, 0.7, 0.9), "float32"),
+    "sigmoid": ActivationProtocol("teacher", 1e-1, (0.0, 0.001, 0.003, 0.01), 1e-1,
+                                  (0.0, 0.5, 0.7, 0.9), "float32"),
 }
 
 
 def width_steps(p: int, base: int = 5000) -> int:
-    """Minimum training length at width ``p`` in the width sweep (the authors' code).
-
-    ``T(p) = round(base * sqrt(p) // round(sqrt(200)))``; with ``base = 5000``
-    this is exactly the authors' ``int(np.rint(5000 * np.sqrt(p) // np.rint(np.sqrt(200))))``.
-    """
+    """Minimum training length ``T(p) = round(base * sqrt(p) // round(sqrt(200)))`` at
+    width ``p`` in the width sweep, exactly the authors' code with ``base = 5000``."""
     return int(np.rint(base * np.sqrt(p) // np.rint(np.sqrt(200))))
 
 
@@ -71,7 +66,7 @@ class FigureSettings:
     widths: tuple[int, ...]                   # widths p
     lambdas: tuple[float, ...] | None         # L2 strengths; None: each activation's own list
     dropout_rates: tuple[float, ...] | None   # dropout rates; None: each activation's own list
-    n_seeds: int                              # seeds per (width, lam); each seed: fresh data, W, beta, b
+    n_seeds: int                              # seeds per (width, lam): fresh data, W, beta, b
     steps: int                                # steps (F3: base of T(p), the steps at p ~ 200)
     until_converged: bool                     # F3's stopping protocol after T(p) steps
     record_every: int                         # steps between recorded loss / alignment values
@@ -87,9 +82,8 @@ class FigureSettings:
 
     def dropout_rates_for(self, activation: str) -> tuple[float, ...]:
         """The dropout rates used for ``activation``."""
-        if self.dropout_rates is not None:
-            return self.dropout_rates
-        return PROTOCOL[activation].dropout_rates
+        return (self.dropout_rates if self.dropout_rates is not None
+                else PROTOCOL[activation].dropout_rates)
 
     def dtype_for(self, activation: str) -> str:
         """The floating-point precision of ``activation``'s networks."""
@@ -110,8 +104,7 @@ _F1_F2_QUICK = dict(
 PAPER = {
     "convergence": _F1_F2,
     "alignment_dynamics": _F1_F2,
-    # F3 and F3-dropout: T(p) steps, then the stopping protocol; float32 as the authors ran
-    # it, except the linear network (PROTOCOL).
+    # F3 and F3-dropout: T(p) steps, then the stopping protocol; dtype per PROTOCOL.
     "width_dependence": FigureSettings(
         activations=PAPER_ACTIVATIONS, widths=(200, 400, 800, 1600, 3200, 6400, 12800),
         lambdas=None, dropout_rates=None, n_seeds=50, steps=5000, until_converged=True,
@@ -143,8 +136,8 @@ def settings(figure: str, scale: str = "quick", **overrides) -> FigureSettings:
     ----------
     figure : {"convergence", "alignment_dynamics", "width_dependence"}
     scale : {"quick", "paper"}
-        ``"paper"`` is exactly the paper's protocol (docs/protocols.md); ``"quick"`` is a small set of
-        differences that runs in seconds to a minute.
+        ``"paper"`` is exactly the paper's protocol (docs/protocols.md); ``"quick"`` a few
+        differences that run in seconds to a minute.
     **overrides
         Any field of :class:`FigureSettings`; ``None`` keeps the scale's value
         (so a notebook's ``widths = None`` means "the scale's widths").
@@ -160,8 +153,7 @@ def settings(figure: str, scale: str = "quick", **overrides) -> FigureSettings:
     """
     figure = check_option(figure, "figure", "settings", FIGURES)
     return resolve(PAPER[figure], QUICK_CHANGES[figure], scale, overrides,
-                   caller=BY_KEY[figure].notebook,
-                   rules=_rules)
+                   caller=BY_KEY[figure].notebook, rules=_rules)
 
 
 def resolve(paper, quick: dict, scale: str, overrides: dict, *, caller: str, rules=None):
@@ -172,7 +164,7 @@ def resolve(paper, quick: dict, scale: str, overrides: dict, *, caller: str, rul
     paper : frozen dataclass
         The figure's settings at the paper's protocol, every field commented.
     quick : dict
-        The quick scale as differences from ``paper``, each with its reason.
+        The quick scale as differences from ``paper``.
     scale : {"quick", "paper"}
     overrides : dict
         A notebook's parameters by field name; ``None`` keeps the scale's value. Each
@@ -190,7 +182,7 @@ def resolve(paper, quick: dict, scale: str, overrides: dict, *, caller: str, rul
     ------
     ValueError
         For an unknown scale or name (listing the accepted ones), or a value of the
-        wrong type or outside its rule, in the project's one message form.
+        wrong type or outside its rule.
     """
     scale = check_option(scale, "scale", caller, SCALES)
     base = paper if scale == "paper" else dataclasses.replace(paper, **quick)
@@ -213,8 +205,8 @@ _SCALARS = {bool: ((bool, np.bool_), ()), int: (numbers.Integral, (bool, np.bool
 
 
 def coerce(name: str, value, kind, caller: str):
-    """``value`` as the declared type ``kind`` of its field (``int``, ``tuple[float, ...]
-    | None``, ...): scalars keep their type, lists become tuples of their items."""
+    """``value`` as its field's declared type ``kind`` (``int``, ``tuple[float, ...] | None``,
+    ...): scalars keep their type, lists become tuples of their items."""
     if typing.get_origin(kind) in (typing.Union, types.UnionType):   # X | None: an X
         kind = next(k for k in typing.get_args(kind) if k is not type(None))
     if typing.get_origin(kind) is tuple:

@@ -2,11 +2,10 @@
 
 A sweep is a list of experiments (one per curve or point) times a list of seeds.
 :func:`run_sweep` runs every (experiment, seed) pair not yet in the cache
-(:mod:`fa.cache`), in chunks of one experiment's seeds, on this process, a local
-process pool or any :class:`concurrent.futures.Executor` (a Dask cluster: see
-:mod:`fa.cluster`), and returns tidy tables. The process that called
-:func:`run_sweep` writes every finished chunk to the cache as it arrives, so an
-interrupted sweep resumes where it stopped and workers need no shared disk.
+(:mod:`fa.cache`), in chunks of one experiment's seeds, here, on a local process pool
+or on any :class:`concurrent.futures.Executor` (Dask: :mod:`fa.cluster`). This process
+caches every chunk as it arrives, so an interrupted sweep resumes where it stopped and
+workers need no shared disk.
 
 The experiment protocol
 -----------------------
@@ -14,32 +13,27 @@ An experiment is a frozen (hashable) dataclass instance whose fields say what it
 runs; the seed is given separately. Its class provides:
 
 ``numerics_modules`` : tuple of str (class attribute)
-    Names of the modules whose source computes its numbers (``"fa.trainer"``, ...);
-    their code (without docstrings and comments, :func:`fa.cache.code_text`) enters
-    the cache key, so editing the code of one recomputes the runs.
+    The modules whose code computes its numbers; that code (without docstrings and
+    comments, :func:`fa.cache.code_text`) enters the cache key.
 ``scalars`` : dict of str to type (class attribute)
-    Name and type (``bool``, ``int`` or ``float``) of every scalar a record holds:
-    the ``runs`` table's columns after the fields and ``seed``. A record may carry
-    further optional scalars (columns too).
+    Name and type (``bool``, ``int`` or ``float``) of every scalar a record holds (the
+    ``runs`` table's columns); a record may carry further optional scalars.
 ``curves`` : tuple of str (class attribute)
-    Names of the equal-length 1-D arrays a record holds: the ``curves`` table's
-    columns, one row per array entry.
+    Names of the equal-length 1-D arrays a record holds (the ``curves`` table's columns).
 ``run(seeds, **options) -> list[dict]``
-    Runs the experiment for every seed of the list (in a worker, on one BLAS
-    thread) and returns one record per seed. ``options`` are the pass-through
-    arguments of :func:`run_sweep` that were given (``train_fn``, ``backend``,
-    ``device``). The same seeds must give the same records wherever they run.
+    One record per seed (run in a worker, on one BLAS thread); ``options`` are the
+    pass-through arguments given to :func:`run_sweep`. The same seeds must give the
+    same records wherever they run.
 ``cost() -> float``
     Relative cost of one seed (for the progress bar and for ordering chunks).
 ``chunk_size() -> int``
     Most seeds per ``run`` call; it must depend on the experiment only, so the
     chunks (and the numbers) do not depend on the executor.
 
-Fields marked ``dataclasses.field(..., metadata={"label": True})`` are labels for
-tables and legends: they stay out of the cache key. A label also marked ``"local": True``
-names a place on this machine (F4's ``data_dir``): the committed gallery data leave it
-out (:func:`fa.gallery.save`). A record entry may not be named ``about`` (the cache
-file's description).
+Fields marked ``metadata={"label": True}`` are labels for tables and legends, kept out
+of the cache key; a label also marked ``"local": True`` names a place on this machine
+(F4's ``data_dir``), left out of the committed gallery data. A record entry may not be
+named ``about`` (the cache file's description).
 """
 
 from __future__ import annotations
@@ -65,7 +59,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from . import cache, paths
-from .constraints import BACKENDS, check_int, check_seeds
+from .constraints import check, check_int, check_seeds, fail
 from .loop import DivergenceWarning
 
 _PROTOCOL = ("numerics_modules", "scalars", "curves", "run", "cost", "chunk_size")
@@ -78,17 +72,14 @@ class SweepResult:
     Attributes
     ----------
     runs : pandas.DataFrame
-        One row per (experiment, seed), in experiment order then seed order:
-        ``run`` (the experiment's position in the list), every field of the
-        experiment, ``seed``, then the record's scalars (for
-        :class:`fa.RunConfig`: ``steps_taken``, ``final_loss``,
-        ``final_alignment``, ``diverged``, and ``capped`` when the trainer
-        reports it).
+        One row per (experiment, seed), in that order: ``run`` (the experiment's
+        position in the list), every field, ``seed``, then the record's scalars (for
+        :class:`fa.RunConfig`: ``steps_taken``, ``final_loss``, ``final_alignment``,
+        ``diverged``, and ``capped`` when the trainer reports it).
     curves : pandas.DataFrame
-        One row per (experiment, seed, curve entry): ``run``, every field,
-        ``seed``, then the record's curves (for :class:`fa.RunConfig`: ``step``,
-        ``loss`` (training MSE after ``step`` updates) and ``alignment``
-        (cos(beta, b)); a diverged run stops at its last finite row).
+        One row per (experiment, seed, curve entry): ``run``, every field, ``seed``,
+        then the record's curves (for :class:`fa.RunConfig`: ``step``, ``loss`` after
+        ``step`` updates and ``alignment``; a diverged run stops at its last finite row).
     """
 
     runs: pd.DataFrame
@@ -103,39 +94,33 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
     Parameters
     ----------
     configs : experiment or sequence of experiments
-        :class:`fa.RunConfig` instances (two-layer training runs) or any other
-        experiments of one kind following the protocol of :mod:`fa.sweep`, in
-        the order the tables list them.
+        :class:`fa.RunConfig` instances or other experiments of one kind following
+        the protocol of :mod:`fa.sweep`, in the order the tables list them.
     seeds : int or sequence of int
         Seeds run for every config (an int is one seed: use ``range(50)`` for 50).
-        For a :class:`fa.RunConfig`, seed ``s`` draws the data
-        (``fa.make_data(..., seed=s)``) and the network and ``b``
-        (``fa.train(..., seed=s)``).
+        For a :class:`fa.RunConfig`, seed ``s`` draws the data and the network.
     cache_dir : path or None, default ``fa.paths.CACHE_DIR``
-        Folder of the per-run ``.npz`` files (relative paths are taken from the
-        output folder, :func:`fa.paths.output_root`: ``build/`` of a checkout);
-        ``None`` caches nothing.
+        Folder of the per-run ``.npz`` files (relative paths are taken from
+        :func:`fa.paths.output_root`); ``None`` caches nothing.
     n_jobs : int, default 1
         Local worker processes when no ``executor`` is given; 1 runs in this
         process. Every chunk runs on one BLAS thread, so the results do not
-        depend on ``n_jobs``: to use more cores, raise ``n_jobs``.
+        depend on ``n_jobs``.
     executor : concurrent.futures.Executor, optional
-        Where to run the chunks instead, e.g. ``fa.cluster.executor(distributed.Client(...))``
-        or :func:`fa.cluster.connect`; ``n_jobs`` is then unused. The results
-        come back to this process, which caches them.
+        Where to run the chunks instead (:func:`fa.cluster.connect`); ``n_jobs`` is
+        then unused. The results come back to this process, which caches them.
     progress : bool, default True
-        Print how many runs come from the cache and show a progress bar with an
-        ETA, advancing by estimated cost; cached runs count as done at once.
+        Print how many runs come from the cache and show a progress bar with an ETA.
     desc : str, optional
         Label of the progress bar and of the messages.
     chunk_size : int, optional
         Most seeds per chunk. Default: the experiment's ``chunk_size()``.
     train_fn : callable, optional
-        Stand-in for :func:`fa.train` with the same signature (tests, benchmarks);
-        it must be picklable when the chunks run elsewhere.
+        Stand-in for :func:`fa.train` (tests, benchmarks); picklable when the chunks
+        run elsewhere.
     backend, device : str, optional
-        Passed on to the experiment's ``run`` (for :class:`fa.RunConfig`, to
-        :func:`fa.train`) when given. ``backend`` enters the cache key.
+        Passed on to the experiment's ``run`` (to :func:`fa.train`) when given.
+        ``backend`` enters the cache key.
 
     Returns
     -------
@@ -146,10 +131,9 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
     ------
     KeyboardInterrupt
         On Ctrl-C, SIGTERM or a Jupyter interrupt, after stopping the workers and
-        printing how many runs are cached and how to resume.
+        saying how many runs are cached and how to resume.
     ConnectionError
-        If the executor lost its cluster (a Dask scheduler went away); every run
-        finished before that is cached.
+        If the executor lost its cluster; every run finished before is cached.
 
     Warns
     -----
@@ -178,13 +162,10 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
                          f"concurrent.futures.Executor or None. Got {executor!r} instead.")
     if chunk_size is not None:
         chunk_size = check_int(chunk_size, "chunk_size", caller, low=1)
-    for name, value in (("backend", backend), ("device", device)):
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"The '{name}' parameter of {caller} must be a str or None. "
-                             f"Got {value!r} instead.")
-    if backend is not None and backend not in BACKENDS:
-        raise ValueError(f"The 'backend' parameter of {caller} must be one of "
-                         f"{', '.join(map(repr, BACKENDS))} or None. Got {backend!r} instead.")
+    if backend is not None and not isinstance(backend, str):
+        raise fail("backend", caller, "a str or None", backend)
+    check("device", device, caller)     # a str or None
+    check("backend", backend, caller)   # one of BACKENDS or None
     options = {name: value for name, value in
                (("train_fn", train_fn), ("backend", backend), ("device", device))
                if value is not None}
@@ -193,7 +174,6 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
         folder.mkdir(parents=True, exist_ok=True)
     label = desc or "sweep"
 
-    # Plan: load what is cached, and cut the rest into chunks of one experiment's seeds.
     # Chunks are cut from the full seed list, so a resumed sweep runs the same chunks.
     results = {}  # (experiment, seed) -> record
     todo = []     # (experiment, missing seeds of one chunk)
@@ -216,10 +196,13 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
     total = sum(c.cost() for c in unique) * len(seeds)
     done = total - sum(c.cost() * len(s) for c, s in todo)
     if progress:
-        # Ordinary output, not stderr: it is news, not an error, and papermill and Jupyter
-        # show it as it comes.
+        # Ordinary output, not stderr: news, not an error (papermill shows it as it comes).
         print(f"{label}: {n_runs} runs, {len(results)} from the cache", flush=True)
-    bar = _progress_bar(progress, label, total, done)
+    # A text bar renders in a terminal, Jupyter and saved notebooks (2 s updates keep them
+    # small). It counts work, and says so: a bar that starts at 27% is then no mystery.
+    bar = tqdm(total=total, initial=done, desc=label, disable=not progress, mininterval=2.0,
+               file=sys.stdout, bar_format="{desc}: {percentage:3.0f}% of the work|{bar}| "
+                                           "[{elapsed}<{remaining}]")
     try:
         with _sigterm_as_interrupt(), \
                 contextlib.closing(_run_all(todo, n_jobs, executor, options, shipped)) as chunks:
@@ -260,17 +243,14 @@ class _LostExecutor(Exception):
 
 def _shipped(experiments) -> bytes | None:
     """The run-time registered activations and rules these experiments use, pickled by
-    value: a worker started by spawn, or on a cluster, never saw them registered."""
+    value: a spawned or remote worker never saw them registered."""
     entries = {key: entry for e in experiments for key, entry in cache.registered(e).items()}
     return cloudpickle.dumps(entries) if entries else None
 
 
 def _run_all(todo, n_jobs, executor, options, shipped):
-    """Yield ``(experiment, seeds, records)`` per chunk as each one finishes.
-
-    If a chunk fails, the chunks already finished have been yielded (and saved by
-    the caller) before the error is raised again.
-    """
+    """Yield ``(experiment, seeds, records)`` per chunk as each one finishes; if one
+    fails, the others that finish are yielded before the error is raised again."""
     if executor is None and (n_jobs == 1 or len(todo) <= 1):
         for experiment, seeds in todo:
             yield experiment, seeds, run_chunk(experiment, seeds, options)
@@ -304,16 +284,15 @@ def _run_all(todo, n_jobs, executor, options, shipped):
             raise error
         finished = True
     finally:
-        if own and not finished:
-            # Interrupted or failed: nobody would save what still runs, and a worker
-            # stuck in a long chunk must not keep this process alive.
-            _drop_pending(pool, futures, own)
-            for process in set(multiprocessing.active_children()) - before:
-                process.kill()
-        elif own:
+        if own and finished:
             pool.shutdown()
         else:
             _drop_pending(pool, futures, own)
+        if own and not finished:
+            # Interrupted or failed: nobody would save what still runs, and a worker
+            # stuck in a long chunk must not keep this process alive.
+            for process in set(multiprocessing.active_children()) - before:
+                process.kill()
 
 
 def _drop_pending(pool, futures, own):
@@ -340,15 +319,11 @@ def _describe(executor) -> tuple[str, str]:
 def run_chunk(experiment, seeds: list[int], options: dict, shipped: bytes | None = None
               ) -> list[dict]:
     """Run one chunk of seeds of ``experiment`` (in a worker); one record per seed.
-
-    ``shipped`` (from :func:`_shipped`) registers the parent's run-time activations and
-    rules here first.
-    """
+    ``shipped`` (:func:`_shipped`) registers the parent's run-time entries first."""
     for (table, name), entry in (cloudpickle.loads(shipped) if shipped else {}).items():
         cache.TABLES[table][name] = entry
-    # One BLAS thread, here as in a worker: multithreaded BLAS rounds differently
-    # (results would depend on the executor), and on the small products of a chunk it
-    # is slower anyway, badly so when cores are shared. Parallelise over chunks.
+    # One BLAS thread, here as in a worker: multithreaded BLAS rounds differently (results
+    # would depend on the executor) and is slower on these small products anyway.
     with threadpool_limits(limits=1), warnings.catch_warnings():
         # run_sweep warns once for the whole sweep instead of once per chunk.
         warnings.simplefilter("ignore", DivergenceWarning)
@@ -365,10 +340,9 @@ def _local_pool(n_workers: int) -> ProcessPoolExecutor:
 def _init_worker(parent: int) -> None:
     """Tie a worker's life to the sweep's process.
 
-    Ctrl-C in a terminal reaches the whole process group: the workers ignore it and
-    the parent, which owns the results, stops them. If the parent dies (even by
-    SIGKILL), Linux kills the worker (``PR_SET_PDEATHSIG``); elsewhere a thread
-    notices that the parent is gone.
+    Ctrl-C reaches the whole process group: the workers ignore it and the parent, which
+    owns the results, stops them. If the parent dies (even by SIGKILL), Linux kills the
+    worker (``PR_SET_PDEATHSIG``); elsewhere a thread notices.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler, inherited by fork
@@ -402,17 +376,6 @@ def _sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _progress_bar(progress, desc, total, done):
-    # The plain text bar: it renders in a terminal, in Jupyter and in the executed
-    # notebooks papermill saves (a widget bar needs ipywidgets and a live frontend).
-    # Updates at most every 2 s keep the saved notebooks small.
-    # It counts work (each run weighted by its estimated cost, cached runs done at once),
-    # and says so: a bar that starts at 27% is then no mystery.
-    return tqdm(total=total, initial=done, desc=desc, disable=not progress, mininterval=2.0,
-                file=sys.stdout, bar_format="{desc}: {percentage:3.0f}% of the work|{bar}| "
-                                            "[{elapsed}<{remaining}]")
 
 
 # --- tidy tables -----------------------------------------------------------------------

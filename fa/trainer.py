@@ -1,12 +1,8 @@
 """``fa.train``: full-batch gradient descent on two-layer networks by BP or FA.
 
-The entry point: it validates the arguments once (:mod:`fa.constraints`), picks the
-engine (the fused CPU loops of :mod:`fa._kernels`, or the array-API step of
-:mod:`fa.model` on ``backend=``) and the formulation (``rowspace`` when the rows of
-``X`` are independent), cuts the seeds into stacks that fit in memory (and in a
-last-level cache on a CPU), and hands each stack to the training loop
-(:func:`fa.loop.train_stack`). The model is :mod:`fa.model`; the loop, the stopping
-rule and the recording are :mod:`fa.loop`.
+It validates the arguments (:mod:`fa.constraints`), picks the engine and the
+formulation, cuts the seeds into stacks that fit in memory (and in a last-level cache
+on a CPU) and hands each stack to :func:`fa.loop.train_stack`.
 """
 
 from __future__ import annotations
@@ -22,10 +18,8 @@ from .constraints import check_array, validate
 from .loop import DivergenceWarning, Stopping, concatenate, train_stack, unstack
 
 DEFAULT_MEMORY_BUDGET = 4 * 2**30
-#: Working set of one stack of replicas per step (bytes), about a last-level cache.
-CACHE_BYTES = 8 * 2**20
-#: Share of a GPU's free memory one stacked chunk may use.
-DEVICE_MEMORY_SHARE = 0.5
+CACHE_BYTES = 8 * 2**20         # working set of one stack per step, about a last-level cache
+DEVICE_MEMORY_SHARE = 0.5       # share of a GPU's free memory one stacked chunk may use
 
 #: Array-API namespace of each backend, and how to install it.
 _NAMESPACES = {"numpy": "array_api_compat.numpy", "array_api_strict": "array_api_strict",
@@ -50,11 +44,10 @@ def train(X, y, *, width, activation="relu", rule="fa", lam=0.0, lr, steps, seed
     width : int
         Number of hidden units ``p``.
     activation : str, default "relu"
-        The activation ``psi``: a name in :data:`fa.model.ACTIVATIONS`
-        ("linear", "relu", "tanh", "sigmoid", and any registered one).
+        The activation ``psi``: a name in :data:`fa.model.ACTIVATIONS`.
     rule : str, default "fa"
-        A name in :data:`fa.model.RULES`: feedback alignment ("fa", error sent
-        back through the fixed random ``b``) or backpropagation ("bp", through ``beta``).
+        A name in :data:`fa.model.RULES`: "fa" (error sent back through the fixed
+        random ``b``) or "bp" (through ``beta``).
     lam : float, default 0.0
         L2 strength on ``beta`` (gradient ``+ lam * beta``).
     lr : float
@@ -62,33 +55,28 @@ def train(X, y, *, width, activation="relu", rule="fa", lam=0.0, lr, steps, seed
     steps : int
         Number of updates; with ``until_converged`` the minimum number ``T(p)``.
     seed : int or sequence of int, default 0
-        One seed trains one network; a sequence of ``R`` seeds trains ``R``
-        independent networks (own ``W``, ``beta``, ``b``, dropout masks) as a
-        stacked computation, and every returned array gains a leading
-        replica axis. Results equal the replicas trained one at a time.
+        A sequence of ``R`` seeds trains ``R`` independent networks (own ``W``,
+        ``beta``, ``b``, dropout masks) stacked, and every returned array gains a
+        leading replica axis. Results equal the replicas trained one at a time.
     record_every : int, default 1
         Record ``cos(beta, b)`` every this many steps (and at the end).
     lam_schedule : {"constant", "release", "decay"}, default "constant"
-        ``release``: ``lam`` until step ``lam_until``, then 0.
-        ``decay``: ``lam * lam_gamma**t``.
+        ``release``: ``lam`` until step ``lam_until``, then 0; ``decay``: ``lam * lam_gamma**t``.
     lam_until : int, optional
         Step at which the L2 penalty is switched off (``release`` only).
     lam_gamma : float in (0, 1], optional
         Geometric decay factor per step (``decay`` only).
     dropout : float in [0, 1), default 0.0
-        Inverted dropout rate ``q`` on the hidden activations during training
-        steps (each unit kept with probability ``1 - q``, scaled by
-        ``1/(1 - q)``). The recorded loss is that of the full network.
+        Inverted dropout rate ``q`` on the hidden units in training steps; the recorded
+        loss is that of the full network.
     until_converged : bool, default False
-        The stopping rule of the paper's code (:class:`Stopping`): checks every
-        ``check_every`` steps from the start (at ``t = check_every - 1``, ...); a
-        change of the monitored value below ``tol`` since the previous check latches
-        "converged"; the run goes on while ``t < steps`` or it has not latched.
+        The paper's stopping rule (:class:`Stopping`): a check (every ``check_every``
+        steps) whose value moved less than ``tol`` latches "converged"; the run goes on
+        while ``t < steps`` or it has not latched.
     check_every : int, default 1000
         Updates between the stopping rule's checks.
     tol : float, default 1e-3
-        A check whose monitored value moved less than ``tol`` since the previous one
-        latches "converged".
+        The change below which a check latches "converged".
     converge_on : {"loss", "alignment"}, default "loss"
         The monitored value: the loss (first compared with 0) or ``cos(beta, b)``
         (first compared with 1; the dropout width sweep).
@@ -99,26 +87,22 @@ def train(X, y, *, width, activation="relu", rule="fa", lam=0.0, lr, steps, seed
         Floating-point precision of the computation (the paper used float32).
     method : {"auto", "rowspace", "direct", "reference"}, default "auto"
         ``rowspace`` tracks ``W - W_0`` in the row space of ``X`` (cheaper when
-        ``n < d``; needs linearly independent rows); ``direct`` updates ``W``.
-        ``auto`` picks ``rowspace`` when it applies. ``reference`` trains through
-        :func:`fa.model.step` (direct formulation; numpy unless ``backend``).
-        All give the same iterates up to round-off.
+        ``n < d``; needs linearly independent rows); ``direct`` updates ``W``;
+        ``auto`` picks ``rowspace`` when it applies; ``reference`` trains through
+        :func:`fa.model.step`. All give the same iterates up to round-off.
     memory_budget : int, default 4 GiB
-        Bytes of host memory for one stacked chunk (:func:`bytes_per_replica`); more
-        replicas than fit are trained in consecutive chunks. On the CPU chunks are
-        also kept to about a last-level cache (:func:`replicas_per_stack`); on a GPU
-        they are sized to its free memory. The chunking never changes the numbers.
+        Host memory for one stacked chunk (:func:`bytes_per_replica`); chunks are also
+        kept to a last-level cache on the CPU (:func:`replicas_per_stack`) or sized to a
+        GPU's free memory. The chunking never changes the numbers.
     backend : {None, "numpy", "array_api_strict", "torch", "cupy"}, default None
-        None: the fused numpy path. Otherwise the array-API code of
-        :mod:`fa.model` on that library.
+        None: the fused numpy path; else the array-API code of :mod:`fa.model`.
     device : str, optional
         The backend's device (e.g. "cuda" for torch); None: the library's default.
 
     Returns
     -------
     TrainResult
-        Loss per step, alignment per recorded step, final ``W``, ``beta``,
-        ``b``, steps taken, divergence and cap flags.
+        Loss per step, alignment per recorded step, final parameters, steps and flags.
 
     Raises
     ------
@@ -139,13 +123,7 @@ def train(X, y, *, width, activation="relu", rule="fa", lam=0.0, lr, steps, seed
     >>> res.loss.shape, res.alignment.shape
     ((2001,), (21,))
     """
-    params = dict(width=width, activation=activation, rule=rule, lam=lam, lr=lr,
-                  steps=steps, seed=seed, record_every=record_every,
-                  lam_schedule=lam_schedule, lam_until=lam_until, lam_gamma=lam_gamma,
-                  dropout=dropout, until_converged=until_converged,
-                  check_every=check_every, tol=tol, converge_on=converge_on,
-                  max_steps=max_steps, dtype=dtype, method=method,
-                  memory_budget=memory_budget, backend=backend, device=device)
+    params = {k: v for k, v in locals().items() if k not in ("X", "y")}   # the keywords
     cfg = validate(params, "train")
     seeds = cfg.pop("seed")
     stacked = isinstance(seeds, list)
@@ -230,10 +208,9 @@ def _train_chunks(X, y, seeds, cfg, xp):
     n, d = X.shape[-2:]
     chunk = _chunk_size(n, d, cfg, xp)
     parts = []
-    # One BLAS thread: the per-replica products are small (n x n by n x p), and a
-    # multi-threaded BLAS spends more on synchronising than it gains (measured up to
-    # 30x slower on 2 cores; torch's CPU threads up to 100x). Use processes
-    # (run_sweep's n_jobs) for parallelism.
+    # One BLAS thread: on these small products a multi-threaded BLAS spends more on
+    # synchronising than it gains (up to 30x slower on 2 cores; torch's threads up to
+    # 100x). Parallelise with processes (run_sweep's n_jobs).
     with threadpool_limits(limits=1, user_api="blas"), _torch_threads(xp, 1):
         for start in range(0, len(seeds), chunk):
             idx = slice(start, start + chunk)
@@ -260,6 +237,7 @@ def _torch_threads(xp, k):
 
 
 def _chunk_size(n, d, cfg, xp) -> int:
+    """Replicas per stack: a share of a GPU's free memory, else the memory and cache budgets."""
     kw = dict(dtype=cfg["dtype"], method=cfg["method"], steps=cfg["cap"])
     free = _device_free_bytes(xp, cfg["device"])
     if free is not None:
@@ -295,16 +273,12 @@ def _warn_divergence(result, seeds, lr):
 
 def bytes_per_replica(n: int, d: int, width: int, *, dtype="float64", method="rowspace",
                       steps: int = 0) -> int:
-    """Peak memory of one replica in a stacked :func:`train` call (bytes).
-
-    ``steps`` is the longest run (the cap with ``until_converged``): the loss of
-    every step is kept, in float64.
-    """
+    """Peak memory of one replica in a stacked :func:`train` call (bytes); ``steps`` is
+    the longest run (the loss of every step is kept, in float64)."""
     itemsize = np.dtype(dtype).itemsize
     p = width
     if method == "rowspace":
-        # H0, H, A (tanh, sigmoid), M, K M, a dropout mask (n x p each);
-        # W0 and the returned W (p x d).
+        # H0, H, A (tanh, sigmoid), M, K M, a dropout mask (n x p); W0, the returned W.
         floats = 6 * n * p + 2 * p * d
     else:
         # H, A, M, a dropout mask (n x p); W, G_W and the returned W (p x d).
@@ -321,12 +295,7 @@ def max_replicas(n: int, d: int, width: int, *, dtype="float64", method="rowspac
 
 
 def replicas_per_stack(n: int, width: int, *, dtype="float64") -> int:
-    """Replicas whose per-step (n, p) arrays fit in ``CACHE_BYTES`` (at least one).
-
-    A step passes several times over up to six (n, p) arrays per replica; while a
-    stack's arrays fit in the last-level cache those passes run at cache speed
-    rather than memory speed (benchmarks/README.md). More replicas are trained one
-    stack after another.
-    """
+    """Replicas whose up to six (n, p) arrays fit in ``CACHE_BYTES`` (at least one): a
+    step's passes over them then run at cache speed (benchmarks/README.md)."""
     return max(1, CACHE_BYTES // (6 * n * width * np.dtype(dtype).itemsize))
 
