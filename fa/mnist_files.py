@@ -1,14 +1,12 @@
 """The four MNIST files: where they are, whether they are the standard ones, their names.
 
-:func:`locate_mnist` picks the folder :func:`fa.mnist.load_mnist` reads: the caller's
-``data_dir``; else the per-user cache (:func:`cache_dir`) if it holds the four files with
-their known MD5 checksums; else that cache after a download (:func:`fetch_mnist`, unless
-``download=False`` or ``$FA_OFFLINE`` is set); else None, with a one-line
-:class:`MnistFallbackWarning`, and the caller uses the bundled subset.
+:func:`locate_mnist` picks the folder :func:`fa.mnist.load_mnist` reads: ``data_dir``;
+else the per-user cache (:func:`cache_dir`) if it holds the verified files; else that
+cache after a download (:func:`fetch_mnist`, unless ``download=False`` or ``$FA_OFFLINE``
+is set); else None, with a one-line :class:`MnistFallbackWarning`: use the subset.
 
-Nothing here computes a number, so this module is not part of the F4 runs' cache key
-(``MnistConfig.numerics_modules``); the files themselves are, by their checksums
-(:func:`fingerprint`, the config's ``data`` field).
+This module computes no number, so it is not in the F4 runs' cache key; the files are,
+by their checksums (:func:`fingerprint`).
 """
 
 from __future__ import annotations
@@ -70,8 +68,7 @@ class MnistDownloadError(OSError):
 def describe(n_train: int, n_test: int, folder=None, *, data: str | None = None) -> str:
     """The ``source`` text of MNIST data: the bundled subset, or IDX files named by their
     checksums (``data``, their :func:`fingerprint`, else that of the files in ``folder``),
-    never by the folder they were read from: a figure or table names the data, not a machine.
-    """
+    never by their folder: a figure or table names the data, not a machine."""
     if data is None:
         data = "subset" if folder is None else fingerprint(folder)
     if data == "subset":
@@ -82,8 +79,7 @@ def describe(n_train: int, n_test: int, folder=None, *, data: str | None = None)
 
 
 def cache_dir() -> Path:
-    """The per-user folder of the four MNIST files: ``$FA_DATA_DIR/mnist`` if that
-    variable is set, else ``pooch.os_cache("fa")/mnist``."""
+    """The per-user MNIST folder: ``$FA_DATA_DIR/mnist``, else ``pooch.os_cache("fa")/mnist``."""
     root = os.environ.get(DATA_DIR_ENV)
     return (Path(root).expanduser().resolve() if root else Path(pooch.os_cache("fa"))) / "mnist"
 
@@ -118,10 +114,9 @@ def locate_mnist(data_dir=None, *, download: bool | None = None,
 def fetch_mnist(folder=None, *, mirrors=None, md5=None, progress: bool = True) -> Path:
     """Make sure the four MNIST files are in ``folder``, verified; download what is not.
 
-    A file already there with the right checksum is used as it is (no request); one
-    with a wrong checksum (a half-written or corrupt copy) is deleted first. Each
-    download is ``pooch.retrieve``'s: to a temporary file, moved into place only once
-    its checksum matches, so a failed or corrupt download leaves nothing behind.
+    A file with the right checksum is kept (no request); one with a wrong checksum is
+    deleted first. ``pooch.retrieve`` downloads to a temporary file and moves it into
+    place only once its checksum matches: a failed download leaves nothing behind.
 
     Parameters
     ----------

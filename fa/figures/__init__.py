@@ -1,9 +1,8 @@
 """Every figure declared once: the reproduce command, the estimate, the notebooks'
 parameter checks, the layout tests and the README table all read this table.
 
-Adding a figure is a module (``configs / plot / summary / claims``; one whose sweeps are
-not of :class:`fa.RunConfig` names their class ``EXPERIMENT``), a notebook and one
-:class:`Figure` entry here.
+A figure is a module (``configs / plot / summary / claims``; sweeps not of
+:class:`fa.RunConfig` name their class ``EXPERIMENT``), a notebook and a :class:`Figure`.
 """
 
 from __future__ import annotations

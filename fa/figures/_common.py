@@ -10,12 +10,7 @@ import pandas as pd
 from .. import paths
 from .._io import atomic_write
 from ..claims import Claim
-from ..presets import PROTOCOL, FigureSettings, settings
-
-
-def data_kind(activation: str) -> str:
-    """``linear`` data for the linear network, ``teacher`` data otherwise (docs/protocols.md)."""
-    return PROTOCOL[activation].data
+from ..presets import FigureSettings, settings
 
 
 def settings_overrides(cls, overrides: dict, extra=()) -> dict:
@@ -48,9 +43,7 @@ def mean_sd(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:
     """Mean, sd and the mean +- sd band of ``column`` per group."""
     g = frame.groupby(by)[column].agg(["mean", "std", "count"]).reset_index()
     g["std"] = g["std"].fillna(0.0)
-    g["low"] = g["mean"] - g["std"]
-    g["high"] = g["mean"] + g["std"]
-    return g
+    return g.assign(low=g["mean"] - g["std"], high=g["mean"] + g["std"])
 
 
 def log_mean_sd(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:

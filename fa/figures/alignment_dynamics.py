@@ -38,7 +38,7 @@ def configs(s: FigureSettings, rules=None) -> list[RunConfig]:
         proto = PROTOCOL[act]
         for p in s.widths:
             for rule in RULES if rules is None else rules:
-                common = dict(activation=act, width=p, data=_common.data_kind(act), n=s.n,
+                common = dict(activation=act, width=p, data=proto.data, n=s.n,
                               d=s.d, steps=s.steps, record_every=s.record_every,
                               dtype=s.dtype_for(act), rule=rule)
                 lams = s.lambdas_for(act)
@@ -54,8 +54,7 @@ def configs(s: FigureSettings, rules=None) -> list[RunConfig]:
 
 
 def sweep_plan(scale: str = "paper", **overrides) -> tuple[list[RunConfig], list[int]]:
-    """The configurations and seeds the notebook runs at ``scale`` with the parameters
-    ``overrides`` (none: its defaults), for estimates."""
+    """The configs and seeds the notebook runs at ``scale`` with its parameters ``overrides``."""
     return _common.sweep_plan(NAME, configs, scale, overrides)
 
 
@@ -172,7 +171,9 @@ def claims(curves: pd.DataFrame, s: FigureSettings) -> list[Claim]:
         release = here[here["regularizer"] == "release"]
         if len(release):
             c = curves[(curves["activation"] == act) & (curves["regularizer"] == "release")]
-            at_release = c[c["step"] == _nearest(c["step"], t_release)]["alignment"].mean()
+            steps = np.unique(c["step"])
+            nearest = steps[np.argmin(np.abs(steps - t_release))]
+            at_release = c[c["step"] == nearest]["alignment"].mean()
             rel_final = release.iloc[0]
             constant = l2[l2["strength"] == rel_final["strength"]].iloc[0]
             above_free = free_alignment is None or rel_final["alignment"] > free_alignment
@@ -192,8 +193,3 @@ def claims(curves: pd.DataFrame, s: FigureSettings) -> list[Claim]:
             out.append(_common.dropout_claim(tag, "dropout raises alignment (largest rate vs "
                                                   "none)", drop))
     return out
-
-
-def _nearest(steps: pd.Series, t: int) -> int:
-    values = np.unique(steps)
-    return int(values[np.argmin(np.abs(values - t))])

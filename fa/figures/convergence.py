@@ -30,7 +30,7 @@ def configs(s: FigureSettings, rules=None) -> list[RunConfig]:
     out = []
     for act in s.activations:
         for p in s.widths:
-            common = dict(activation=act, width=p, data=_common.data_kind(act), n=s.n, d=s.d,
+            common = dict(activation=act, width=p, data=PROTOCOL[act].data, n=s.n, d=s.d,
                           lr=PROTOCOL[act].lr, steps=s.steps, record_every=s.record_every,
                           dtype=s.dtype_for(act), regularizer="l2")
             for rule in RULES if rules is None else rules:
@@ -40,8 +40,7 @@ def configs(s: FigureSettings, rules=None) -> list[RunConfig]:
 
 
 def sweep_plan(scale: str = "paper", **overrides) -> tuple[list[RunConfig], list[int]]:
-    """The configurations and seeds the notebook runs at ``scale`` with the parameters
-    ``overrides`` (none: its defaults), for estimates."""
+    """The configs and seeds the notebook runs at ``scale`` with its parameters ``overrides``."""
     return _common.sweep_plan(NAME, configs, scale, overrides)
 
 

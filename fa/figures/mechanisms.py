@@ -19,12 +19,11 @@ from . import _common
 from ..claims import Claim
 from ..model import ACTIVATIONS
 from ..presets import PROTOCOL, resolve
+from .convergence import ROUND_OFF
 from .mechanisms_runs import AlignmentRun, DynamicsRun, KernelRun
 from .width_dependence import fit_power_law
 
 NAME = "mechanisms"
-#: Below this fraction of the initial loss float64 round-off shapes the curve.
-ROUND_OFF = 1e-20
 #: Each rule's colour in the figures; other rules take the next colours of the cycle.
 COLORS = {"fa": "tab:blue", "bp": "crimson"}
 
@@ -94,27 +93,25 @@ def _rules(s: MechanismSettings):
 
 
 def _network(s: MechanismSettings) -> dict:
-    return dict(activation=s.activation, data=_common.data_kind(s.activation), n=s.n, d=s.d,
+    return dict(activation=s.activation, data=PROTOCOL[s.activation].data, n=s.n, d=s.d,
                 lr=s.lr)
 
 
 def kernel_configs(s: MechanismSettings, rules=("fa", "bp")) -> list[KernelRun]:
-    """Statement 1: each of ``rules`` (names in :data:`fa.RULES`), ``lam = 0`` and
-    ``s.steps`` steps, at every width."""
+    """Statement 1: each of ``rules`` at every width, ``lam = 0``, ``s.steps`` steps."""
     return [KernelRun(**_network(s), width=p, steps=s.steps, rule=rule)
             for p in s.widths for rule in rules]
 
 
 def alignment_configs(s: MechanismSettings) -> list[AlignmentRun]:
-    """Statement 2 across widths: FA for ``s.align_steps`` steps at every width, with
-    ``lam = 0`` and with ``s.lam_used``."""
+    """Statement 2: FA for ``s.align_steps`` steps at every width, at ``lam = 0`` and
+    ``s.lam_used``."""
     return [AlignmentRun(**_network(s), width=p, steps=s.align_steps, lam=lam)
             for p in s.widths for lam in (0.0, s.lam_used)]
 
 
 def dynamics_configs(s: MechanismSettings) -> list[DynamicsRun]:
-    """Statements 2 and 3 in time, at ``s.dynamics_width``: constant L2, and its release
-    at ``s.release_step``."""
+    """Statements 2 and 3 in time at ``s.dynamics_width``: constant L2, and its release."""
     common = dict(_network(s), width=s.dynamics_width, steps=s.align_steps, lam=s.lam_used,
                   record_every=s.record_every)
     return [DynamicsRun(**common, lam_schedule="constant"),
@@ -122,8 +119,7 @@ def dynamics_configs(s: MechanismSettings) -> list[DynamicsRun]:
 
 
 def sweep_plan(scale: str = "paper", **overrides) -> tuple[list, list[int]]:
-    """The experiments and seeds the notebook runs at ``scale`` with the parameters
-    ``overrides`` (none: its defaults), for :mod:`fa.estimate`."""
+    """The experiments and seeds the notebook runs at ``scale`` with parameters ``overrides``."""
     s = settings(scale, **_common.settings_overrides(MechanismSettings, overrides))
     return kernel_configs(s) + alignment_configs(s) + dynamics_configs(s), list(range(s.n_seeds))
 

@@ -1,10 +1,9 @@
 """The numerics of notebook 05: the mechanisms' algebra and the experiments measuring it.
 
-Notation as in ``docs/model.md``: ``H = X W^T``, ``A = psi(H)``, ``D = psi'(H)``,
-``e = f(X) - y``, ``K = X X^T`` and ``v = RULES[rule](beta, b)``. The experiments follow
-the protocol of :mod:`fa.sweep`, and this module's code keys their cache, so it holds only
-what computes numbers; the settings, tables, figures and claims are in
-:mod:`fa.figures.mechanisms`.
+Notation of ``docs/model.md``: ``H = X W^T``, ``A = psi(H)``, ``D = psi'(H)``,
+``e = f(X) - y``, ``K = X X^T``, ``v = RULES[rule](beta, b)``. This code keys the
+experiments' cache, so it holds only what computes numbers; settings, tables, figures
+and claims are in :mod:`fa.figures.mechanisms`.
 """
 
 from __future__ import annotations
@@ -151,8 +150,7 @@ def trajectory(X, y, *, width: int, activation: str, rule: str = "fa", lr: float
 
 @dataclass(frozen=True)
 class _Run:
-    """The network, data and length the three experiments share; each trains by
-    :func:`fa.train` as its :meth:`config` says and measures the result."""
+    """What the three experiments share; each trains by :meth:`config` and measures."""
 
     activation: str   # psi: a name in fa.ACTIVATIONS
     width: int        # p, hidden units of the student (and of the teacher)

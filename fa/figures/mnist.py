@@ -1,25 +1,19 @@
 """Figure F4: feedback alignment on MNIST, beyond two layers, as the authors ran it.
 
-Claim: on real data, L2 regularisation of the layers above the input makes the error
-signal FA sends down align with the true gradient (and ``B`` with the forward weights
-above it), and this costs no accuracy. The network, the rules, the penalty (every layer
-except the input one, as in the authors' code) and both alignments are defined in
-:mod:`fa.deep`; the data in :mod:`fa.mnist` (full MNIST from a folder, the cache or a
-download; the bundled 5000-image subset offline, and the figure says which).
+Claim: on real data, L2 on the layers above the input makes the error signal FA sends
+down align with the true gradient (and ``B`` with the forward weights above it), at no
+cost in accuracy. Network, rules, penalty and alignments: :mod:`fa.deep`; data:
+:mod:`fa.mnist` (the full set, or offline the bundled subset, and the figure says which).
 
-Every (depth, rule, lambda) is one :class:`MnistConfig`, an experiment of the sweep
-engine (:mod:`fa.sweep`): :func:`fa.run_sweep` runs it per seed on the same pool, cache,
-Dask cluster and random streams as F1-F3, and :func:`tidy` turns the sweeps into the
-figure's table. Runs are paired as in the authors' code: within a seed, FA
-at every lambda and the BP reference start from the same weights, use the same ``B``
-and see the same mini-batches (:func:`fa.deep.init_deep`), so their curves differ
-only by the rule and lambda.
+Each (depth, rule, lambda) is a :class:`MnistConfig`, an experiment of :mod:`fa.sweep`
+run per seed as F1-F3's are. Runs are paired as in the authors' code: within a seed, FA
+at every lambda and BP start from the same weights and ``B`` and see the same
+mini-batches (:func:`fa.deep.init_deep`), so their curves differ only by rule and lambda.
 
-Scales: ``PAPER`` is the authors' protocol (784-1000-10 for 300 epochs of the full MNIST,
-10 seeds, and the appendix network 784-1000-1000-10 for 150 epochs, one seed), plus a BP
-reference at lambda = 0; every layer above the input divides by the square root of its
-fan-in in both networks (the authors divided the deep network's logits by ``p``; see the
-notebook). ``QUICK_CHANGES`` lists the quick scale's differences, each with its reason.
+``PAPER`` is the authors' protocol plus a BP reference at lambda = 0, with every layer
+above the input divided by the square root of its fan-in (the authors divided the deep
+network's logits by ``p``; see the notebook). ``QUICK_CHANGES`` gives the quick scale's
+differences, each with its reason.
 """
 
 from __future__ import annotations
@@ -56,14 +50,11 @@ SUBSET_TEST, FULL_TEST = 1000, 10000   # test images of the subset and of the fu
 class MnistConfig:
     """One (depth, rule, lam) of F4 on one data set; the seed is given separately.
 
-    An experiment of :mod:`fa.sweep`: :func:`fa.run_sweep` trains it with
-    :func:`fa.deep.train_deep`, caches each (config, seed) and tabulates the records.
-    ``data`` names the data set (the bundled subset, or the four IDX files by their
-    checksums, :func:`fa.mnist_files.fingerprint`) and enters the cache key, so runs on
-    different data never share a result; ``data_dir``, where a worker reads the files,
-    is a label. :func:`configs` fills both in from the settings. The code in the key is
-    that of ``numerics_modules``: the trainer and the arrays it trains on, not this
-    figure nor the finding and downloading of the files (:mod:`fa.mnist_files`).
+    An experiment of :mod:`fa.sweep`, trained by :func:`fa.deep.train_deep`. ``data``
+    names the data set (``"subset"`` or the files' :func:`fa.mnist_files.fingerprint`) and
+    enters the cache key, so runs on different data never share a result; ``data_dir``,
+    where a worker reads the files, is a label. :func:`configs` fills both in. The code in
+    the key is that of ``numerics_modules``: the trainer and the arrays it trains on.
     """
 
     hidden: tuple[int, ...]          # hidden-layer widths p_1 .. p_L
@@ -190,6 +181,7 @@ QUICK_CHANGES = dict(
     record_every=50,   # 21 points per curve
 )
 
+
 def settings(scale: str = "quick", **overrides) -> MnistSettings:
     """F4's settings at ``scale`` with ``overrides`` (``None`` keeps the scale's value), by
     :func:`fa.presets.resolve`, every figure's one settings mechanism.
@@ -216,19 +208,16 @@ def _rules(s: MnistSettings):
 def data_choice(s: MnistSettings, *, fetch: bool = True) -> tuple[str, str | None]:
     """The ``(data, data_dir)`` fields of the configs of ``s``.
 
-    With ``fetch`` (what a run needs), the choice of :func:`fa.mnist.load_mnist`
-    (:func:`fa.mnist_files.locate_mnist`):
-    ``data_dir``, else the per-user cache, downloaded if needed and allowed, else
-    (with a warning) the bundled subset. Without (an estimate), nothing is
-    downloaded: the per-user cache counts as holding the standard files.
+    With ``fetch`` (a run), the choice of :func:`fa.mnist_files.locate_mnist`:
+    ``data_dir``, else the per-user cache, downloaded if needed and allowed, else (with a
+    warning) the subset. Without (an estimate), nothing is downloaded: the per-user cache
+    counts as holding the standard files.
     """
     if s.subset:
         return "subset", None
     if fetch:
         folder = locate_mnist(s.data_dir, download=s.download)
-        if folder is None:
-            return "subset", None
-        return fingerprint(folder), str(folder)
+        return ("subset", None) if folder is None else (fingerprint(folder), str(folder))
     if s.data_dir is not None:
         return fingerprint(s.data_dir), str(Path(s.data_dir).expanduser().resolve())
     return standard_fingerprint(), str(cache_dir())
@@ -270,9 +259,8 @@ def seeds(s: MnistSettings) -> dict[int, list[int]]:
 
 
 def sweep_plan(scale: str = "paper", **overrides) -> tuple[list[MnistConfig], dict]:
-    """The configurations and the seeds of each (a dict) that the notebook runs at
-    ``scale`` with the parameters ``overrides`` (none: its defaults), without loading or
-    downloading any data (for estimates)."""
+    """The configs and the seeds of each (a dict) the notebook runs at ``scale`` with its
+    parameters ``overrides``, without loading or downloading any data (for estimates)."""
     s = settings(scale, **_common.settings_overrides(MnistSettings, overrides, extra=("depth",)))
     by_depth = seeds(s)
     planned = configs(s, data=data_choice(s, fetch=False))
@@ -365,7 +353,8 @@ def plot(frame: pd.DataFrame, source: str | None = None):
                                   label=f"FA, λ = {lam:g}" if top else "_nolegend_",
                                   color=colors[lam], ls="-" if top else ":")
             if depth > 1:       # line styles: which curve is the quantity the authors plot
-                ax.plot([], [], color="grey", label=f"layer {depth} (top; the one the authors plot)")
+                ax.plot([], [], color="grey",
+                        label=f"layer {depth} (top; the one the authors plot)")
                 ax.plot([], [], color="grey", ls=":", label="layer 1 (this project's addition)")
             ax.set_title(f"({next(letters)}) {label}, {net}")
             ax.set_ylabel(label)
@@ -465,8 +454,7 @@ def claims(frame: pd.DataFrame, *, min_rise: float = 0.1, min_accuracy: float = 
         two = fa_[fa_["depth"] == 2]
         curve = two.groupby(["lam", "step"])["test_accuracy"].mean().reset_index()
         rows = []
-        for lam, g in curve.groupby("lam"):
-            g = g.sort_values("step")
+        for lam, g in curve.groupby("lam"):   # each group in step order
             rows.append((lam, g["test_accuracy"].iloc[-1], g["test_accuracy"].max(),
                          bool(two.loc[two["lam"] == lam, "diverged"].any())))
         text = ", ".join(f"λ={lam:g}: {end:.3f} (best {best:.3f})" for lam, end, best, _ in rows)

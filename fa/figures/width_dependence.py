@@ -15,7 +15,7 @@ from .. import plotting
 from . import _common
 from ..claims import Claim
 from ..experiments import RunConfig
-from ..presets import DROPOUT_WIDTHS, PROTOCOL, FigureSettings, settings, width_steps
+from ..presets import DROPOUT_WIDTHS, PROTOCOL, FigureSettings, width_steps
 
 NAME = "width_dependence"
 COLUMNS = ["activation", "rule", "regularizer", "strength", "width", "seed", "alignment", "loss",
@@ -31,16 +31,15 @@ def configs(s: FigureSettings, rules=None, *, dropout_widths=None) -> list[RunCo
     """L2 runs at every (activation, rule, width, lam); dropout runs at every (activation,
     rule, width, q); ``rules`` defaults to :data:`RULES`.
 
-    Each width trains for ``T(p)`` steps (:func:`fa.presets.width_steps` with
-    base ``s.steps``), then, with ``s.until_converged``, follows the stopping
-    protocol. Dropout runs use the authors' dropout step sizes and rates, and
-    ``dropout_widths`` (default: the L2 widths).
+    Each width trains for ``T(p)`` steps (:func:`fa.presets.width_steps`), then, with
+    ``s.until_converged``, follows the stopping protocol. Dropout runs use the authors'
+    dropout step sizes and rates, at ``dropout_widths`` (default: the L2 widths).
     """
     out = []
     for act in s.activations:
         proto = PROTOCOL[act]
         for rule in RULES if rules is None else rules:
-            common = dict(activation=act, data=_common.data_kind(act), n=s.n, d=s.d, rule=rule,
+            common = dict(activation=act, data=proto.data, n=s.n, d=s.d, rule=rule,
                           until_converged=s.until_converged, check_every=CHECK_EVERY,
                           dtype=s.dtype_for(act))
             for p in s.widths:
@@ -66,8 +65,7 @@ def dropout_widths(s: FigureSettings, scale: str, widths=None, dropout_widths=No
 
 
 def sweep_plan(scale: str = "paper", **overrides) -> tuple[list[RunConfig], list[int]]:
-    """The configurations and seeds the notebook runs at ``scale`` with the parameters
-    ``overrides`` (none: its defaults), for estimates."""
+    """The configs and seeds the notebook runs at ``scale`` with its parameters ``overrides``."""
     s = _common.figure_settings(NAME, scale, overrides)
     widths = dropout_widths(s, scale, overrides.get("widths"), overrides.get("dropout_widths"))
     return configs(s, overrides.get("rules"), dropout_widths=widths), list(range(s.n_seeds))
@@ -96,10 +94,8 @@ def dropout_row(runs: pd.DataFrame) -> list[int]:
 
 
 def fit_power_law(widths, alignment) -> tuple[float, float]:
-    """Least-squares fit of ``log alignment = slope * log p + intercept``.
-
-    Returns ``(slope, intercept)``; alignment ~ ``p**slope``.
-    """
+    """``(slope, intercept)`` of the least-squares fit ``log alignment = slope * log p +
+    intercept``: alignment ~ ``p**slope``."""
     slope, intercept = np.polyfit(np.log(np.asarray(widths, float)),
                                   np.log(np.asarray(alignment, float)), 1)
     return float(slope), float(intercept)
@@ -117,8 +113,7 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def slopes(runs: pd.DataFrame) -> pd.DataFrame:
-    """The fitted power-law slope of the unregularised (lam = 0) curve per activation
-    (and rule)."""
+    """The fitted power-law slope of the unregularised (lam = 0) curve per activation (and rule)."""
     table = summary(runs)
     free = table[(table["regularizer"] == "l2") & (table["strength"] == 0.0)]
     rows = [dict(activation=act, rule=rule, **dict(zip(("slope", "intercept"),
@@ -155,9 +150,13 @@ def plot(runs: pd.DataFrame):
                 slope, intercept = fits.loc[(act, rule), ["slope", "intercept"]]
                 ax.plot(p, np.exp(intercept) * p**slope, color="black", ls="--", lw=1,
                         label=f"fit to λ=0: $\\propto p^{{{slope:.2f}}}$")
-            if reg == "dropout":
-                _mark_latched(ax, runs[(runs["activation"] == act) & (runs["rule"] == rule)
-                                       & (runs["regularizer"] == reg)])
+            if reg == "dropout":   # ring the cells where the stopping rule latched early
+                cells = latched(runs[(runs["activation"] == act) & (runs["rule"] == rule)
+                                     & (runs["regularizer"] == reg)])
+                if len(cells):
+                    ax.scatter(cells["width"], cells["alignment"], s=110, marker="s",
+                               facecolors="none", edgecolors="black", lw=1.2, zorder=5,
+                               label="most runs stopped at T(p):\nthe rule latched early")
             ax.set_xscale("log")
             # 1.6k ... 12.8k: seven full numbers overlap on a panel this wide
             widths = sorted(here["width"].unique())
@@ -172,6 +171,8 @@ def plot(runs: pd.DataFrame):
     fig.suptitle(f"F3 · final alignment, mean ± sd over {runs['seed'].nunique()} seeds")
     fig.tight_layout()
     return fig
+
+
 def latched(runs: pd.DataFrame) -> pd.DataFrame:
     """The (strength, width) cells of one panel where most runs with a nonzero rate stopped
     at exactly T(p), the fewest steps taken at their width, while others there went on:
@@ -182,16 +183,6 @@ def latched(runs: pd.DataFrame) -> pd.DataFrame:
         share=("at_T", "mean"), alignment=("alignment", "mean")).reset_index()
     rule_acted = at_T.groupby("width")["went_on"].any()
     return cells[(cells["share"] > 0.5) & cells["width"].map(rule_acted)]
-
-
-def _mark_latched(ax, runs: pd.DataFrame) -> None:
-    """Ring the cells of :func:`latched` and say on the panel what happened there."""
-    cells = latched(runs)
-    if cells.empty:
-        return
-    ax.scatter(cells["width"], cells["alignment"], s=110, marker="s", facecolors="none",
-               edgecolors="black", lw=1.2, zorder=5,
-               label="most runs stopped at T(p):\nthe rule latched early")
 
 
 def claims(runs: pd.DataFrame, *, strict: bool = True) -> list[Claim]:
