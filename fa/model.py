@@ -14,7 +14,8 @@ on the mean squared error, for ``R`` networks stacked along a leading axis::
 with ``v = beta`` for backpropagation (BP) and ``v = b``, a fixed random vector, for
 feedback alignment (FA): that one vector is the only difference between the rules
 (:data:`RULES`). Every entry of ``W``, ``beta`` and ``b`` is drawn i.i.d. N(0, 1)
-(:func:`init`); inputs are not rescaled by ``1/sqrt(d)`` (docs/model.md).
+(:func:`init`); inputs are not rescaled by ``1/sqrt(d)``. These conventions give the
+paper's step sizes ``eta`` and strengths ``lam`` their meaning (docs/model.md).
 
 :func:`step` is written against the Python array API standard (``xp``), so it runs on
 numpy, array_api_strict, torch or cupy; it is the oracle of the fused CPU loops
@@ -53,7 +54,7 @@ class Activation:
     ----------
     psi, dpsi : callable float -> float
         ``psi(h)`` and ``psi'(h)`` in plain arithmetic and ``math`` calls, so numba can
-        compile them into the fused loops.
+        compile them into the fused loops (no calls to other Python functions).
     psi_array, dpsi_array : callable (xp, H) -> array
         The same elementwise on an array ``H`` of the array-API namespace ``xp``.
     dpsi_of_psi : callable float -> float, optional
