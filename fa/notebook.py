@@ -47,6 +47,19 @@ def _assigned(source: str) -> set[str] | None:
     return names
 
 
+def _parameter_cells(history: list[str]) -> list[str]:
+    """The consecutive cells of plain assignments run just before the last one, newest
+    first: this run's parameters cell and papermill's injected cell."""
+    cells = []
+    for source in reversed(history[:-1]):
+        if not source.strip():      # IPython's placeholder In[0], an empty cell
+            continue
+        if _assigned(source) is None:
+            break
+        cells.append(source)
+    return cells
+
+
 def parameter_names(history: list[str]) -> set[str]:
     """The names assigned by the cells of plain assignments run just before the last one.
 
@@ -62,15 +75,7 @@ def parameter_names(history: list[str]) -> set[str]:
         Every name assigned by the consecutive cells before the running one that hold
         only assignments to names (the parameters cell, papermill's injected cell).
     """
-    names: set[str] = set()
-    for source in reversed(history[:-1]):
-        if not source.strip():      # IPython's placeholder In[0], an empty cell
-            continue
-        assigned = _assigned(source)
-        if assigned is None:
-            break
-        names |= assigned
-    return names
+    return set().union(*map(_assigned, _parameter_cells(history)))
 
 
 def check_parameters(namespace: dict, notebook: str) -> None:
@@ -119,7 +124,8 @@ def output_folders(namespace: dict, notebook: str) -> tuple[str, str]:
     Parameters
     ----------
     namespace : dict
-        The notebook's ``globals()``, after :func:`check_parameters`.
+        The notebook's ``globals()``, in the cell right after its parameters cell (as
+        for :func:`check_parameters`): only a papermill cell run just before counts.
     notebook : str
         The notebook's name, e.g. ``"01_convergence"``.
 
@@ -132,7 +138,8 @@ def output_folders(namespace: dict, notebook: str) -> tuple[str, str]:
         not overwrite the quick start's results.
     """
     given = namespace["results_dir"], namespace["figures_dir"]
-    injected = next((source for source in reversed(namespace.get("In") or [])
+    # Only this run's injected cell: one run earlier in the same kernel does not count.
+    injected = next((source for source in _parameter_cells(namespace.get("In") or [])
                      if source.startswith("# Parameters")), None)
     assigned = _assigned(injected) if injected is not None else None
     if not assigned or {"results_dir", "figures_dir"} & assigned:

@@ -139,6 +139,21 @@ def test_the_check_reads_the_cells_of_assignments_run_just_before_it():
     notebook.check_parameters({**namespace, "In": history[:3] + history[4:]}, "01_convergence")
 
 
+def test_only_this_run_s_injected_parameters_choose_its_output_folders(capsys):
+    """A papermill cell run earlier in the kernel (a misspelt name, fixed since) must not
+    send the later runs of any notebook into its ``runs/`` folder."""
+    setup = "import fa\nfa.notebook.output_folders(globals(), ...)"
+    injected = "# Parameters\nwidths = [800]\n"
+    namespace = {"results_dir": "results", "figures_dir": "figures", "widths": [800]}
+    history = ["", 'scale = "quick"', injected, setup]
+    assert notebook.output_folders({**namespace, "In": history}, "01_convergence") == \
+        ("runs/01_convergence-widths=800/results", "runs/01_convergence-widths=800/figures")
+    later = history + ["fig = plot(curves)", 'scale = "quick"', setup]
+    assert notebook.output_folders({**namespace, "In": later}, "01_convergence") == \
+        ("results", "figures")
+    assert capsys.readouterr().out.count("this run writes to") == 1
+
+
 def test_a_redraw_says_which_parameters_it_does_not_use(capsys):
     given = {"scale": "paper", "rerun": False, "n_seeds": 10, "hidden": None, "subset": True,
              "n_jobs": 2}
