@@ -4,14 +4,17 @@
 - Executed notebooks write into a temporary folder: relative ``results_dir`` /
   ``figures_dir`` resolve against ``$FA_OUTPUT_ROOT`` (see ``fa.paths.output_root``), so
   the test run neither overwrites anything nor is served from a local sweep cache:
-  every notebook really trains. Under pytest-xdist each worker has a folder of its own
-  in it, so two workers never share a sweep cache or write the same figure.
+  every notebook really trains, except for the runs that the quick start too takes
+  from an earlier notebook's cache (below). Under pytest-xdist each worker has a folder
+  of its own in it, so two workers never share a sweep cache or write the same figure.
 - Every notebook nbval executes must show a figure: one more test item per notebook,
   run after its last cell, checks that some cell produced an image output.
 - Under pytest-xdist (``-n``, see pyproject.toml) the items are dealt out by scope, a
-  test module or a notebook, so a notebook's cells run in order in one kernel; the
-  interactive tests go with nbval's run of the mechanisms notebook, which runs first,
-  so that they redraw it from the sweep cache that run left instead of training it again.
+  test module or a notebook, so a notebook's cells run in order in one kernel. Two
+  scopes go with the scope whose sweep cache they share, in its worker and after it
+  (:data:`SHARES_A_CACHE`): notebook 02 finds F1's constant-L2 runs in notebook 01's
+  cache, as in the quick start, and the interactive tests redraw the mechanisms notebook
+  from its nbval run's cache instead of training it again.
 """
 
 import os
@@ -57,10 +60,11 @@ class ShowsFigure(pytest.Item):
         return self.parent.path, None, f"{self.parent.path.name}: shows its figure"
 
 
-#: The interactive tests run this notebook at its quick defaults (it has no ``rerun``
-#: switch): in one worker with nbval's run of it, and after it, they find its runs cached.
-INTERACTIVE = "tests/test_interactive.py"
-SHARES_ITS_CACHE = "notebooks/05_mechanisms.ipynb"
+#: A scope -> the scope that runs before it in the same worker and leaves the runs it
+#: needs in the sweep cache. The interactive tests run notebook 05 at its quick defaults
+#: (it has no ``rerun`` switch); notebook 02 trains F1's L2 networks again.
+SHARES_A_CACHE = {"notebooks/02_alignment_dynamics.ipynb": "notebooks/01_convergence.ipynb",
+                  "tests/test_interactive.py": "notebooks/05_mechanisms.ipynb"}
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -70,27 +74,31 @@ def pytest_collection_modifyitems(session, config, items):
             last[item.parent] = i
     for parent, i in sorted(last.items(), key=lambda kv: -kv[1]):
         items.insert(i + 1, ShowsFigure.from_parent(parent, name="shows its figure"))
-    # The same order in every xdist worker: a pure function of the collected items.
-    shared = [item for item in items if item.nodeid.startswith(SHARES_ITS_CACHE + "::")]
-    interactive = [i for i, item in enumerate(items) if item.nodeid.startswith(INTERACTIVE + "::")]
-    if shared and interactive:
-        rest = [item for item in items if item not in shared]
-        first = rest.index(items[interactive[0]])
-        items[:] = rest[:first] + shared + rest[first:]
+    # Each cache's owner just before the first item that uses it, in the same order in
+    # every xdist worker: a pure function of the collected items.
+    for user, owner in SHARES_A_CACHE.items():
+        owned = [item for item in items if _scope(item.nodeid) == owner]
+        users = [item for item in items if _scope(item.nodeid) == user]
+        if owned and users:
+            rest = [item for item in items if item not in owned]
+            first = rest.index(users[0])
+            items[:] = rest[:first] + owned + rest[first:]
+
+
+def _scope(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """``--dist loadscope``, with the interactive tests in the scope of the notebook
-    whose cache they share (see :func:`pytest_collection_modifyitems`)."""
+    """``--dist loadscope``, with each scope of :data:`SHARES_A_CACHE` in the scope
+    whose cache it shares (see :func:`pytest_collection_modifyitems`)."""
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
 
     class Scheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid):
-            if nodeid.startswith(INTERACTIVE + "::"):
-                return SHARES_ITS_CACHE
-            return super()._split_scope(nodeid)
+            return SHARES_A_CACHE.get(_scope(nodeid)) or super()._split_scope(nodeid)
 
     return Scheduling(config, log)
