@@ -1,20 +1,24 @@
 """The notebooks as a student uses them, in one real kernel (nbclient): Run All twice,
-edit the parameters cell and rerun it and the cells below, misspell a parameter.
+edit the parameters cell and rerun it and the cells below, misspell a parameter, run
+the student copy to its first exercise.
 
 One kernel serves every test of this module, as one JupyterLab kernel would serve a
 student who opens one notebook after another: a notebook must not trip over the names
 the notebooks before it left in the namespace. F1-F4 redraw their committed gallery
-figure (``rerun = False``: seconds, nothing trained); the mechanisms notebook, which
+figure (``rerun = False``: seconds, nothing trained), and the first Run All of each
+checks that the gallery stands on its data; the mechanisms notebook, which
 has no such switch, runs at its quick defaults: in the full suite from the sweep cache
 that nbval's run of it left (conftest.py runs that first, in the same worker and output
 folder), alone trained once and from its sweep cache the second time.
 """
 
 import copy
+import gzip
 import json
 import re
 
 import nbformat
+import pandas as pd
 import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
@@ -65,11 +69,48 @@ def parameters_index(nb):
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_run_all_twice_in_one_kernel_shows_the_figure_both_times(kernel, name):
-    nb = load(name, FAST[name])
+def test_run_all_twice_in_one_kernel_shows_the_figure_both_times(kernel, tmp_path, name):
+    """For F1-F4 the first Run All is also the redraw of the committed gallery figure
+    that :func:`redrew_the_committed_figure` checks. Then the student copy, run on from
+    its first exercise (before it, the copy is the notebook), stops there."""
+    figure = figures.figure(name)
+    out = tmp_path / "out"
+    redraw = FAST[name] and (f"\nresults_dir = {str(out / 'results')!r}"
+                             f"\nfigures_dir = {str(out / 'figures')!r}")
+    nb = load(name, FAST[name] + (redraw or ""))
     first = run(kernel, nb)
+    if redraw:
+        redrew_the_committed_figure(nb, figure, out)
     second = run(kernel, copy.deepcopy(nb))
     assert first >= 1 and second == first
+    if name in WITH_EXERCISES:
+        stops_at_its_first_exercise(kernel, name, from_the_top=False)
+
+
+def redrew_the_committed_figure(nb, figure, out):
+    """``nb``, run with ``rerun = False`` into ``out``, stands on the committed data: it
+    showed the committed run's settings, warned of nothing, saved the committed data again
+    and passed its claims cell (which raises if a claim fails) at the committed scale."""
+    warned = [shown["text"] for cell in nb.cells for shown in cell.get("outputs", [])
+              if shown.get("name") == "stderr"]
+    assert not warned, "a redraw downloads nothing and warns of nothing"
+    committed = json.loads((paths.GALLERY_FIGURES_DIR / f"{figure.key}.json").read_text())
+    manifest = json.loads((out / "figures" / f"{figure.key}.json").read_text())
+    assert manifest["scale"] == committed["scale"]
+    seeds = committed["seeds"]
+    n_seeds = len(seeds) if isinstance(seeds, list) else int(seeds.split()[0])
+    assert f"n_seeds={n_seeds}," in shown_by(nb, "output_folders")
+    data = paths.GALLERY_DATA_DIR / f"{figure.key}.csv.gz"
+    if figure.key == "mnist":   # the configurations shown name the data the runs used
+        assert all(name in shown_by(nb, "configs = ") for name in set(pd.read_csv(data)["data"]))
+    again = out / "figures" / "data" / f"{figure.key}.csv.gz"
+    assert gzip.open(again).read() == gzip.open(data).read()
+
+
+def shown_by(nb, code: str) -> str:
+    """The text the first code cell containing ``code`` displayed."""
+    cell = next(c for c in nb.cells if c.cell_type == "code" and code in c.source)
+    return "".join(out["data"]["text/plain"] for out in cell.outputs if "data" in out)
 
 
 def test_edit_the_parameters_and_rerun_the_cells_below(kernel):
@@ -165,14 +206,21 @@ def test_a_redraw_says_which_parameters_it_does_not_use(capsys):
     assert capsys.readouterr().out == ""
 
 
-@pytest.mark.parametrize("name", WITH_EXERCISES)
+@pytest.mark.parametrize("name", [n for n in WITH_EXERCISES if n not in NOTEBOOKS])
 def test_each_student_copy_stops_at_its_first_exercise_with_its_message(kernel, name):
+    """Notebook 00's; the others' are checked after their Run All twice above."""
+    stops_at_its_first_exercise(kernel, name, from_the_top=True)
+
+
+def stops_at_its_first_exercise(client, name, *, from_the_top):
+    """The student copy of ``name``, run from the top or (in the namespace its notebook
+    left) from its first exercise, stops in a cell before the second, with its message."""
     source = json.loads((paths.NOTEBOOKS_DIR / f"{name}.ipynb").read_text())
     nb = load(name, FAST.get(name, ""), nbformat.reads(json.dumps(student.student_copy(source)), as_version=4))
     exercises = [i for i, c in enumerate(nb.cells) if "exercise" in c.metadata.get("tags", [])]
     message = re.search(r'NotImplementedError\("(.*)"\)', nb.cells[exercises[0]].source).group(1)
     with pytest.raises(CellExecutionError) as error:
-        run(kernel, nb)
+        run(client, nb, start=0 if from_the_top else exercises[0])
     assert "NotImplementedError" in str(error.value) and message in str(error.value)
     stopped = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code"
                    and any(out.output_type == "error" for out in c.outputs))

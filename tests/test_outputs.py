@@ -109,8 +109,9 @@ def test_installed_package_runs_its_shipped_notebooks_into_the_current_directory
     work.mkdir()
     env = _env(PYTHONPATH=str(site))
     # An installed fa knows no checkout: notebooks from the package, outputs under ./build.
-    # One activation and one seed: where things are read and written is the point here,
-    # and the quick F1 sweep itself is nbval's (a twelfth of it, its claims still hold).
+    # One activation and one seed, by --set (which must reach the notebook): where things
+    # are read and written is the point here, and the quick F1 sweep itself is nbval's
+    # (a twelfth of it, its claims still hold).
     run = subprocess.run([PYTHON, "-m", "fa.reproduce", "--only", "01", "--jobs", "1",
                           "--set", "activations=['relu']", "--set", "n_seeds=1"],
                          cwd=work, env=env, capture_output=True, text=True, timeout=600)
@@ -118,6 +119,8 @@ def test_installed_package_runs_its_shipped_notebooks_into_the_current_directory
     assert f"Notebooks from {site / 'fa' / 'notebooks'}" in run.stdout
     assert (work / "build" / "notebooks" / "01_convergence.ipynb").exists()
     assert (work / "build" / "figures" / "convergence.png").exists()
+    settings = json.loads((work / "build" / "figures" / "convergence.json").read_text())["settings"]
+    assert settings["activations"] == ["relu"] and settings["n_seeds"] == 1
     # The kernels run in the package's notebooks folder: nothing lands there either.
     assert not any((site / sub / "build").exists() for sub in ("", "fa", "fa/notebooks"))
     gallery = subprocess.run([PYTHON, "-m", "fa.reproduce", "--gallery", "--dry-run"],
