@@ -51,8 +51,11 @@ def save(sweep, name: str, figures_dir) -> Path:
     # A field marked local (F4's data_dir) names a place on this machine: not published.
     frame = frame.drop(columns=list(cache.local_fields(_experiment(name))), errors="ignore")
     path = folder / f"{name}.csv.gz"
+    # zlib's default level: a redraw saves F2's 32 MB table five times faster than at
+    # level 9, into a file 1.5% larger.
+    gzip = {"method": "gzip", "mtime": 0, "compresslevel": 6}
     atomic_write(path, lambda f: frame.to_csv(f, index=False, float_format="%.8g",
-                                              compression={"method": "gzip", "mtime": 0}))
+                                              compression=gzip))
     return path
 
 
