@@ -157,16 +157,16 @@ def expect_unknown(client, nb, start, names):
 
 
 def test_a_misspelt_parameter_is_caught_when_typed_or_injected(kernel):
-    nb = load("03_width_dependence", FAST["03_width_dependence"])
+    nb = load("04_mnist", FAST["04_mnist"])
     run(kernel, nb)                                       # a namespace full of the notebook's names
     i = parameters_index(nb)
     typed = copy.deepcopy(nb)
-    typed.cells[i].source += "\nwidht = 800"              # typed into the parameters cell
-    expect_unknown(kernel, typed, i, "'widht'")
+    typed.cells[i].source += "\nhiden = 500"              # typed into the parameters cell
+    expect_unknown(kernel, typed, i, "'hiden'")
     injected = copy.deepcopy(nb)                          # as papermill injects it, after the cell
-    injected.cells.insert(i + 1, nbformat.v4.new_code_cell("# Parameters\nwidht = 800\nlamdas = [0]\n",
+    injected.cells.insert(i + 1, nbformat.v4.new_code_cell("# Parameters\nhiden = 500\nlamdas = [0]\n",
                                                            metadata={"tags": ["injected-parameters"]}))
-    expect_unknown(kernel, injected, i, "'lamdas', 'widht'")
+    expect_unknown(kernel, injected, i, "'hiden', 'lamdas'")
     assert run(kernel, nb, start=i) >= 1, "the notebook runs again once the name is fixed"
 
 

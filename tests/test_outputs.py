@@ -187,10 +187,10 @@ def test_a_papermill_run_with_parameters_of_its_own_writes_beside_the_quick_star
     papermill = pytest.importorskip("papermill")
     monkeypatch.setenv("FA_OUTPUT_ROOT", str(tmp_path))
     out = tmp_path / "executed.ipynb"
-    papermill.execute_notebook(str(paths.NOTEBOOKS_DIR / "01_convergence.ipynb"), str(out),
+    papermill.execute_notebook(str(paths.NOTEBOOKS_DIR / "04_mnist.ipynb"), str(out),
                                parameters={"rerun": False}, cwd=str(paths.NOTEBOOKS_DIR),
                                progress_bar=False)
-    own = tmp_path / "runs" / "01_convergence-rerun=False"
-    assert (own / "figures" / "convergence.png").exists()
+    own = tmp_path / "runs" / "04_mnist-rerun=False"
+    assert (own / "figures" / "mnist.png").exists()
     assert not (tmp_path / "figures").exists() and not (tmp_path / "results").exists()
-    assert "this run writes to runs/01_convergence-rerun=False/" in out.read_text()
+    assert "this run writes to runs/04_mnist-rerun=False/" in out.read_text()
