@@ -75,11 +75,11 @@ def test_run_all_twice_in_one_kernel_shows_the_figure_both_times(kernel, tmp_pat
     its first exercise (before it, the copy is the notebook), stops there."""
     figure = figures.figure(name)
     out = tmp_path / "out"
-    redraw = FAST[name] and (f"\nresults_dir = {str(out / 'results')!r}"
-                             f"\nfigures_dir = {str(out / 'figures')!r}")
-    nb = load(name, FAST[name] + (redraw or ""))
+    folders = (f"\nresults_dir = {str(out / 'results')!r}\nfigures_dir = {str(out / 'figures')!r}"
+               if FAST[name] else "")      # a redraw's; notebook 05 reads nbval's cache
+    nb = load(name, FAST[name] + folders)
     first = run(kernel, nb)
-    if redraw:
+    if folders:
         redrew_the_committed_figure(nb, figure, out)
     second = run(kernel, copy.deepcopy(nb))
     assert first >= 1 and second == first
