@@ -27,6 +27,7 @@ BLOWUP = 1e6
 class DivergenceWarning(RuntimeWarning):
     """A replica's loss became non-finite or exploded; it was stopped."""
 
+
 @dataclass
 class TrainResult:
     """What one call of :func:`train` returns.
@@ -167,7 +168,6 @@ class Stopping:
     def keep(self, mask) -> None:
         """Drop the replicas where ``mask`` is False."""
         self.latched, self.previous = self.latched[mask], self.previous[mask]
-
 
 
 class _Dropout:
