@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import model
 from .constraints import DATA_KINDS, check_int, check_option, check_seeds
@@ -64,18 +65,21 @@ def make_data(kind: str, n: int, d: int, *, width: int | None = None,
     seeds, stacked = check_seeds(seed, "seed", caller)
 
     Xs, ys = [], []
-    for s in seeds:
-        rng = model.rng(s, model.DATA)
-        X = rng.standard_normal((n, d))
-        if kind == "linear":
-            theta = rng.standard_normal(d)
-            y = X @ theta
-        else:
-            V = rng.standard_normal((width, d))
-            alpha = rng.standard_normal(width)
-            y = psi(activation, X @ V.T) @ alpha / np.sqrt(width)
-        Xs.append(X)
-        ys.append(y)
+    # One BLAS thread, as in fa.train and the sweeps: threads split the sums of the
+    # products below and round differently, so the data would depend on the machine.
+    with threadpool_limits(limits=1, user_api="blas"):
+        for s in seeds:
+            rng = model.rng(s, model.DATA)
+            X = rng.standard_normal((n, d))
+            if kind == "linear":
+                theta = rng.standard_normal(d)
+                y = X @ theta
+            else:
+                V = rng.standard_normal((width, d))
+                alpha = rng.standard_normal(width)
+                y = psi(activation, X @ V.T) @ alpha / np.sqrt(width)
+            Xs.append(X)
+            ys.append(y)
     if stacked:
         return np.stack(Xs), np.stack(ys)
     return Xs[0], ys[0]

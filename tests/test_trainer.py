@@ -1,5 +1,7 @@
 """The two-layer trainer against independent computations (docs/model.md)."""
 
+import itertools
+import os
 import warnings
 
 import numpy as np
@@ -199,6 +201,23 @@ def test_make_data_protocol():
     Xt, yt = fa.make_data("teacher", 50, 150, width=200, activation="relu", seed=0)
     np.testing.assert_array_equal(Xt, X[0])       # X depends on the seed, not the kind
     assert np.all(np.isfinite(yt)) and yt.std() > 0.1
+
+
+def test_make_data_is_the_same_for_any_number_of_blas_threads():
+    """The sweeps draw their data on one BLAS thread; by hand, with every core, the same
+    seeds must give the same bits, or a cached run and its rerun would differ."""
+    from threadpoolctl import threadpool_limits
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    for act, width in itertools.product(ACTIVATIONS, (100, 200)):
+        kwargs = dict(width=width, activation=act, seed=[0, 1, 2, 3])
+        by_hand = fa.make_data("teacher", 50, 150, **kwargs)
+        with threadpool_limits(limits=1):
+            in_a_sweep = fa.make_data("teacher", 50, 150, **kwargs)
+        with threadpool_limits(limits=max(cores or 1, 2)):
+            many = fa.make_data("teacher", 50, 150, **kwargs)
+        for got in (by_hand, many):
+            np.testing.assert_array_equal(got[1], in_a_sweep[1], err_msg=f"{act}, p={width}")
 
 
 def test_lambda_schedules():
