@@ -73,8 +73,9 @@ class RunConfig:
     dtype : {"float64", "float32"}, default "float64"
         Floating-point type of the computation.
     regularizer, strength : optional
-        Labels for tables and legends, not in the cache key; None: "dropout", "none",
-        "l2" or the schedule's name, and the dropout rate or ``lam``.
+        Labels for tables and legends, not in the cache key; None: "none", "l2" or the
+        schedule's name, "dropout", or "dropout+" the penalty's with both, and the
+        dropout rate (if any) or ``lam``.
 
     Examples
     --------
@@ -119,8 +120,9 @@ class RunConfig:
                           "RunConfig")
         if values["regularizer"] is None:
             lam, schedule = values["lam"], values["lam_schedule"]
-            values["regularizer"] = ("dropout" if values["dropout"] > 0 else "none" if lam == 0
-                                     else "l2" if schedule == "constant" else schedule)
+            penalty = "none" if lam == 0 else "l2" if schedule == "constant" else schedule
+            values["regularizer"] = penalty if values["dropout"] == 0 else \
+                "dropout" if lam == 0 else f"dropout+{penalty}"
         if values["strength"] is None:
             values["strength"] = values["dropout"] if values["dropout"] > 0 else values["lam"]
         for name, value in values.items():   # frozen: normalise through object.__setattr__

@@ -369,6 +369,8 @@ def test_labels_are_derived_unless_given():
     assert (tiny().regularizer, tiny().strength) == ("none", 0.0)
     assert (tiny(lam=0.2).regularizer, tiny(lam=0.2).strength) == ("l2", 0.2)
     assert (tiny(dropout=0.4).regularizer, tiny(dropout=0.4).strength) == ("dropout", 0.4)
+    both = tiny(dropout=0.4, lam=0.2, lam_schedule="release", lam_until=20)   # no penalty hidden
+    assert (both.regularizer, both.strength) == ("dropout+release", 0.4)
     assert tiny(lam=0.2, regularizer="L2 (0.2)").regularizer == "L2 (0.2)"
 
 
