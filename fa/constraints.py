@@ -10,8 +10,8 @@ scikit-learn's ``_parameter_constraints``); ``None`` allows the value ``None``. 
 :func:`validate` checks a dict of parameters against the table and raises ``ValueError``
 in the one message form: "The 'lam' parameter of train must be a finite float in the
 range [0.0, inf). Got -1.0 instead." :func:`check_int`, :func:`check_float`,
-:func:`check_option`, :func:`check_seeds` and :func:`check_array` check one value outside
-the table in the same form. Entry points check their arguments once, up front; the
+:func:`check_option`, :func:`check_seeds`, :func:`check_array` and :func:`check_path`
+check one value outside the table in the same form. Entry points check their arguments once, up front; the
 numerical loops behind them trust their inputs.
 """
 
@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -286,6 +288,13 @@ def check_seeds(seed, name: str, caller: str) -> tuple[list[int], bool]:
     (results then carry a leading replica axis) rather than a single int."""
     seeds = _check_one(Seeds(), seed, name, caller)
     return ([seeds], False) if isinstance(seeds, int) else (seeds, True)
+
+
+def check_path(path, name: str, caller: str) -> Path:
+    """Return ``path`` as a ``Path`` (``~`` expanded) if it is a str or ``os.PathLike``."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise fail(name, caller, "a path (a str or os.PathLike)", path)
+    return Path(path).expanduser()
 
 
 def check_array(a, name: str, caller: str, *, ndim: tuple[int, ...],

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from tqdm import TqdmWarning
 
+from .constraints import check_path
+
 with warnings.catch_warnings():
     # pooch imports tqdm.auto, which in a Jupyter kernel without ipywidgets warns that it
     # falls back to the text bar: noise under `import fa` in every notebook.
@@ -90,7 +92,7 @@ def locate_mnist(data_dir=None, *, download: bool | None = None,
     docstring; ``data_dir`` is not checked here: loading it names what is missing); None,
     with a one-line :class:`MnistFallbackWarning`: use the subset."""
     if data_dir is not None:
-        return Path(data_dir).expanduser().resolve()
+        return check_path(data_dir, "data_dir", "load_mnist").resolve()
     folder = cache_dir()
     if _keep_verified(folder, MD5):
         return folder
@@ -168,6 +170,9 @@ def find_files(folder) -> dict[str, Path]:
     """
     folder = Path(folder).expanduser().resolve()
     names = ", ".join(IDX_FILES.values())
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"The 'data_dir' parameter must be a folder holding {names} (each "
+                         f"plain or with .gz). Got {str(folder)!r}, a file, instead.")
     if not folder.is_dir():
         raise FileNotFoundError(f"MNIST folder {str(folder)!r} not found (data_dir should be "
                                 f"a folder holding {names}, each plain or with .gz).")

@@ -59,7 +59,7 @@ from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from . import cache, paths
-from .constraints import check, check_int, check_seeds, fail
+from .constraints import check, check_int, check_path, check_seeds, fail
 from .loop import DivergenceWarning
 
 _PROTOCOL = ("numerics_modules", "scalars", "curves", "run", "cost", "chunk_size")
@@ -162,6 +162,8 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
                          f"concurrent.futures.Executor or None. Got {executor!r} instead.")
     if chunk_size is not None:
         chunk_size = check_int(chunk_size, "chunk_size", caller, low=1)
+    if not isinstance(progress, (bool, np.bool_)):
+        raise fail("progress", caller, "a bool", progress)
     if backend is not None and not isinstance(backend, str):
         raise fail("backend", caller, "a str or None", backend)
     check("device", device, caller)     # a str or None
@@ -169,9 +171,15 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
     options = {name: value for name, value in
                (("train_fn", train_fn), ("backend", backend), ("device", device))
                if value is not None}
-    folder = None if cache_dir is None else paths.resolve(cache_dir, paths.CACHE_DIR)
-    if folder is not None:
-        folder.mkdir(parents=True, exist_ok=True)
+    folder = None
+    if cache_dir is not None:
+        folder = paths.resolve(check_path(cache_dir, "cache_dir", caller), paths.CACHE_DIR)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise ValueError(f"The 'cache_dir' parameter of {caller} must be a folder (made "
+                             f"if missing). Got {str(folder)!r}, where a file is in the way, "
+                             "instead.") from None
     label = desc or "sweep"
 
     # Chunks are cut from the full seed list, so a resumed sweep runs the same chunks.

@@ -388,6 +388,16 @@ def test_bad_sweep_arguments_raise_clear_errors(kwargs, match):
         run_sweep(cache_dir=None, progress=False, train_fn=fake_train, **kwargs)
 
 
+def test_a_bad_cache_folder_or_progress_flag_is_named(tmp_path):
+    (tmp_path / "a file").write_text("")
+    for kwargs, match in ((dict(cache_dir=3), "'cache_dir' parameter of run_sweep must be a path"),
+                          (dict(cache_dir=tmp_path / "a file"), "must be a folder .* a file is in"),
+                          (dict(cache_dir=tmp_path / "a file" / "cache"), "a file is in the way"),
+                          (dict(cache_dir=None, progress="no"), "'progress' parameter .* a bool")):
+        with pytest.raises(ValueError, match=match):
+            run_sweep(CONFIGS, [0], **{"progress": False, **kwargs}, train_fn=fake_train)
+
+
 # --- any experiment through the protocol of fa.sweep ----------------------------------
 
 TOY_CALLS = []   # seeds of every Toy.run call in this process

@@ -155,6 +155,14 @@ def test_load_idx_dir_missing_folder(tmp_path):
         load_mnist(tmp_path / "no-such-folder")
 
 
+def test_a_data_dir_that_is_no_folder_path_is_named(tmp_path):
+    (tmp_path / "a file").write_text("")
+    with pytest.raises(ValueError, match="'data_dir' parameter must be a folder .* a file"):
+        load_mnist(tmp_path / "a file")
+    with pytest.raises(ValueError, match="'data_dir' parameter of load_mnist must be a path"):
+        load_mnist(123)
+
+
 def test_load_idx_dir_swapped_files(tmp_path):
     arrays = make_idx_dir(tmp_path, gz=(False,) * 4)
     # Labels where the training images should be: the magic number gives it away.
