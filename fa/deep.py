@@ -191,7 +191,7 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
     ----------
     data : MnistData or tuple (X_train, y_train, X_test, y_test)
         Inputs as rows (already standardised), integer labels ``0 .. K-1``;
-        ``K`` is the largest label + 1.
+        ``K`` is the largest training label + 1 (a larger test label is refused).
     hidden : sequence of int, default (1000,)
         Hidden-layer widths; ``(1000,)`` is the paper's 784-1000-10 network,
         ``(1000, 1000)`` its two-hidden-layer variant.
@@ -209,7 +209,8 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
         Mini-batch size ``m``, at most ``n_train``. Each epoch is a fresh permutation
         cut into ``n_train // batch_size`` batches; the rest (others each epoch) is skipped.
     steps : int, default 1000
-        Number of SGD updates (the paper: 300 epochs of 60000 at batch 600 = 30000).
+        Number of SGD updates (the paper: 300 epochs of 60000 at batch 600 = 30000);
+        0 measures the initial network only.
     seed : int, default 0
         Seed of the weights, the feedback matrices and the batch order (:func:`init_deep`).
     record_every : int, default 100
@@ -259,7 +260,7 @@ def train_deep(data, *, hidden=(1000,), rule: str = "fa", lam: float = 0.0,
     record_every = check_int(record_every, "record_every", caller, low=1)
     if not isinstance(scale_input, (bool, np.bool_)):
         raise fail("scale_input", caller, "a bool", scale_input)
-    n_out = int(max(y_train.max(), y_test.max())) + 1
+    n_out = int(y_train.max()) + 1
 
     W, B = _draw(hidden, X_train.shape[1], n_out, seed, dtype)
     if feedback is not None:
@@ -445,25 +446,31 @@ def _check_data(data, caller: str, dtype):
     except (TypeError, ValueError):
         raise fail("data", caller, "an MnistData or a tuple (X_train, y_train, X_test, y_test)",
                    type(data).__name__) from None
-    X_train = check_array(X_train, "data", caller, ndim=(2,), dtype=dtype)
-    X_test = check_array(X_test, "data", caller, ndim=(2,), dtype=dtype)
+    # Each array is named as data's fields (MnistData's attributes), so a message says which.
+    X_train = check_array(X_train, "X_train", caller, ndim=(2,), dtype=dtype)
+    X_test = check_array(X_test, "X_test", caller, ndim=(2,), dtype=dtype)
     if X_train.shape[1] != X_test.shape[1]:
         raise fail("data", caller, "train and test inputs with the same number of columns",
                    f"{X_train.shape[1]} and {X_test.shape[1]}")
-    y_train = _check_labels(y_train, len(X_train), caller)
-    y_test = _check_labels(y_test, len(X_test), caller)
-    if max(y_train.max(), y_test.max()) < 1:     # one class: nothing to learn, cosines 0/0
-        raise fail("data", caller, "labels of at least two classes", "only the label 0")
+    y_train = _check_labels(y_train, "y_train", len(X_train), caller)
+    y_test = _check_labels(y_test, "y_test", len(X_test), caller)
+    if y_train.max() < 1:                       # one class: nothing to learn, cosines 0/0
+        raise fail("y_train", caller, "labels of at least two classes", "only the label 0")
+    # The classes are the training labels': a test label beyond them is a mistake, not
+    # a reason for another output unit.
+    if y_test.max() > y_train.max():
+        raise fail("y_test", caller, f"labels among the training labels 0 .. {y_train.max()}",
+                   f"labels up to {y_test.max()}")
     return X_train, y_train, X_test, y_test, source
 
 
-def _check_labels(y, n: int, caller: str) -> np.ndarray:
+def _check_labels(y, name: str, n: int, caller: str) -> np.ndarray:
     y = np.asarray(y)
     expected = f"labels as a 1-d array of {n} non-negative ints (one per input row)"
     if y.ndim != 1 or len(y) != n or not np.issubdtype(y.dtype, np.integer):
-        raise fail("data", caller, expected, f"an array of shape {y.shape} and dtype {y.dtype}")
+        raise fail(name, caller, expected, f"an array of shape {y.shape} and dtype {y.dtype}")
     if y.min() < 0:
-        raise fail("data", caller, expected, f"labels down to {y.min()}")
+        raise fail(name, caller, expected, f"labels down to {y.min()}")
     return y.astype(np.intp, copy=False)
 
 

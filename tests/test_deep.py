@@ -320,16 +320,25 @@ def test_rule_message_lists_the_rules():
         train_deep(toy_data(), rule="dfa")
 
 
-@pytest.mark.parametrize("mutate, got", [
-    ("nan", "non-finite"), ("complex", "a complex array"), ("shape", "shape"),
-    ("labels", "shape"), ("float labels", "dtype float"), ("negative labels", "down to -1"),
-    ("one class", "only the label 0"), ("columns", "same number of columns"),
-    ("tuple", "tuple")])
-def test_bad_data(mutate, got):
+@pytest.mark.parametrize("mutate, name, got", [
+    ("nan", "X_train", "non-finite"), ("nan in test", "X_test", "non-finite"),
+    ("complex", "X_train", "a complex array"), ("shape", "X_train", "shape"),
+    ("labels", "y_train", "shape"), ("float labels", "y_train", "dtype float"),
+    ("negative labels", "y_train", "down to -1"), ("one class", "y_train", "only the label 0"),
+    ("test label beyond", "y_test", "training labels 0 .. 2. Got 'labels up to 12'"),
+    ("columns", "data", "same number of columns"), ("tuple", "data", "tuple")])
+def test_bad_data(mutate, name, got):
+    """Each message names the array at fault, as MnistData names its fields."""
     X, y, X_test, y_test = toy_data()
     if mutate == "nan":
         X = X.copy()
         X[0, 0] = np.nan
+    elif mutate == "nan in test":
+        X_test = X_test.copy()
+        X_test[1, 2] = np.nan
+    elif mutate == "test label beyond":      # a typo must not add a 13th output unit
+        y_test = y_test.copy()
+        y_test[0] = 12
     elif mutate == "complex":
         X = X + 1j
     elif mutate == "shape":
@@ -345,7 +354,7 @@ def test_bad_data(mutate, got):
     elif mutate == "columns":
         X_test = X_test[:, :-1]
     data = (X, y, X_test) if mutate == "tuple" else (X, y, X_test, y_test)
-    with pytest.raises(ValueError, match="The 'data' parameter of train_deep must be") as err:
+    with pytest.raises(ValueError, match=f"The '{name}' parameter of train_deep must be") as err:
         train_deep(data, hidden=(4,), batch_size=8)
     assert got in str(err.value)
 
