@@ -153,7 +153,7 @@ def settings(figure: str, scale: str = "quick", **overrides) -> FigureSettings:
     """
     figure = check_option(figure, "figure", "settings", FIGURES)
     return resolve(PAPER[figure], QUICK_CHANGES[figure], scale, overrides,
-                   caller=BY_KEY[figure].notebook, rules=_rules)
+                   caller=BY_KEY[figure].notebook, rules=lambda s: _rules(s, figure))
 
 
 def resolve(paper, quick: dict, scale: str, overrides: dict, *, caller: str, rules=None):
@@ -196,7 +196,8 @@ def resolve(paper, quick: dict, scale: str, overrides: dict, *, caller: str, rul
     result = dataclasses.replace(base, **changes)
     for name, holds, expected in (rules(result) if rules else ()):
         if not holds:
-            raise fail(name, caller, expected, getattr(result, name))
+            value = getattr(result, name)   # shown as the notebook wrote it: a list
+            raise fail(name, caller, expected, list(value) if isinstance(value, tuple) else value)
     return result
 
 
@@ -222,11 +223,14 @@ def coerce(name: str, value, kind, caller: str):
     return kind(value)
 
 
-def _rules(s: FigureSettings):
+def _rules(s: FigureSettings, figure: str):
     """The rules of F1-F3's settings across fields, for :func:`resolve`."""
     yield "activations", bool(s.activations) and all(a in ACTIVATIONS for a in s.activations), \
         f"a non-empty list of names from {', '.join(map(repr, ACTIVATIONS))}"
     yield "widths", bool(s.widths) and min(s.widths) >= 1, "a non-empty list of ints >= 1"
+    if figure != "width_dependence":   # F1 and F2 average over seeds, never over widths
+        yield "widths", len(s.widths) == 1, \
+            "a list of one width (to compare widths, run once per width, or see notebook 03)"
     yield "lambdas", s.lambdas is None or (bool(s.lambdas) and min(s.lambdas) >= 0), \
         "a non-empty list of floats >= 0"
     yield "dropout_rates", s.dropout_rates is None or all(0 <= q < 1 for q in s.dropout_rates), \

@@ -80,3 +80,26 @@ def test_claims_check_ignores_skipped_but_fails_on_a_false_claim():
     assert len(fa.claims.check([ok, skip])) == 2
     with pytest.raises(AssertionError, match="1 of 3 claims do not hold"):
         fa.claims.check([ok, skip, fa.claims.Claim("F", "broken", "0", False)])
+
+
+@pytest.mark.parametrize("figure", ["convergence", "alignment_dynamics"])
+def test_f1_f2_draw_one_width_and_say_where_widths_are_compared(figure):
+    """Their figure, summary and claims average over seeds: several widths would be
+    averaged together without a word."""
+    with pytest.raises(ValueError, match=r"'widths' parameter of 0[12]_\w+ must be a list of "
+                                         r"one width .* notebook 03\)\. Got \[200, 800\]"):
+        fa.settings(figure, "quick", widths=[200, 800])
+    assert fa.settings("width_dependence", "quick", widths=[200, 800]).widths == (200, 800)
+
+
+@pytest.mark.parametrize("rules, got", [
+    ([], r"\[\]"), (["bp"], r"\['bp'\]"), (["fa", "fa"], r"\['fa', 'fa'\]"),
+    (["fa", "FA"], r"\['fa', 'FA'\]"), ("fa", "a list of strs")])
+def test_a_wrong_rules_list_is_named_before_anything_runs(rules, got):
+    s = fa.settings("convergence", "quick", **TINY)
+    for module in (convergence, alignment_dynamics, width_dependence):
+        with pytest.raises(ValueError, match=r"The 'rules' parameter of 0[123]_\w+ must be"):
+            module.configs(s, rules=rules)
+    with pytest.raises(ValueError, match=got):
+        convergence.configs(s, rules=rules)
+    assert {c.rule for c in convergence.configs(s, rules=["bp", "fa"])} == {"fa", "bp"}

@@ -10,7 +10,9 @@ import pandas as pd
 from .. import paths
 from .._io import atomic_write
 from ..claims import Claim
-from ..presets import FigureSettings, settings
+from ..constraints import fail
+from ..model import RULES
+from ..presets import FigureSettings, coerce, settings
 
 
 def settings_overrides(cls, overrides: dict, extra=()) -> dict:
@@ -28,6 +30,21 @@ def sweep_plan(name: str, configs, scale: str, overrides: dict):
     """``(configs(s, rules=...), seeds)`` of figure ``name``: what its notebook runs."""
     s = figure_settings(name, scale, overrides)
     return configs(s, rules=overrides.get("rules")), list(range(s.n_seeds))
+
+
+def rule_names(rules, default: tuple[str, ...], name: str) -> tuple[str, ...]:
+    """The rules figure ``name`` trains: ``rules`` (None: ``default``), a notebook's
+    parameter, checked: distinct names in :data:`fa.RULES`, "fa" among them (the claims
+    are FA's; the others are drawn beside it)."""
+    if rules is None:
+        return default
+    from . import BY_KEY
+    caller = BY_KEY[name].notebook
+    rules = coerce("rules", rules, tuple[str, ...], caller)
+    if "fa" not in rules or len(set(rules)) < len(rules) or not set(rules) <= set(RULES):
+        raise fail("rules", caller, "a list of distinct names from "
+                   f"{', '.join(map(repr, RULES))} that holds 'fa'", list(rules))
+    return rules
 
 
 def write_csv(frame: pd.DataFrame, name: str, results_dir=None):

@@ -33,11 +33,12 @@ def configs(s: FigureSettings, rules=None) -> list[RunConfig]:
     """Per activation and rule of ``rules`` (default :data:`RULES`): each lam; release at
     the largest lam; dropout at each rate, with the authors' dropout step sizes
     (docs/protocols.md)."""
+    rules = _common.rule_names(rules, RULES, NAME)
     out = []
     for act in s.activations:
         proto = PROTOCOL[act]
         for p in s.widths:
-            for rule in RULES if rules is None else rules:
+            for rule in rules:
                 common = dict(activation=act, width=p, data=proto.data, n=s.n,
                               d=s.d, steps=s.steps, record_every=s.record_every,
                               dtype=s.dtype_for(act), rule=rule)

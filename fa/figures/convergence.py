@@ -27,13 +27,14 @@ ROUND_OFF = 1e-20
 def configs(s: FigureSettings, rules=None) -> list[RunConfig]:
     """FA at every lambda of each activation, and each other rule of ``rules`` (default
     :data:`RULES`, names in :data:`fa.RULES`) without regularisation."""
+    rules = _common.rule_names(rules, RULES, NAME)
     out = []
     for act in s.activations:
         for p in s.widths:
             common = dict(activation=act, width=p, data=PROTOCOL[act].data, n=s.n, d=s.d,
                           lr=PROTOCOL[act].lr, steps=s.steps, record_every=s.record_every,
                           dtype=s.dtype_for(act), regularizer="l2")
-            for rule in RULES if rules is None else rules:
+            for rule in rules:
                 out += [RunConfig(rule=rule, lam=lam, strength=lam, **common)
                         for lam in (s.lambdas_for(act) if rule == "fa" else (0.0,))]
     return out

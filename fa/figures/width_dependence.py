@@ -35,10 +35,11 @@ def configs(s: FigureSettings, rules=None, *, dropout_widths=None) -> list[RunCo
     ``s.until_converged``, follows the stopping protocol. Dropout runs use the authors'
     dropout step sizes and rates, at ``dropout_widths`` (default: the L2 widths).
     """
+    rules = _common.rule_names(rules, RULES, NAME)
     out = []
     for act in s.activations:
         proto = PROTOCOL[act]
-        for rule in RULES if rules is None else rules:
+        for rule in rules:
             common = dict(activation=act, data=proto.data, n=s.n, d=s.d, rule=rule,
                           until_converged=s.until_converged, check_every=CHECK_EVERY,
                           dtype=s.dtype_for(act))
