@@ -6,9 +6,11 @@ a warning. So the cell after the parameters cell compares the names the paramete
 and papermill's injected cell assigned with the names the figure accepts. Those names
 come from the kernel's input history (IPython's ``In``), not the namespace, which also
 holds every name the notebook's own cells made: the cells run just before the check that
-hold nothing but assignments to names, however the notebook is run (Run All, again in
-the same kernel, papermill, or rerunning the edited parameters cell and those below).
-In plain Python, without that history, every variable of the namespace is checked.
+assign a parameter the figure accepts, or that papermill injected, however the notebook
+is run (Run All, again in the same kernel, papermill, or rerunning the edited parameters
+cell and those below). Every name such a cell assigns is checked, whatever else it holds
+(an ``import`` does not hide a misspelt name). In plain Python, without that history,
+every variable of the namespace is checked.
 
 A papermill run with parameters of its own would write over the quick start's results in
 ``build/``: unless it chose its folders, :func:`output_folders` gives it
@@ -30,52 +32,54 @@ _PLACE = {"n_jobs", "scheduler", "results_dir", "figures_dir"}
 
 
 def _assigned(source: str) -> set[str] | None:
-    """The names ``source`` assigns if it holds only assignments to names, else ``None``."""
+    """The names ``source`` assigns at its top level (``a = 1``, ``a: int = 1``,
+    ``a, b = 1, 2``); ``None`` if it is not Python (an IPython magic)."""
     try:
         body = ast.parse(source).body
     except SyntaxError:
         return None
     names = set()
     for statement in body:
-        if isinstance(statement, ast.Assign) and all(isinstance(t, ast.Name)
-                                                     for t in statement.targets):
-            names.update(t.id for t in statement.targets)
-        elif isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name):
-            names.add(statement.target.id)
-        else:
-            return None
+        targets = statement.targets if isinstance(statement, ast.Assign) else \
+            [statement.target] if isinstance(statement, ast.AnnAssign) else []
+        for target in targets:
+            names.update(node.id for node in getattr(target, "elts", [target])
+                         if isinstance(node, ast.Name))
     return names
 
 
-def _parameter_cells(history: list[str]) -> list[str]:
-    """The consecutive cells of plain assignments run just before the last one, newest
-    first: this run's parameters cell and papermill's injected cell."""
+def _parameter_cells(history: list[str], accepted) -> list[str]:
+    """The consecutive cells run just before the last one that papermill injected or that
+    assign one of the ``accepted`` names, newest first: this run's parameters cells."""
     cells = []
     for source in reversed(history[:-1]):
         if not source.strip():      # IPython's placeholder In[0], an empty cell
             continue
-        if _assigned(source) is None:
+        names = _assigned(source)
+        if names is None or not (source.startswith("# Parameters") or names & set(accepted)):
             break
         cells.append(source)
     return cells
 
 
-def parameter_names(history: list[str]) -> set[str]:
-    """The names assigned by the cells of plain assignments run just before the last one.
+def parameter_names(history: list[str], accepted) -> set[str]:
+    """The names assigned by the parameters cells run just before the last one.
 
     Parameters
     ----------
     history : list of str
         The sources of the cells run so far, oldest first, the running cell last
         (IPython's ``In``).
+    accepted : collection of str
+        The notebook's parameters: a cell that assigns one of them is a parameters cell.
 
     Returns
     -------
     set of str
-        Every name assigned by the consecutive cells before the running one that hold
-        only assignments to names (the parameters cell, papermill's injected cell).
+        Every name assigned at the top level of the consecutive cells before the running
+        one that papermill injected or that assign an accepted name.
     """
-    return set().union(*map(_assigned, _parameter_cells(history)))
+    return set().union(*map(_assigned, _parameter_cells(history, accepted)))
 
 
 def check_parameters(namespace: dict, notebook: str) -> None:
@@ -99,7 +103,7 @@ def check_parameters(namespace: dict, notebook: str) -> None:
     """
     accepted = figure(notebook).accepted
     if isinstance(namespace.get("In"), list) and namespace["In"]:
-        candidates = parameter_names(namespace["In"])
+        candidates = parameter_names(namespace["In"], accepted)
     else:
         candidates = {name for name, value in namespace.items()
                       if not name.startswith("_") and name not in _IPYTHON
@@ -139,7 +143,8 @@ def output_folders(namespace: dict, notebook: str) -> tuple[str, str]:
     """
     given = namespace["results_dir"], namespace["figures_dir"]
     # Only this run's injected cell: one run earlier in the same kernel does not count.
-    injected = next((source for source in _parameter_cells(namespace.get("In") or [])
+    injected = next((source for source in _parameter_cells(namespace.get("In") or [],
+                                                           figure(notebook).accepted)
                      if source.startswith("# Parameters")), None)
     assigned = _assigned(injected) if injected is not None else None
     if not assigned or {"results_dir", "figures_dir"} & assigned:

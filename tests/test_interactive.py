@@ -173,11 +173,19 @@ def test_a_misspelt_parameter_is_caught_when_typed_or_injected(kernel):
 def test_the_check_reads_the_cells_of_assignments_run_just_before_it():
     history = ["", "configs = make(s)\nconfigs", 'scale = "quick"  # a comment\nwidths = [2 * 100]',
                "# Parameters\nwidht = 800\n", "import fa\nfa.notebook.check_parameters(...)"]
-    assert notebook.parameter_names(history) == {"scale", "widths", "widht"}
+    accepted = figures.figure("01_convergence").accepted
+    assert notebook.parameter_names(history, accepted) == {"scale", "widths", "widht"}
     namespace = {"In": history, "configs": [], "sweep": None, "scale": "quick"}
     with pytest.raises(ValueError, match=r"Unknown parameter 'widht' for notebook 01_convergence"):
         notebook.check_parameters(namespace, "01_convergence")
     notebook.check_parameters({**namespace, "In": history[:3] + history[4:]}, "01_convergence")
+    # An import in the parameters cell (to register an activation) hides no misspelt name;
+    # a cell of the notebook's own names run just before is not a parameters cell.
+    edited = ["", "free = curves[curves.lam == 0]",
+              'import math\nscale = "quick"\nn_seed, steps = 2, 100', history[-1]]
+    assert notebook.parameter_names(edited, accepted) == {"scale", "n_seed", "steps"}
+    with pytest.raises(ValueError, match=r"Unknown parameter 'n_seed' for notebook 01_conv"):
+        notebook.check_parameters({**namespace, "In": edited}, "01_convergence")
 
 
 def test_only_this_run_s_injected_parameters_choose_its_output_folders(capsys):
