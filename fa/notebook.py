@@ -23,12 +23,15 @@ import ast
 import re
 import types
 
+from . import cache
 from .figures import figure
 
 #: Names IPython itself puts into a notebook's namespace.
 _IPYTHON = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 #: Parameters that change where and how a run goes, never what it computes.
 _PLACE = {"n_jobs", "scheduler", "results_dir", "figures_dir"}
+#: Figure parameters that never change which runs a sweep holds.
+_SAME_RUNS = {"rerun", "backend", "device", "download"}
 
 
 def _assigned(source: str) -> set[str] | None:
@@ -120,6 +123,48 @@ def check_parameters(namespace: dict, notebook: str) -> None:
         if unused:
             print(f"rerun = False redraws the committed figure at the settings it ran with; "
                   f"not used here: {', '.join(unused)}.")
+
+
+def changed(namespace: dict, notebook: str) -> list[str]:
+    """The parameters by which this run of ``notebook`` leaves its scale's protocol.
+
+    Parameters
+    ----------
+    namespace : dict
+        The notebook's ``globals()``.
+    notebook : str
+        The notebook's name, e.g. ``"05_mechanisms"``.
+
+    Returns
+    -------
+    list of str
+        Each figure parameter set here (not None) that makes the sweep's runs other than
+        those of the scale's protocol: the cache keys of :func:`sweep_plan` with it differ
+        from those without it. The seeds do not count (``n_seeds``), nor a value equal to
+        the scale's, nor anything in a redraw (``rerun = False``). Read by
+        :func:`fa.claims.check`: the claims are checked at the protocol.
+    """
+    if namespace.get("rerun") is False:
+        return []
+    entry = figure(notebook)
+    module, scale = entry.load(), namespace.get("scale", "quick")
+
+    def runs(**parameters) -> set[str]:
+        experiments, _ = module.sweep_plan(scale, **parameters)
+        return {cache.cache_key(e, 0) for e in experiments}
+
+    def differs(**parameters) -> bool:
+        try:
+            return runs(**parameters) != protocol
+        except ValueError:          # valid only with another one given here (F4's data_dir)
+            return True
+
+    protocol = runs()
+    given = {name: namespace[name] for name in entry.parameters
+             if name not in _SAME_RUNS and namespace.get(name) is not None}
+    if not differs(**given):
+        return []
+    return [name for name, value in given.items() if differs(**{name: value})]
 
 
 def output_folders(namespace: dict, notebook: str) -> tuple[str, str]:

@@ -82,6 +82,35 @@ def test_claims_check_ignores_skipped_but_fails_on_a_false_claim():
         fa.claims.check([ok, skip, fa.claims.Claim("F", "broken", "0", False)])
 
 
+def test_a_run_off_the_protocol_lists_its_false_claims_and_goes_on(capsys):
+    broken = fa.claims.Claim("F", "broken", "0", False)
+    assert len(fa.claims.check([broken], changed=["activation"])) == 1
+    assert "1 of 1 claims do not hold:\n- F: broken (measured: 0)\nThey are the paper's claims " \
+           "for the scale's protocol, and this run changed activation" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("notebook, given, changed", [
+    ("05_mechanisms", dict(activation="relu", widths=None), []),          # the default's value
+    ("05_mechanisms", dict(activation="linear", widths=[50, 200]), ["widths", "activation"]),
+    ("01_convergence", dict(widths=[20], rules=["fa", "bp"], n_seeds=9), ["widths"]),
+    ("03_width_dependence", dict(scale="paper", n_seeds=10), []),        # the gallery's F3
+    ("03_width_dependence", dict(widths=[100], backend="numpy"), ["widths"]),
+    ("01_convergence", dict(rerun=False, widths=[20]), []),              # a redraw trains nothing
+])
+def test_a_run_leaves_the_protocol_by_the_parameters_that_change_its_runs(notebook, given,
+                                                                          changed):
+    assert fa.notebook.changed({"scale": "quick", **given}, notebook) == changed
+
+
+def test_parameters_valid_only_together_are_named_together(tmp_path):
+    from fa.mnist_files import IDX_FILES
+
+    for stem in IDX_FILES.values():          # other data than the subset (files not read)
+        (tmp_path / stem).write_bytes(stem.encode())
+    given = {"scale": "quick", "subset": False, "data_dir": str(tmp_path)}
+    assert fa.notebook.changed(given, "04_mnist") == ["subset", "data_dir"]
+
+
 @pytest.mark.parametrize("figure", ["convergence", "alignment_dynamics"])
 def test_f1_f2_draw_one_width_and_say_where_widths_are_compared(figure):
     """Their figure, summary and claims average over seeds: several widths would be
