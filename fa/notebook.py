@@ -6,11 +6,11 @@ a warning. So the cell after the parameters cell compares the names the paramete
 and papermill's injected cell assigned with the names the figure accepts. Those names
 come from the kernel's input history (IPython's ``In``), not the namespace, which also
 holds every name the notebook's own cells made: the cells run just before the check that
-assign a parameter the figure accepts, or that papermill injected, however the notebook
-is run (Run All, again in the same kernel, papermill, or rerunning the edited parameters
-cell and those below). Every name such a cell assigns is checked, whatever else it holds
-(an ``import`` does not hide a misspelt name). In plain Python, without that history,
-every variable of the namespace is checked.
+papermill injected, or that assign a parameter the figure accepts and hold nothing but
+assignments, imports and functions (an activation registered there does not hide a
+misspelt name), however the notebook is run (Run All, again in the same kernel,
+papermill, or rerunning the edited parameters cell and those below). In plain Python,
+without that history, every variable of the namespace is checked.
 
 A papermill run with parameters of its own would write over the quick start's results in
 ``build/``: unless it chose its folders, :func:`output_folders` gives it
@@ -34,18 +34,26 @@ _PLACE = {"n_jobs", "scheduler", "results_dir", "figures_dir"}
 _SAME_RUNS = {"rerun", "backend", "device", "download"}
 
 
+#: What a parameters cell may hold besides assignments: imports and functions, say to
+#: register an activation (docs/extending.md).
+_DECLARATIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef)
+
+
 def _assigned(source: str) -> set[str] | None:
-    """The names ``source`` assigns at its top level (``a = 1``, ``a: int = 1``,
-    ``a, b = 1, 2``); ``None`` if it is not Python (an IPython magic)."""
+    """The names ``source`` assigns (``a = 1``, ``a: int = 1``, ``a, b = 1, 2``) if it holds
+    only assignments and declarations, else ``None``: a cell that does anything else is
+    not a parameters cell."""
     try:
         body = ast.parse(source).body
     except SyntaxError:
         return None
     names = set()
     for statement in body:
-        targets = statement.targets if isinstance(statement, ast.Assign) else \
-            [statement.target] if isinstance(statement, ast.AnnAssign) else []
-        for target in targets:
+        if isinstance(statement, _DECLARATIONS):
+            continue
+        if not isinstance(statement, (ast.Assign, ast.AnnAssign)):
+            return None
+        for target in getattr(statement, "targets", [getattr(statement, "target", None)]):
             names.update(node.id for node in getattr(target, "elts", [target])
                          if isinstance(node, ast.Name))
     return names
@@ -53,7 +61,8 @@ def _assigned(source: str) -> set[str] | None:
 
 def _parameter_cells(history: list[str], accepted) -> list[str]:
     """The consecutive cells run just before the last one that papermill injected or that
-    assign one of the ``accepted`` names, newest first: this run's parameters cells."""
+    assign one of the ``accepted`` names (and only assign and declare, :func:`_assigned`),
+    newest first: this run's parameters cells."""
     cells = []
     for source in reversed(history[:-1]):
         if not source.strip():      # IPython's placeholder In[0], an empty cell
@@ -79,8 +88,8 @@ def parameter_names(history: list[str], accepted) -> set[str]:
     Returns
     -------
     set of str
-        Every name assigned at the top level of the consecutive cells before the running
-        one that papermill injected or that assign an accepted name.
+        Every name assigned by the consecutive cells before the running one that
+        papermill injected or that assign an accepted name (and only assign and declare).
     """
     return set().union(*map(_assigned, _parameter_cells(history, accepted)))
 

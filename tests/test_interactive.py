@@ -183,10 +183,17 @@ def test_the_check_reads_the_cells_of_assignments_run_just_before_it():
     # An import in the parameters cell (to register an activation) hides no misspelt name;
     # a cell of the notebook's own names run just before is not a parameters cell.
     edited = ["", "free = curves[curves.lam == 0]",
-              'import math\nscale = "quick"\nn_seed, steps = 2, 100', history[-1]]
+              'import math\ndef softplus(h):\n    return h\nfa.ACTIVATIONS["softplus"] = softplus\n'
+              'scale = "quick"\nn_seed, steps = 2, 100', history[-1]]
     assert notebook.parameter_names(edited, accepted) == {"scale", "n_seed", "steps"}
     with pytest.raises(ValueError, match=r"Unknown parameter 'n_seed' for notebook 01_conv"):
         notebook.check_parameters({**namespace, "In": edited}, "01_convergence")
+    # Nor is a notebook run before in the same kernel, though its setup cell assigns
+    # accepted names (results_dir, figures_dir) and its parameters cell others' names.
+    before = ['scale = "quick"\nhidden = 500', 'import fa\nresults_dir, figures_dir = '
+              'out()\nif rerun:\n    s = 1']
+    assert notebook.parameter_names(["", *before, *edited[2:]], accepted) == \
+        {"scale", "n_seed", "steps"}
 
 
 def test_only_this_run_s_injected_parameters_choose_its_output_folders(capsys):
