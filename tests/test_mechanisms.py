@@ -325,6 +325,21 @@ def test_claims_alignment_hold_then_fail():
     assert not _holds(m.claims_alignment(weak))[-1]
 
 
+def test_one_width_skips_the_claims_about_how_things_scale_with_p(small):
+    """A student may look at one width; its slopes are not NaN failures but skipped."""
+    one = _synthetic_runs()
+    one = one[one["width"] == one["width"].max()]
+    assert [c.holds for c in m.claims_alignment(one)][1:3] == [None, None]
+    spectra = small[1]
+    widest = spectra[spectra["width"] == spectra["width"].max()]
+    skipped = [c for c in m.claims_kernel(widest) if c.holds is None]
+    assert len(skipped) == 5
+    assert {c.measured for c in skipped} == {"skipped: needs two widths or more"}
+    with pytest.raises(ValueError, match=r"'widths' parameter .* increasing ints >= 1 "
+                                         r"\(small to large\)\. Got \[800, 200\]"):
+        m.settings("quick", widths=[800, 200])
+
+
 def test_claims_dynamics_hold_then_fail(small):
     s, *_, frame, checks = small
     fa.claims.check(m.claims_dynamics(frame, checks, s))
