@@ -13,6 +13,7 @@ from ..claims import Claim
 from ..constraints import fail
 from ..model import RULES
 from ..presets import FigureSettings, coerce, settings
+from . import BY_KEY
 
 
 def settings_overrides(cls, overrides: dict, extra=()) -> dict:
@@ -38,7 +39,6 @@ def rule_names(rules, default: tuple[str, ...], name: str) -> tuple[str, ...]:
     are FA's; the others are drawn beside it)."""
     if rules is None:
         return default
-    from . import BY_KEY
     caller = BY_KEY[name].notebook
     rules = coerce("rules", rules, tuple[str, ...], caller)
     if "fa" not in rules or len(set(rules)) < len(rules) or not set(rules) <= set(RULES):
