@@ -30,8 +30,6 @@ from .figures import figure
 _IPYTHON = {"In", "Out", "get_ipython", "exit", "quit", "open"}
 #: Parameters that change where and how a run goes, never what it computes.
 _PLACE = {"n_jobs", "scheduler", "results_dir", "figures_dir"}
-#: Figure parameters that never change which runs a sweep holds.
-_SAME_RUNS = {"rerun", "backend", "device", "download"}
 
 
 #: What a parameters cell may hold besides assignments: imports and functions, say to
@@ -148,9 +146,9 @@ def changed(namespace: dict, notebook: str) -> list[str]:
     -------
     list of str
         Each figure parameter set here (not None) that makes the sweep's runs other than
-        those of the scale's protocol: the cache keys of :func:`sweep_plan` with it differ
-        from those without it. The seeds do not count (``n_seeds``), nor a value equal to
-        the scale's, nor anything in a redraw (``rerun = False``). Read by
+        those of the scale's protocol: the cache keys of its ``sweep_plan`` with it differ
+        from those without it (so ``n_seeds``, ``backend``, a value equal to the scale's
+        and anything in a redraw, ``rerun = False``, do not count). For
         :func:`fa.claims.check`: the claims are checked at the protocol.
     """
     if namespace.get("rerun") is False:
@@ -158,22 +156,18 @@ def changed(namespace: dict, notebook: str) -> list[str]:
     entry = figure(notebook)
     module, scale = entry.load(), namespace.get("scale", "quick")
 
-    def runs(**parameters) -> set[str]:
-        experiments, _ = module.sweep_plan(scale, **parameters)
-        return {cache.cache_key(e, 0) for e in experiments}
-
-    def differs(**parameters) -> bool:
+    def runs(**parameters) -> set[str] | None:
         try:
-            return runs(**parameters) != protocol
-        except ValueError:          # valid only with another one given here (F4's data_dir)
-            return True
+            return {cache.cache_key(e, 0) for e in module.sweep_plan(scale, **parameters)[0]}
+        except ValueError:          # valid only beside another one given here (F4's data_dir)
+            return None
 
     protocol = runs()
     given = {name: namespace[name] for name in entry.parameters
-             if name not in _SAME_RUNS and namespace.get(name) is not None}
-    if not differs(**given):
+             if namespace.get(name) is not None}
+    if runs(**given) == protocol:
         return []
-    return [name for name, value in given.items() if differs(**{name: value})]
+    return [name for name, value in given.items() if runs(**{name: value}) != protocol]
 
 
 def output_folders(namespace: dict, notebook: str) -> tuple[str, str]:
