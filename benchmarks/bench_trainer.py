@@ -158,16 +158,23 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--activation", default="relu", choices=list(fa.presets.PAPER_ACTIVATIONS),
                     help="the F3 row to time (linear networks take the rank-one step)")
-    ap.add_argument("--widths", type=int, nargs="+", default=list(DEFAULT_WIDTHS))
-    ap.add_argument("--replicas", type=int, default=DEFAULT_REPLICAS)
+    ap.add_argument("--widths", type=int, nargs="+", default=list(DEFAULT_WIDTHS),
+                    help="widths p to time (default: %(default)s)")
+    ap.add_argument("--replicas", type=int, default=DEFAULT_REPLICAS,
+                    help="networks trained together in one call (default: %(default)s)")
     ap.add_argument("--dtypes", nargs="+", default=list(DEFAULT_DTYPES),
-                    choices=list(fa.constraints.DTYPES))
-    ap.add_argument("--columns", nargs="+", default=list(COLUMNS), choices=list(COLUMNS))
+                    choices=list(fa.constraints.DTYPES), help="precisions (default: %(default)s)")
+    ap.add_argument("--columns", nargs="+", default=list(COLUMNS), choices=list(COLUMNS),
+                    help="the paths to time (default: all)")
     ap.add_argument("--steps", type=int, default=None,
                     help="steps S per measurement (default: calibrated to --seconds)")
-    ap.add_argument("--seconds", type=float, default=DEFAULT_SECONDS)
-    ap.add_argument("--repeats", type=int, default=DEFAULT_REPEATS)
-    ap.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    ap.add_argument("--seconds", type=float, default=DEFAULT_SECONDS,
+                    help="target time of one measurement (default: %(default)s)")
+    ap.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
+                    help="measurements per cell; the median is reported (default: %(default)s)")
+    ap.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
+                    help="JSON file of the results (default: "
+                         "benchmarks/results/bench_trainer.json)")
     args = ap.parse_args(argv)
     if args.replicas < 1 or args.repeats < 1 or min(args.widths) < 1:
         ap.error("--replicas, --repeats and --widths must be >= 1")

@@ -113,6 +113,10 @@ def parse_sets(items: list[str] | None, names: list[str]) -> dict:
         try:
             sets[name] = ast.literal_eval(text.strip())
         except (ValueError, SyntaxError):
+            if text.strip()[:1] in "[({":   # meant as a list, not as text
+                raise ValueError(f"The '--set' option's value for {name!r} must be a Python "
+                                 f"literal such as [200, 400]. Got {text.strip()!r} instead.") \
+                    from None
             sets[name] = text.strip()
     return sets
 
@@ -124,7 +128,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="quick (minutes) or paper (the paper's protocol exactly; "
                              "see docs/protocols.md)")
     parser.add_argument("--only", nargs="+", metavar="NAME",
-                        help="notebooks to run, by prefix (e.g. 01 03); default: all")
+                        help="notebooks to run, by prefix or part of the name (e.g. 01 03, "
+                             "mnist); default: all")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                         help="worker processes per sweep (default: all cores)")
     parser.add_argument("--scheduler", metavar="ADDRESS",
@@ -183,6 +188,8 @@ def main(argv=None) -> int:
                      "scale takes minutes)")
     if args.archive and args.scale != "paper":
         parser.error("--archive commits runs of the paper's protocol: add --scale paper")
+    if args.gallery and args.scale != "paper":
+        parser.error("--gallery replaces the committed paper-scale figures: add --scale paper")
     if args.device is not None and args.backend is None:
         parser.error("--device chooses a device of --backend: add --backend (e.g. torch)")
     try:
@@ -202,8 +209,10 @@ def main(argv=None) -> int:
     print(f"Notebooks from {paths.NOTEBOOKS_DIR}; executed copies to {where['notebooks']}, "
           f"figures to {where['figures']}, data and cache to {where['results']}")
     if args.dry_run:
+        given = {**{k: v for k, v in (("backend", args.backend), ("device", args.device))
+                    if v is not None}, **args.sets}
         print("Would run:", ", ".join(names), f"(scale {args.scale}, {args.jobs} jobs"
-              + "".join(f", {k}={v!r}" for k, v in args.sets.items()) + ")")
+              + "".join(f", {k}={v!r}" for k, v in given.items()) + ")")
         return 0
     if args.archive:
         try:
@@ -246,7 +255,8 @@ def main(argv=None) -> int:
         # exit ("Task exception was never retrieved: Kernel died").
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)
         # The sweep has said what is cached and how to resume; add only what it cannot know.
-        print(f"\n{name} stopped; its executed notebook was not written.", file=sys.stderr)
+        print(f"\n{name} stopped; its executed notebook was not written (the cells that ran: "
+              f"{where['notebooks'] / (name + '.partial.ipynb')}).", file=sys.stderr)
         return 130
     print("\nTiming")
     for name, seconds in timings:

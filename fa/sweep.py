@@ -241,8 +241,8 @@ def _is_experiment(obj) -> bool:
 
 def _where(n_cached: int, n_runs: int, folder: Path | None) -> str:
     if folder is None:
-        return f"{n_cached} of {n_runs} runs finished, none cached (cache_dir=None)"
-    return f"{n_cached} of {n_runs} runs are cached in {folder}"
+        return f"{n_cached} of this sweep's {n_runs} runs finished, none cached (cache_dir=None)"
+    return f"{n_cached} of this sweep's {n_runs} runs are cached in {folder}"
 
 
 class _LostExecutor(Exception):

@@ -76,8 +76,8 @@ def test_interrupted_sweep_leaves_no_worker_and_resumes(tmp_path, how):
     done = cached(cache)
     assert 1 <= len(done) < 12
     if how != "SIGKILL":   # a clean stop says how to resume, without the pool's traceback
-        assert f"Interrupted: {len(done)} of 12 runs are cached in {cache}; run the same " \
-               "command again to resume." in err
+        assert f"Interrupted: {len(done)} of this sweep's 12 runs are cached in {cache}; run the " \
+               "same command again to resume." in err
         assert "concurrent" not in err and len(err.splitlines()) < 15, err
     for path in done:   # intact: complete files
         with np.load(path) as f:

@@ -123,7 +123,8 @@ def test_installed_package_runs_its_shipped_notebooks_into_the_current_directory
     assert settings["activations"] == ["relu"] and settings["n_seeds"] == 1
     # The kernels run in the package's notebooks folder: nothing lands there either.
     assert not any((site / sub / "build").exists() for sub in ("", "fa", "fa/notebooks"))
-    gallery = subprocess.run([PYTHON, "-m", "fa.reproduce", "--gallery", "--dry-run"],
+    gallery = subprocess.run([PYTHON, "-m", "fa.reproduce", "--scale", "paper", "--gallery",
+                              "--dry-run"],
                              cwd=work, env=env, capture_output=True, text=True)
     assert gallery.returncode == 2 and "needs a checkout" in gallery.stderr
 

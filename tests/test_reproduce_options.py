@@ -29,6 +29,7 @@ def test_values_are_python_literals_or_text():
     ("widht=800", ["03_width_dependence"], "'widht', which is not a parameter of 03"),
     ("dropout_rates=[]", ["01_convergence", "02_alignment_dynamics"],
      "not a parameter of 01_convergence"),
+    ("widths=[200, 800", ["05_mechanisms"], "must be a Python literal such as"),
 ])
 def test_a_wrong_set_says_what_was_wrong(item, names, message):
     with pytest.raises(ValueError, match=message):
@@ -81,6 +82,14 @@ def test_the_estimate_alone_trains_nothing(tmp_path):
     alone = subprocess.run([sys.executable, "-m", "fa.reproduce", "--device", "cuda"],
                            capture_output=True, text=True)
     assert alone.returncode == 2 and "add --backend" in alone.stderr
+
+
+def test_the_gallery_is_replaced_at_the_paper_s_scale_only(capsys):
+    """A quick run written over the committed figures would pass for the paper's."""
+    with pytest.raises(SystemExit):
+        reproduce.main(["--only", "05", "--gallery", "--dry-run"])
+    assert "--gallery replaces the committed paper-scale figures: add --scale paper" in \
+        capsys.readouterr().err
 
 
 def test_a_wrong_set_stops_the_command_before_it_runs():
