@@ -11,8 +11,8 @@ scikit-learn's ``_parameter_constraints``); ``None`` allows the value ``None``. 
 in the one message form: "The 'lam' parameter of train must be a finite float in the
 range [0.0, inf). Got -1.0 instead." :func:`check_int`, :func:`check_float`,
 :func:`check_option`, :func:`check_seeds`, :func:`check_array` and :func:`check_path`
-check one value outside the table in the same form. Entry points check their arguments once, up front; the
-numerical loops behind them trust their inputs.
+check one value outside the table in the same form. Entry points check their arguments
+once, up front; the numerical loops behind them trust their inputs.
 """
 
 from __future__ import annotations
