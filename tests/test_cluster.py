@@ -82,7 +82,8 @@ def test_resume_after_the_client_is_interrupted(client, tmp_path, serial_slow, c
                   executor=cluster.executor(client), train_fn=slow_train)
     done = len(list(tmp_path.glob("*.npz")))
     assert 1 <= done < 12
-    assert f"Interrupted: {done} of this sweep's 12 runs are cached in {tmp_path}" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert f"Interrupted: {done} of this sweep's 12 runs are cached in {tmp_path}" in said
     res = run_sweep(SLOW, range(6), cache_dir=tmp_path, progress=True, chunk_size=1,
                     executor=cluster.executor(client), desc="resume")
     assert f"resume: 12 runs, {done} from the cache" in capsys.readouterr().out
@@ -133,7 +134,8 @@ def test_dask_command_line_cluster_and_losing_its_scheduler(tmp_path, serial_slo
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     done = len(list(cache.glob("*.npz")))
-    assert f"{done} of this sweep's 12 runs are cached in {cache}; restart the scheduler" in str(err.value)
+    assert f"{done} of this sweep's 12 runs are cached in {cache}; restart the scheduler" \
+        in str(err.value)
     # Everything finished is there and correct: a local rerun trains only the rest.
     assert_same(serial_slow, run_sweep(SLOW, range(6), cache_dir=cache, progress=False,
                                        chunk_size=1))

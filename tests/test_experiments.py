@@ -449,7 +449,8 @@ def test_toy_experiment_tables_cache_and_resume(tmp_path, toy_log, capsys):
     with pytest.raises(KeyboardInterrupt):
         run_sweep(TOYS, range(7), cache_dir=tmp_path, progress=False)
     assert toy_log == [[0, 1, 2]]
-    assert f"Interrupted: 3 of this sweep's 14 runs are cached in {tmp_path}" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert f"Interrupted: 3 of this sweep's 14 runs are cached in {tmp_path}" in said
     TOY_FAIL_AT.clear()
     res = run_sweep(TOYS, range(7), cache_dir=tmp_path, progress=True, desc="toy")
     assert toy_log == [[0, 1, 2], [3, 4, 5], [6], [0, 1, 2], [3, 4, 5], [6]]
