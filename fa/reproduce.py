@@ -113,7 +113,7 @@ def parse_sets(items: list[str] | None, names: list[str]) -> dict:
         try:
             sets[name] = ast.literal_eval(text.strip())
         except (ValueError, SyntaxError):
-            if text.strip()[:1] in "[({":   # meant as a list, not as text
+            if text.strip().startswith(("[", "(", "{")):   # meant as a list, not as text
                 raise ValueError(f"The '--set' option's value for {name!r} must be a Python "
                                  f"literal such as [200, 400]. Got {text.strip()!r} instead.") \
                     from None
