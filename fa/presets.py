@@ -127,6 +127,9 @@ QUICK_CHANGES = {
 
 SCALES = ("quick", "paper")
 FIGURES = tuple(PAPER)
+#: The figures of one network size: their figure, summary and claims average over seeds,
+#: so several widths would be averaged together.
+ONE_WIDTH = ("convergence", "alignment_dynamics")
 
 
 def settings(figure: str, scale: str = "quick", **overrides) -> FigureSettings:
@@ -228,7 +231,7 @@ def _rules(s: FigureSettings, figure: str):
     yield "activations", bool(s.activations) and all(a in ACTIVATIONS for a in s.activations), \
         f"a non-empty list of names from {', '.join(map(repr, ACTIVATIONS))}"
     yield "widths", bool(s.widths) and min(s.widths) >= 1, "a non-empty list of ints >= 1"
-    if figure != "width_dependence":   # F1 and F2 average over seeds, never over widths
+    if figure in ONE_WIDTH:
         yield "widths", len(s.widths) == 1, \
             "a list of one width (to compare widths, run once per width, or see notebook 03)"
     yield "lambdas", s.lambdas is None or (bool(s.lambdas) and min(s.lambdas) >= 0), \
