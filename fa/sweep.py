@@ -145,7 +145,11 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
     >>> cfgs = [RunConfig(activation="relu", width=200, lr=1e-2, steps=500, lam=lam)
     ...         for lam in (0.0, 0.05)]
     >>> res = run_sweep(cfgs, range(5), progress=False)  # doctest: +SKIP
-    >>> res.runs.groupby("lam").final_alignment.mean()  # doctest: +SKIP
+
+    A diverged run stopped early; leave it out of the means:
+
+    >>> ok = res.runs[~res.runs.diverged]  # doctest: +SKIP
+    >>> ok.groupby("lam").final_alignment.mean()  # doctest: +SKIP
     """
     caller = "run_sweep"
     single = _is_experiment(configs) or not isinstance(configs, Iterable)
