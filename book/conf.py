@@ -12,7 +12,7 @@ from pathlib import Path
 import jupyter_server_mathjax
 from docutils import nodes
 from sphinx import addnodes
-from sphinx.transforms.post_transforms import SphinxPostTransform
+from sphinx.transforms import SphinxTransform
 
 project = "fa: feedback alignment, reproduced"
 author = "the fa contributors"
@@ -28,34 +28,27 @@ nb_execution_mode = "off"         # the gallery notebooks are shown as executed,
 nb_merge_streams = True
 suppress_warnings = ["mystnb.unknown_mime_type"]
 
-# No canonical repository exists yet: put the project's own URL here when it is
-# published; the Binder and source buttons follow it.
-REPOSITORY = "https://github.com/OWNER-PLACEHOLDER/fa"
 html_theme = "sphinx_book_theme"
 html_title = "fa: feedback alignment, reproduced"
-html_theme_options = {
-    "repository_url": REPOSITORY,
-    "repository_branch": "main",
-    "path_to_docs": "",
-    "use_repository_button": True,
-    "use_source_button": True,       # each page's source file, e.g. gallery/04_mnist.ipynb
-    "use_download_button": True,     # the .ipynb itself, from the site: works offline too
-    "launch_buttons": {"binderhub_url": "https://mybinder.org",
-                       "notebook_interface": "jupyterlab"},
-    "show_navbar_depth": 1,
-}
+# No repository, source or Binder buttons: the project has no public address yet, and a
+# button to a made-up one only leads to a 404. The download button serves each page's own
+# source (the .ipynb of a gallery page) from the site, offline too.
+html_theme_options = {"use_download_button": True, "show_navbar_depth": 1}
+html_static_path = ["_static"]
+html_css_files = ["book.css"]
 #: MathJax 2 as a PyPI package ships it, copied into the site: the math is typeset offline
 #: too (Sphinx's default loads MathJax 3 from a CDN).
 MATHJAX = Path(jupyter_server_mathjax.__file__).parent / "static"
 mathjax_path = "mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full"
 #: MyST marks each page's text as not math and its math spans as math (MathJax 3's
 #: options); MathJax 2 says the same with these classes. The package ships the STIX-Web
-#: fonts only: without naming them MathJax measures with the TeX fonts it lacks.
+#: fonts only: without naming them MathJax measures with the TeX fonts it lacks. An
+#: equation wider than the page is broken into lines, as MathJax 3's theme would scroll it.
 mathjax2_config = {
     "tex2jax": {"ignoreClass": "tex2jax_ignore|mathjax_ignore",
                 "processClass": "tex2jax_process|mathjax_process|math|output_area"},
     "HTML-CSS": {"availableFonts": [], "preferredFont": None, "webFont": "STIX-Web",
-                 "imageFont": None},
+                 "imageFont": None, "linebreaks": {"automatic": True}},
 }
 
 
@@ -66,16 +59,18 @@ def _mathjax(app, exception):
         shutil.copytree(MATHJAX, Path(app.outdir, "_static", "mathjax"), dirs_exist_ok=True)
 
 
-class RepositoryLinks(SphinxPostTransform):
-    """Send links to files of the checkout that are not pages of the book (the source
-    notebooks, benchmarks/, folders) to that file on the code host: MyST would drop them."""
+class CheckoutLinks(SphinxTransform):
+    """Links to files of the checkout that are not pages of the book (the source notebooks,
+    benchmarks/README.md) become downloads, copied into the site like the ``.py`` files
+    MyST already serves so; a link to a folder (``fa/figures/``) keeps only its text, which
+    names the folder of the checkout. Without this MyST would drop them with a warning."""
 
-    default_priority = 8       # before MyST's own resolver (9)
+    default_priority = 500      # at reading: the download collector then copies the files
 
-    def run(self, **kwargs):
+    def apply(self, **kwargs):
         root = Path(self.env.srcdir)
         for node in list(self.document.findall(addnodes.pending_xref)):
-            if node["reftype"] != "myst" or node["reftarget"] in self.env.all_docs:
+            if node["reftype"] != "myst" or node["reftarget"] in self.env.found_docs:
                 continue
             if node["refdomain"] == "doc":     # a docname, from the root, without suffix
                 path = next((node["reftarget"] + s for s in (".ipynb", ".md")
@@ -86,13 +81,16 @@ class RepositoryLinks(SphinxPostTransform):
                 path = path if (root / path).exists() else None
             if path is None:
                 continue                       # not a file of the checkout: MyST warns
-            kind = "tree" if (root / path).is_dir() else "blob"
-            link = nodes.reference("", "", internal=False,
-                                   refuri=f"{REPOSITORY}/{kind}/main/{path}")
-            link.extend(node[0].deepcopy().children or [nodes.literal(path, path)])
+            text = node[0].deepcopy().children or [nodes.literal(path, path)]
+            if (root / path).is_dir():
+                node.replace_self(nodes.inline("", "", *text))
+                continue
+            link = addnodes.download_reference("", "", refdoc=node["refdoc"],
+                                               reftarget="/" + path, refexplicit=True)
+            link.extend(text)
             node.replace_self(link)
 
 
 def setup(app):
-    app.add_post_transform(RepositoryLinks)
+    app.add_transform(CheckoutLinks)
     app.connect("build-finished", _mathjax)

@@ -69,9 +69,27 @@ def test_every_gallery_figure_and_claims_table_is_on_its_page(site, notebook):
     claims = sum("".join(d["text/html"]).count("<th>holds</th>")
                  for d in outputs(notebook) if "text/html" in d)
     assert claims >= 1 and html.count("<th>holds</th>") == claims
-    assert "mybinder.org/v2/gh/" in html, "a Binder launch button"
     assert "_static/mathjax/MathJax.js" in html, "MathJax from the site itself, offline"
     assert f"gallery/{notebook.name}" in html, "a link to the notebook's source"
+
+
+def test_files_of_the_checkout_are_served_not_sent_to_a_code_host(site):
+    """The project has no public address: a link to a source notebook is a download from
+    the site, a link to a folder is its name, and no button points anywhere else."""
+    page = Page(site / "README.html")
+    downloads = [link for link in page.links if "/_downloads/" in "/" + link]
+    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        served = [d for d in downloads if d.endswith("/" + notebook.name)]
+        assert served, f"README's link to notebooks/{notebook.name}"
+        assert (site / unquote(served[0])).read_bytes() == notebook.read_bytes()
+    pages = [path for path in site.rglob("*.html") if "_static" not in path.parts]
+    hosts = {urlsplit(link).netloc for path in pages for link in Page(path).links
+             if urlsplit(link).scheme in ("http", "https")}
+    # the paper, the authors' code, Dask's docs: nothing of this project's own
+    assert hosts == {"arxiv.org", "proceedings.neurips.cc", "github.com", "distributed.dask.org"}
+    assert not [link for path in pages for link in Page(path).links
+                if urlsplit(link).netloc == "github.com" and "/ChristophorusX/" not in link]
+    assert "fa/figures/" in (site / "README.html").read_text(encoding="utf-8")
 
 
 def test_the_figures_come_in_the_papers_order():
