@@ -81,7 +81,8 @@ def describe(n_train: int, n_test: int, folder=None, *, data: str | None = None)
 
 
 def cache_dir() -> Path:
-    """The per-user MNIST folder: ``$FA_DATA_DIR/mnist``, else ``pooch.os_cache("fa")/mnist``."""
+    """The per-user MNIST folder: ``$FA_DATA_DIR/mnist``, else ``pooch.os_cache("fa")/mnist``.
+    It holds the four files as downloaded (gzipped) or uncompressed, each MD5-checked."""
     root = os.environ.get(DATA_DIR_ENV)
     return (Path(root).expanduser().resolve() if root else Path(pooch.os_cache("fa"))) / "mnist"
 
@@ -94,8 +95,8 @@ def locate_mnist(data_dir=None, *, download: bool | None = None,
     if data_dir is not None:
         return check_path(data_dir, "data_dir", "load_mnist").resolve()
     folder = cache_dir()
-    if _keep_verified(folder, MD5):
-        return folder
+    if _keep_verified(folder, MD5) or _keep_verified(folder, RAW_MD5):
+        return folder       # as downloaded, or uncompressed (e.g. copied from a data_dir)
     if download is None:
         download = os.environ.get(OFFLINE_ENV, "") in ("", "0")
     reason = f"downloads are off ({OFFLINE_ENV} is set or download=False)"

@@ -162,6 +162,18 @@ def test_load_mnist_downloads_once_then_uses_the_cache(local_mirror, server):
     assert len(server.requests) == 4
 
 
+def test_uncompressed_files_in_the_cache_are_used_without_a_request(local_mirror, server,
+                                                                    files):
+    local_mirror.mkdir(parents=True)
+    for name, body in files.items():
+        (local_mirror / name.removesuffix(".gz")).write_bytes(gzip.decompress(body))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                 # no fallback to the subset
+        data = load_mnist()
+    assert data.n_train == N_TRAIN and server.requests == []
+    assert data.source.endswith("(the standard files, MD5-checked)")
+
+
 def test_hash_mismatch_is_a_clear_error_and_leaves_the_cache_clean(tmp_path, server, md5):
     bad = dict(md5, **{"t10k-images-idx3-ubyte.gz": "0" * 32})
     folder = tmp_path / "cache"
