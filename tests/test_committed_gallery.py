@@ -8,6 +8,7 @@ import dataclasses
 import io
 import json
 import math
+import re
 import zipfile
 
 import numpy as np
@@ -27,6 +28,16 @@ def test_every_redrawn_figure_is_in_the_gallery():
         assert (paths.GALLERY_DATA_DIR / f"{f.key}.csv.gz").exists(), f.key
         assert (paths.GALLERY_FIGURES_DIR / f"{f.key}.json").exists(), f.key
         assert (paths.GALLERY_NOTEBOOKS_DIR / f"{f.notebook}.ipynb").exists(), f.notebook
+
+
+def test_the_gallery_names_no_folder_of_the_machine_it_ran_on():
+    """A reader cannot have the gallery machine's folders: data are named by what they are
+    (F4's "data" column), never by where they were read from."""
+    folder = re.compile(r"(?<![\w.~])/(?:home|root|tmp|work|Users|mnt|var)/")
+    for path in [*paths.GALLERY_NOTEBOOKS_DIR.glob("*.ipynb"),
+                 *paths.GALLERY_FIGURES_DIR.glob("*.json")]:
+        found = folder.findall(path.read_text(encoding="utf-8"))
+        assert not found, f"{path.name} names a folder of its machine: {found[:3]}"
 
 
 @pytest.mark.parametrize("figure", [f for f in figures.FIGURES if f.archived],
