@@ -11,6 +11,12 @@ from fa.figures import alignment_dynamics, convergence, width_dependence
 STEPS = np.arange(0, 1001, 10)
 
 
+def tidied(frame, diverged=()):
+    """``frame`` as a figure's tidy() returns it: saying which runs diverged."""
+    frame.attrs["diverged"] = list(diverged)
+    return frame
+
+
 def f1_curves(free=lambda t: 10 ** (-t / 100), floors=(1e-3, 1e-2), bp=lambda t: 10 ** (-t / 80)):
     rows = []
     for seed in range(3):
@@ -19,7 +25,7 @@ def f1_curves(free=lambda t: 10 ** (-t / 100), floors=(1e-3, 1e-2), bp=lambda t:
                 ("fa", lam, lambda t, f=f: f + 10 ** (-t / 100)) for lam, f in zip((0.1, 0.2), floors)]:
             rows += [dict(activation="relu", width=100, rule=rule, lam=lam, seed=seed, step=t,
                           loss=curve(t) * jitter) for t in STEPS]
-    return pd.DataFrame(rows)
+    return tidied(pd.DataFrame(rows))
 
 
 def test_f1_claims_hold_on_the_expected_shape():
@@ -60,7 +66,7 @@ def f2_curves(final=(0.05, 0.3, 0.6), release_end=0.55, release_loss=1e-8, dropo
             lambda t: 2e-3 if t <= t_rel else release_loss)
         for q, a in zip((0.0, 0.5), dropout):
             add("dropout", q, lambda t, a=a: a * t / 1000, lambda t: 1e-3)
-    return pd.DataFrame(rows), s
+    return tidied(pd.DataFrame(rows)), s
 
 
 def test_f2_claims_hold_on_the_expected_shape():
@@ -93,7 +99,7 @@ def f3_runs(free_slope=-0.5, lam_level=(0.3, 0.5), dropout=(0.05, 0.3)):
                 add("l2", lam, level)
             for q, level in zip((0.0, 0.5), dropout):
                 add("dropout", q, level)
-    return pd.DataFrame(rows)
+    return tidied(pd.DataFrame(rows))
 
 
 def test_f3_claims_hold_on_the_expected_shape():

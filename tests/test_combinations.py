@@ -27,7 +27,8 @@ def test_f1_without_lambda_zero_skips_the_claims_that_need_it():
     claims = convergence.claims(curves)
     assert [c.claim for c in skipped(claims)] == ["FA, λ=0: loss falls exponentially"]
     assert "no λ = 0 run" in skipped(claims)[0].measured
-    assert fa.claims.table(claims)["holds"].iloc[0] == "skipped"
+    assert fa.claims.table(claims).set_index("claim").loc[
+        "FA, λ=0: loss falls exponentially", "holds"] == "skipped"
 
 
 def test_f2_without_dropout_has_no_dropout_row():
@@ -132,3 +133,37 @@ def test_a_wrong_rules_list_is_named_before_anything_runs(rules, got):
     with pytest.raises(ValueError, match=got):
         convergence.configs(s, rules=rules)
     assert {c.rule for c in convergence.configs(s, rules=["bp", "fa"])} == {"fa", "bp"}
+
+
+@pytest.mark.parametrize("figure", [convergence, alignment_dynamics, width_dependence],
+                         ids=lambda m: m.NAME)
+def test_diverged_runs_are_named_and_left_out_of_figure_tables_and_claims(figure, capsys):
+    """A lambda so large that eta * lambda > 2 blows up: its runs are no result to draw
+    or judge (a 'levels off' claim held on a loss of 1e9), and the reader is told."""
+    s = fa.settings(figure.NAME, "quick", lambdas=[0.0, 0.05, 500.0], widths=[100],
+                    dropout_rates=[], **TINY)
+    with pytest.warns(fa.DivergenceWarning):
+        result = sweep(figure.configs(s), s)
+    table = figure.tidy(result)
+    out = capsys.readouterr().out
+    assert out.startswith("Diverged, left out of the figure, its tables and claims: ")
+    assert "lam=500.0" in out and "2 of 2 seeds" in out
+    lam = table["lam"] if "lam" in table else table["strength"][table["regularizer"] == "l2"]
+    assert 500.0 not in set(lam) and {0.0, 0.05} <= set(lam)
+    plt.close(figure.plot(table) if figure is convergence else figure.plot(table, s)
+              if figure is alignment_dynamics else figure.plot(table))
+    claims = figure.claims(table) if figure is not alignment_dynamics else \
+        figure.claims(table, s)
+    first = claims[0]
+    assert first.claim == "every run trained to its end (none diverged)"
+    assert first.holds is False and "lam=500.0" in first.measured and \
+        "2 of 2 seeds" in first.measured
+    assert not [c for c in claims[1:] if "500" in c.claim]
+
+
+def test_a_sweep_whose_every_run_diverged_has_nothing_to_draw():
+    s = fa.settings("convergence", "quick", lambdas=[500.0], widths=[100], **TINY)
+    with pytest.warns(fa.DivergenceWarning):
+        result = sweep(convergence.configs(s, rules=["fa"]), s)
+    with pytest.raises(RuntimeError, match="Every one of the 2 runs diverged.*Lower lr"):
+        convergence.tidy(result)

@@ -11,6 +11,7 @@ from .. import paths
 from .._io import atomic_write
 from ..claims import Claim
 from ..constraints import fail
+from ..experiments import RunConfig
 from ..model import RULES
 from ..presets import FigureSettings, coerce, settings
 from . import BY_KEY
@@ -54,6 +55,49 @@ def write_csv(frame: pd.DataFrame, name: str, results_dir=None):
     path = out / f"{name}.csv"
     atomic_write(path, lambda f: frame.to_csv(f, index=False))
     return path
+
+
+def finished(frame: pd.DataFrame, runs: pd.DataFrame, kind=RunConfig
+             ) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of ``frame`` (keyed by ``run`` and ``seed``) whose run in ``runs`` (of
+    experiments ``kind``) did not diverge, and a line per config that had runs diverge,
+    named by the fields in which the sweep's configs differ (``lam=500.0: 2 of 2 seeds``)."""
+    bad = runs[runs["diverged"].astype(bool)]
+    if bad.empty:
+        return frame, []
+    gone = pd.MultiIndex.from_frame(frame[["run", "seed"]]).isin(
+        pd.MultiIndex.from_frame(bad[["run", "seed"]]))
+    settings = [f.name for f in dataclasses.fields(kind) if not f.metadata.get("label")
+                and runs[f.name].astype(str).nunique() > 1]
+    lines = []
+    for run, g in bad.groupby("run"):
+        row = runs[runs["run"] == run].iloc[0]
+        name = ", ".join(f"{c}={row[c]}" for c in settings) or f"config {run}"
+        lines.append(f"{name}: {len(g)} of {(runs['run'] == run).sum()} seeds")
+    return frame[~gone], lines
+
+
+def noted(frame: pd.DataFrame, diverged: list[str], n_runs: int) -> pd.DataFrame:
+    """``frame`` with ``attrs["diverged"]`` (for :func:`diverged_claim`); says, when runs
+    diverged, that the figure, its tables and claims leave them out (a diverged run has
+    no result to draw or judge)."""
+    if diverged and frame.empty:
+        raise RuntimeError(f"Every one of the {n_runs} runs diverged ({'; '.join(diverged)}): "
+                           "there is nothing to draw. Lower lr.")
+    if diverged:
+        print(f"Diverged, left out of the figure, its tables and claims: {'; '.join(diverged)}. "
+              "Lower lr for them.")
+    frame.attrs["diverged"] = diverged
+    return frame
+
+
+def diverged_claim(tag: str, frame: pd.DataFrame) -> Claim:
+    """Whether every run behind ``frame`` (a table of :func:`noted`) trained to its end."""
+    claim = "every run trained to its end (none diverged)"
+    diverged = frame.attrs.get("diverged")
+    if diverged is None:
+        return Claim.skipped(tag, claim, "this table was not made by the figure's tidy()")
+    return Claim(tag, claim, "; ".join(diverged) or "none diverged", not diverged)
 
 
 def mean_sd(frame: pd.DataFrame, by: list[str], column: str) -> pd.DataFrame:

@@ -61,10 +61,12 @@ def sweep_plan(scale: str = "paper", **overrides) -> tuple[list[RunConfig], list
 
 def tidy(sweep, results_dir=None) -> pd.DataFrame:
     """The figure's table from the sweep of :func:`configs`; also written to
-    ``<results_dir>/alignment_dynamics.csv``."""
-    curves = sweep.curves[COLUMNS]
+    ``<results_dir>/alignment_dynamics.csv`` (diverged runs left out, and named:
+    :func:`fa.figures._common.noted`)."""
+    curves, diverged = _common.finished(sweep.curves, sweep.runs)
+    curves = curves[COLUMNS]
     _common.write_csv(curves, NAME, results_dir)
-    return curves
+    return _common.noted(curves, diverged, len(sweep.runs))
 
 
 #: The rows of the figure that the sweep may have, with their y labels.
@@ -149,12 +151,14 @@ def claims(curves: pd.DataFrame, s: FigureSettings) -> list[Claim]:
        value at release and still above lam = 0's; the loss after release falls
        at least 10x below the constant-lam floor.
     3. Dropout at the largest rate ends more aligned than without dropout.
+
+    First of all, no run diverged (those that did are not in ``curves``).
     """
+    out = [_common.diverged_claim("F2", curves)]
     t_release = release_step(s)
     curves = _common.with_rule(curves)
     curves = curves[curves["rule"] == "fa"]
     table = summary(curves)
-    out = []
     for act, here in table.groupby("activation", sort=False):
         tag = f"F2 {act}"
         l2 = here[here["regularizer"] == "l2"].sort_values("strength")

@@ -47,10 +47,12 @@ def sweep_plan(scale: str = "paper", **overrides) -> tuple[list[RunConfig], list
 
 def tidy(sweep, results_dir=None) -> pd.DataFrame:
     """The figure's table from the sweep of :func:`configs`, also written to
-    ``<results_dir>/convergence.csv``: activation, width, rule, lam, seed, step, loss."""
-    curves = sweep.curves[["activation", "width", "rule", "lam", "seed", "step", "loss"]]
+    ``<results_dir>/convergence.csv``: activation, width, rule, lam, seed, step, loss
+    (diverged runs left out, and named: :func:`fa.figures._common.noted`)."""
+    curves, diverged = _common.finished(sweep.curves, sweep.runs)
+    curves = curves[["activation", "width", "rule", "lam", "seed", "step", "loss"]]
     _common.write_csv(curves, NAME, results_dir)
-    return curves
+    return _common.noted(curves, diverged, len(sweep.runs))
 
 
 def plot(curves: pd.DataFrame):
@@ -104,8 +106,10 @@ def claims(curves: pd.DataFrame, *, min_orders: float = 3.0) -> list[Claim]:
        less than 0.15 decades (30%), and its floor is above the ``lam = 0`` final loss.
     3. The floor rises with ``lam``.
     4. Every other rule (BP, ``lam = 0``) lowers the loss by ``min_orders`` too.
+
+    First of all, no run diverged (those that did are not in ``curves``).
     """
-    out = []
+    out = [_common.diverged_claim("F1", curves)]
     for act, here in curves.groupby("activation", sort=False):
         tag = f"F1 {act}"
         fa_runs = here[here["rule"] == "fa"]

@@ -79,13 +79,13 @@ def caption(s: FigureSettings) -> str:
 
 
 def tidy(sweep, results_dir=None) -> pd.DataFrame:
-    """One row per run from the sweep of :func:`configs` (diverged runs left out); also
-    written to ``<results_dir>/width_dependence.csv``."""
-    runs = sweep.runs.drop(columns="steps").rename(columns={
-        "final_alignment": "alignment", "final_loss": "loss", "steps_taken": "steps"})
-    runs = runs[~runs["diverged"]][COLUMNS]
+    """One row per run from the sweep of :func:`configs` (diverged runs left out, and named:
+    :func:`fa.figures._common.noted`); also written to ``<results_dir>/width_dependence.csv``."""
+    runs, diverged = _common.finished(sweep.runs, sweep.runs)
+    runs = runs.drop(columns="steps").rename(columns={
+        "final_alignment": "alignment", "final_loss": "loss", "steps_taken": "steps"})[COLUMNS]
     _common.write_csv(runs, NAME, results_dir)
-    return runs
+    return _common.noted(runs, diverged, len(sweep.runs))
 
 
 def dropout_row(runs: pd.DataFrame) -> list[int]:
@@ -199,12 +199,14 @@ def claims(runs: pd.DataFrame, *, strict: bool = True) -> list[Claim]:
        which acts on the time scale ``1 / (eta * lam)`` steps.
     4. Higher for larger ``lam``: at every width the alignment rises with lam.
     5. Dropout (where run): the largest rate is above no dropout at the largest width.
+
+    First of all, no run diverged (those that did are not in ``runs``).
     """
+    out = [_common.diverged_claim("F3", runs)]
     runs = _common.with_rule(runs)
     runs = runs[runs["rule"] == "fa"]
     table = summary(runs)
     fits = slopes(runs).set_index("activation")
-    out = []
     for act, here in table.groupby("activation", sort=False):
         tag = f"F3 {act}"
         l2 = here[here["regularizer"] == "l2"]
