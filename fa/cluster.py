@@ -1,4 +1,4 @@
-"""Run sweeps on a Dask cluster: many machines, one cache (the optional extra ``fa[cluster]``).
+"""Run sweeps on a Dask cluster: many machines, one cache (the optional extra ``cluster``).
 
 :func:`fa.run_sweep` takes any :class:`concurrent.futures.Executor`; :func:`connect` gives
 a Dask client's, whose workers run the chunks and send the results back to the caller's
@@ -54,8 +54,8 @@ def connect(address: str | None, *, timeout: float = 10.0):
     try:
         import distributed
     except ImportError:
-        raise ImportError("fa.cluster needs dask.distributed: pip install 'fa[cluster]' "
-                          "(or pip install 'dask[distributed]').") from None
+        raise ImportError("fa.cluster needs dask.distributed: pip install 'dask[distributed]' "
+                          "(in a checkout: pip install -e '.[cluster]').") from None
     try:
         client = distributed.Client(address, timeout=timeout, set_as_default=False)
     except OSError as err:   # includes distributed's timeouts

@@ -44,11 +44,25 @@ def output_root() -> Path:
 
     ``$FA_OUTPUT_ROOT`` if set (the test suite points it at a temporary folder),
     else ``build/`` of the checkout, else ``build/`` in the current directory.
+
+    Raises
+    ------
+    RuntimeError
+        If the current directory is inside an installed package (a notebook it ships,
+        opened where it lies): its outputs would be written into the package.
     """
     root = os.environ.get("FA_OUTPUT_ROOT")
     if root:
         return Path(root).resolve()
-    return (CHECKOUT if CHECKOUT else Path.cwd()) / "build"
+    if CHECKOUT:
+        return CHECKOUT / "build"
+    here = Path.cwd().resolve()
+    if here == PACKAGE_DIR or PACKAGE_DIR in here.parents:
+        raise RuntimeError(
+            f"This runs inside the installed package ({here}), which is no place for its "
+            f"outputs. Copy the notebooks ({NOTEBOOKS_DIR}) to a folder of your own and open "
+            "them there, or set the environment variable FA_OUTPUT_ROOT to a folder.")
+    return here / "build"
 
 
 def resolve(path, default: str) -> Path:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import importlib.util
 import logging
 import os
 import signal
@@ -169,10 +170,6 @@ def plan(args) -> dict:
     where = dict(root=root, notebooks=root / paths.NOTEBOOKS_OUT_DIR,
                  figures=root / paths.FIGURES_DIR, results=root / paths.RESULTS_DIR)
     if args.gallery:
-        if paths.CHECKOUT is None:
-            raise ValueError("The '--gallery' option writes the repository's committed "
-                             "figures, so it needs a checkout (git clone); this fa is an "
-                             "installed package.")
         where.update(notebooks=paths.GALLERY_NOTEBOOKS_DIR, figures=paths.GALLERY_FIGURES_DIR)
     return where
 
@@ -183,6 +180,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be an int >= 1, got {args.jobs}")
+    for option, given in (("--gallery", args.gallery), ("--archive", args.archive)):
+        if given and paths.CHECKOUT is None:
+            parser.error(f"{option} writes the repository's committed gallery, so it needs a "
+                         "checkout (git clone); this fa is an installed package.")
     if args.estimate and args.scale != "paper":
         parser.error("--estimate times the paper's protocol: add --scale paper (the quick "
                      "scale takes minutes)")
@@ -201,16 +202,26 @@ def main(argv=None) -> int:
         archived = [name for name in names if _runs_archive(name) is not None]
         if args.archive and not archived:
             committed = ", ".join(f.notebook for f in FIGURES if f.archived)
-            raise ValueError(f"The '--archive' option commits the runs of {committed} only, "
-                             "in a checkout; choose them with --only.")
+            raise ValueError(f"The '--archive' option commits the runs of {committed} only; "
+                             "choose them with --only.")
     except ValueError as err:
         parser.error(str(err))
+    if not args.archive and not args.estimate and importlib.util.find_spec("papermill") is None:
+        needed = ("The notebooks run with papermill and ipykernel, which are not installed: "
+                  "pip install papermill ipykernel (in a checkout: pip install -e '.[notebooks]').")
+        if not args.dry_run:
+            parser.error(needed)
+        print(needed)
 
     print(f"Notebooks from {paths.NOTEBOOKS_DIR}; executed copies to {where['notebooks']}, "
           f"figures to {where['figures']}, data and cache to {where['results']}")
     if args.dry_run:
         given = {**{k: v for k, v in (("backend", args.backend), ("device", args.device))
                     if v is not None}, **args.sets}
+        if args.archive:
+            print("Would add the cached runs of", ", ".join(archived), "to",
+                  _shown(paths.GALLERY_RUNS_DIR, where) + "/ (nothing is trained)")
+            return 0
         print("Would run:", ", ".join(names), f"(scale {args.scale}, {args.jobs} jobs"
               + "".join(f", {k}={v!r}" for k, v in given.items()) + ")")
         return 0

@@ -24,8 +24,9 @@ DEVICE_MEMORY_SHARE = 0.5       # share of a GPU's free memory one stacked chunk
 #: Array-API namespace of each backend, and how to install it.
 _NAMESPACES = {"numpy": "array_api_compat.numpy", "array_api_strict": "array_api_strict",
                "torch": "array_api_compat.torch", "cupy": "array_api_compat.cupy"}
-_INSTALL = {"numpy": 'pip install -e "."', "array_api_strict": 'pip install -e ".[test]"',
-            "torch": 'pip install -e ".[torch]"', "cupy": 'pip install -e ".[cupy]"'}
+_INSTALL = {"numpy": "`pip install array-api-compat`",
+            "array_api_strict": "`pip install array-api-strict`", "torch": "`pip install torch`",
+            "cupy": "the CuPy wheel of your CUDA version, e.g. `pip install cupy-cuda12x`"}
 
 
 def train(X, y, *, width, activation="relu", rule="fa", lam=0.0, lr, steps, seed=0,
@@ -186,7 +187,7 @@ def _namespace(backend):
         return importlib.import_module(_NAMESPACES[backend])
     except ImportError:
         raise ValueError(f"The 'backend' parameter of train must name an installed array "
-                         f"library; install {backend} with `{_INSTALL[backend]}`. "
+                         f"library; install {backend}: {_INSTALL[backend]}. "
                          f"Got {backend!r} instead.") from None
 
 

@@ -69,5 +69,6 @@ def test_missing_backend_says_how_to_install(monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "cupy", None)          # as if not installed
     monkeypatch.delitem(sys.modules, "array_api_compat.cupy", raising=False)
-    with pytest.raises(ValueError, match=r"'backend'.*pip install -e \"\.\[cupy\]\""):
+    with pytest.raises(ValueError, match=r"'backend'.*install cupy: the CuPy wheel of your "
+                                         r"CUDA version, e\.g\. `pip install cupy-cuda12x`"):
         fa.train(np.ones((3, 4)), np.ones(3), width=2, lr=0.1, steps=1, backend="cupy")

@@ -51,7 +51,8 @@ def test_the_first_cell_says_how_to_install_fa(path):
 
 def test_environment_yml_installs_the_package_and_its_dependencies():
     """repo2docker (Binder) and conda read environment.yml: it must install ``fa`` itself
-    (``-e .``, which repo2docker runs with the repository in place) and what it needs."""
+    (``-e .``, which repo2docker runs with the repository in place) and what it needs to
+    run the notebooks and the README's test command (pytest-xdist, for its -n 2)."""
     yaml = pytest.importorskip("yaml")
     tomllib = pytest.importorskip("tomllib")
     env = yaml.safe_load((paths.CHECKOUT / "environment.yml").read_text())
@@ -59,6 +60,7 @@ def test_environment_yml_installs_the_package_and_its_dependencies():
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert "-e ." in pip
     project = tomllib.loads((paths.CHECKOUT / "pyproject.toml").read_text())["project"]
-    needed = project["dependencies"] + project["optional-dependencies"]["notebooks"]
+    extras = project["optional-dependencies"]
+    needed = project["dependencies"] + extras["notebooks"] + extras["test"]
     missing = {re.split(r"[<>=\[ ]", d)[0] for d in needed} - conda
     assert not missing, f"environment.yml lacks {sorted(missing)}"

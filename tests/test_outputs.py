@@ -127,6 +127,13 @@ def test_installed_package_runs_its_shipped_notebooks_into_the_current_directory
                               "--dry-run"],
                              cwd=work, env=env, capture_output=True, text=True)
     assert gallery.returncode == 2 and "needs a checkout" in gallery.stderr
+    # A shipped notebook opened where it lies (Jupyter's working directory is its folder)
+    # would write into the package: refused, saying what to do instead.
+    inside = subprocess.run([PYTHON, "-c", "import fa.paths; fa.paths.resolve(None, 'figures')"],
+                            cwd=site / "fa" / "notebooks", env=env, capture_output=True,
+                            text=True)
+    assert inside.returncode == 1 and "Copy the notebooks" in inside.stderr
+    assert "FA_OUTPUT_ROOT" in inside.stderr
 
 
 def test_the_terminal_sees_the_notebooks_progress_as_it_runs(tmp_path, monkeypatch, capfd):

@@ -92,6 +92,28 @@ def test_the_gallery_is_replaced_at_the_paper_s_scale_only(capsys):
         capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", ["--gallery", "--archive"])
+def test_an_installed_package_is_told_it_needs_a_checkout_first(option, monkeypatch, capsys):
+    """Not "add --scale paper" first, to be refused after adding it."""
+    monkeypatch.setattr(paths, "CHECKOUT", None)
+    with pytest.raises(SystemExit):
+        reproduce.main(["--only", "03", option, "--dry-run"])
+    assert f"{option} writes the repository's committed gallery, so it needs a checkout" in \
+        capsys.readouterr().err
+
+
+def test_without_papermill_the_command_says_what_to_install(monkeypatch, capsys):
+    real = reproduce.importlib.util.find_spec
+    monkeypatch.setattr(reproduce.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "papermill" else real(name, *a))
+    with pytest.raises(SystemExit):
+        reproduce.main(["--only", "01"])
+    assert "pip install papermill ipykernel" in capsys.readouterr().err
+    assert reproduce.main(["--only", "01", "--dry-run"]) == 0     # said, then what would run
+    out = capsys.readouterr().out
+    assert "pip install papermill ipykernel" in out and "Would run: 01_convergence" in out
+
+
 def test_a_wrong_set_stops_the_command_before_it_runs():
     """A --set that does reach its notebook: test_outputs.py's run of an installed package."""
     bad = subprocess.run([sys.executable, "-m", "fa.reproduce", "--only", "01", "--dry-run",
