@@ -5,7 +5,8 @@ seed, the ``backend`` if chosen, and the code of ``experiment.numerics_modules``
 docstrings and comments (:func:`code_text`): editing that code recomputes the runs,
 editing its documentation or any other module reuses them. An activation or rule
 registered at run time is keyed by its own code (:func:`registered`). Files are written
-atomically; one that cannot be read back as a valid record counts as absent.
+atomically, each saying which run it holds; one that cannot be read back as a valid record
+of the run its name stands for counts as absent.
 
 Cache files travel between machines as a zip archive (:func:`pack`, :func:`unpack`), as
 the committed gallery's runs do. An archive holds the files under their names, the
@@ -236,16 +237,31 @@ def check_record(record: dict, experiment) -> dict:
 
 
 def load(cache: Path | None, experiment, seed: int, *, backend=None) -> dict | None:
-    """Return the cached record of ``(experiment, seed)``, or None if absent or unreadable."""
+    """Return the cached record of ``(experiment, seed)``, or None if absent, unreadable
+    or about another run (a file renamed or copied to the wrong key)."""
     if cache is None:
         return None
     try:
         with np.load(path(cache, experiment, seed, backend=backend), allow_pickle=False) as f:
             record = {name: f[name] for name in f.files if name != "about"}
+            about = json.loads(str(f["about"]))
+        if not _describes(about, experiment, seed, backend):
+            return None
         return check_record(record, experiment)
     # Absent, empty, truncated, not a zip, wrong entries: the run is trained again.
     except Exception:
         return None
+
+
+def _describes(about: dict, experiment, seed: int, backend) -> bool:
+    """Whether a file's ``about`` (written by :func:`save`) names ``(experiment, seed)``:
+    its kind, seed, backend and every field it records but the labels (which never change
+    numbers; a field added since the file was written is not in it)."""
+    fields = json.loads(json.dumps(dataclasses.asdict(experiment)))   # tuples as lists
+    wanted = dict(fields, kind=type(experiment).__qualname__, seed=int(seed), backend=backend)
+    ignored = label_fields(experiment)
+    return all(about.get(name) == value for name, value in wanted.items()
+               if name not in ignored and (name in about or name not in fields))
 
 
 def save(cache: Path | None, experiment, seed: int, record: dict, *, backend=None) -> None:

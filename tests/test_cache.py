@@ -55,6 +55,29 @@ def test_damaged_file_is_retrained(tmp_path, damage):
     assert_same(first, again)
 
 
+def test_a_file_under_another_runs_key_is_retrained(tmp_path):
+    """Files renamed by hand (re-keying an archive) or swapped: the name alone is not
+    trusted, the file says which run it holds."""
+    first, one = good_file(tmp_path)
+    two = tmp_path / f"{cache_key(tiny(), 2)}.npz"
+    a, b = one.read_bytes(), two.read_bytes()
+    one.write_bytes(b)
+    two.write_bytes(a)
+    train = CountingTrain()
+    again = run_sweep(tiny(), range(3), cache_dir=tmp_path, progress=False, train_fn=train)
+    assert sorted(sum(train.calls, [])) == [1, 2]
+    assert_same(first, again)
+
+
+def test_a_label_is_not_part_of_what_a_file_must_match(tmp_path):
+    """Labels never change numbers, so a file is still the run of a relabelled config."""
+    run_sweep(tiny(), range(2), cache_dir=tmp_path, progress=False, train_fn=fake_train)
+    relabelled = tiny(regularizer="something else")
+    train = CountingTrain()
+    run_sweep(relabelled, range(2), cache_dir=tmp_path, progress=False, train_fn=train)
+    assert train.calls == []
+
+
 def test_cache_key_follows_the_source_of_the_numerics_modules(monkeypatch):
     key = cache_key(tiny(), 0)
     monkeypatch.setattr(RunConfig, "numerics_modules", RunConfig.numerics_modules + ("fa.deep",))
