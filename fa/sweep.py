@@ -46,6 +46,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import tempfile
 import threading
 import warnings
 from collections.abc import Iterable
@@ -184,6 +185,8 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
             raise ValueError(f"The 'cache_dir' parameter of {caller} must be a folder (made "
                              f"if missing). Got {str(folder)!r}, where a file is in the way, "
                              "instead.") from None
+        except OSError as err:
+            raise _unwritable(folder, caller, err) from None
     label = desc or "sweep"
 
     # Chunks are cut from the full seed list, so a resumed sweep runs the same chunks.
@@ -202,6 +205,12 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
                     results[experiment, seed] = record
             if missing:
                 todo.append((experiment, missing))
+    if todo and folder is not None:
+        # Before training, not after a chunk of it: a read-only cache still serves its runs.
+        try:
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as err:
+            raise _unwritable(folder, caller, err) from None
 
     shipped = _shipped(unique)
     n_runs = len(unique) * len(seeds)
@@ -241,6 +250,12 @@ def run_sweep(configs, seeds, *, cache_dir=paths.CACHE_DIR, n_jobs=1, executor=N
 def _is_experiment(obj) -> bool:
     return dataclasses.is_dataclass(obj) and not isinstance(obj, type) and \
         all(hasattr(obj, name) for name in _PROTOCOL)
+
+
+def _unwritable(folder: Path, caller: str, err: OSError) -> ValueError:
+    return ValueError(f"The 'cache_dir' parameter of {caller} must be a folder this process "
+                      f"can write to: finished runs are saved there. Got {str(folder)!r} "
+                      f"({err.strerror}) instead; cache_dir=None trains without a cache.")
 
 
 def _where(n_cached: int, n_runs: int, folder: Path | None) -> str:

@@ -69,6 +69,27 @@ def test_a_file_under_another_runs_key_is_retrained(tmp_path):
     assert_same(first, again)
 
 
+def test_a_cache_that_cannot_be_written_is_refused_before_training(tmp_path, monkeypatch):
+    """Not after a chunk of training whose result could not be kept; a read-only cache
+    that holds every run still serves them."""
+    import errno
+    import fa.sweep
+
+    run_sweep(tiny(), range(2), cache_dir=tmp_path, progress=False, train_fn=fake_train)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(fa.sweep.tempfile, "TemporaryFile", read_only)
+    train = CountingTrain()
+    run_sweep(tiny(), range(2), cache_dir=tmp_path, progress=False, train_fn=train)
+    assert train.calls == []
+    with pytest.raises(ValueError, match=r"'cache_dir' parameter of run_sweep must be a folder "
+                       r"this process can write to.*Read-only file system.*cache_dir=None"):
+        run_sweep(tiny(), range(3), cache_dir=tmp_path, progress=False, train_fn=train)
+    assert train.calls == []
+
+
 def test_a_label_is_not_part_of_what_a_file_must_match(tmp_path):
     """Labels never change numbers, so a file is still the run of a relabelled config."""
     run_sweep(tiny(), range(2), cache_dir=tmp_path, progress=False, train_fn=fake_train)
