@@ -182,7 +182,8 @@ def report(notebooks, *, n_jobs: int = 1, results_dir=None, rates=None,
     rates = {} if rates is None else dict(rates)
     cache = paths.resolve(results_dir, paths.RESULTS_DIR) / "cache"
     lines = [f"Estimated paper-scale time on this machine ({n_jobs} worker"
-             f"{'s' if n_jobs > 1 else ''}; measured just now):"]
+             f"{'s' if n_jobs > 1 else ''}; from short runs of each kind timed just now, so "
+             "as busy as the machine is now):"]
     total = total_at_cap = 0.0
     counted = set()   # runs shared between notebooks (F2 reuses F1's) are trained once
     for name in notebooks:

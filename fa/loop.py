@@ -52,7 +52,8 @@ class TrainResult:
         True if the run was stopped because its loss became non-finite or exceeded
         ``BLOWUP`` times its initial value.
     W, beta : ndarray, shape (p, d) and (p,)
-        Final weights (at the last finite step if diverged).
+        Final weights; of a diverged run, those of the step that blew up (finite, but
+        huge: not a result).
     b : ndarray, shape (p,)
         The fixed random feedback vector.
     capped : bool

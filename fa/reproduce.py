@@ -240,6 +240,8 @@ def main(argv=None) -> int:
 
         with cluster.connect(args.scheduler) as executor:
             workers = cluster.n_workers(executor, n_jobs=args.jobs)
+        print("Timing short runs of each kind of run not yet cached, for the estimate "
+              "(a few minutes)...", flush=True)
         print(report(names, n_jobs=workers, results_dir=where["results"], overrides=args.sets))
         if args.estimate:
             return 0
