@@ -50,7 +50,7 @@ import tempfile
 import threading
 import warnings
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import cloudpickle
@@ -295,18 +295,26 @@ def _run_all(todo, n_jobs, executor, options, shipped):
         for experiment, seeds in todo:
             futures[pool.submit(run_chunk, experiment, seeds, options, shipped)] = \
                 (experiment, seeds)
-        error = None
-        for future in as_completed(futures):
-            if future.cancelled():
-                if error is None:    # not cancelled by us
-                    raise _LostExecutor(*_describe(pool))
-                continue
-            if future.exception() is not None:
-                if error is None:
-                    error = future.exception()
-                    _drop_pending(pool, futures, own)  # running chunks finish and are saved
-                continue
-            yield (*futures[future], future.result())
+        pending, error = set(futures), None
+        while pending:
+            # After a failure, poll: a future cancelled by the pool's shutdown is never
+            # "done" for wait() or as_completed() (only one the pool itself started
+            # cancelling is), so waiting on it would hang.
+            done, pending = wait(pending, timeout=None if error is None else 0.5,
+                                 return_when=FIRST_COMPLETED)
+            for future in done:
+                if future.cancelled():
+                    if error is None:    # not cancelled by us
+                        raise _LostExecutor(*_describe(pool))
+                    continue
+                if future.exception() is not None:
+                    if error is None:
+                        error = future.exception()
+                        _drop_pending(pool, futures, own)  # running chunks finish, are saved
+                    continue
+                yield (*futures[future], future.result())
+            if error is not None:
+                pending = {future for future in pending if not future.cancelled()}
         if error is not None:
             raise error
         finished = True

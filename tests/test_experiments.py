@@ -2,6 +2,9 @@
 
 import dataclasses
 import os
+import subprocess
+import sys
+import textwrap
 import warnings
 from typing import ClassVar
 
@@ -261,6 +264,23 @@ def test_parallel_failure_keeps_the_finished_chunks(tmp_path):
     assert_same(sweep(tmp_path, CONFIGS[0], range(12), train_fn=train, chunk_size=4),
                 sweep(tmp_path / "fresh", CONFIGS[0], range(12), chunk_size=4))
     assert train.calls == [[8, 9, 10, 11]]
+
+
+def test_a_failure_among_many_queued_chunks_is_raised_not_waited_on_forever():
+    """Chunks the pool cancels on the first failure never count as done for wait() or
+    as_completed(); eight configs on two workers used to hang the sweep for good."""
+    script = textwrap.dedent("""
+        from fa.experiments import RunConfig, run_sweep
+        def broken(X, y, **kwargs):
+            raise ValueError("this chunk fails")
+        configs = [RunConfig(activation="relu", width=8, lr=1e-2, steps=5, n=4, d=3,
+                             lam=0.01 * k) for k in range(8)]
+        run_sweep(configs, range(2), cache_dir=None, progress=False, n_jobs=2,
+                  train_fn=broken)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 1 and "ValueError: this chunk fails" in run.stderr
 
 
 @pytest.fixture(scope="module")
