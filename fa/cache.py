@@ -130,23 +130,36 @@ def registered(experiment) -> dict:
 
 def code_digest(obj) -> str:
     """sha256 of what a function (or a dataclass of functions) runs: its bytecode,
-    constants and names, and those of the functions and closures it uses."""
+    constants and names, and those of the functions, closures and global values (numbers,
+    strings, arrays: ``alpha = 0.01`` in a notebook) it uses. Modules and other objects
+    count by name only."""
     seen = set()
 
+    def names(code):
+        return code.co_names + tuple(n for c in code.co_consts
+                                     if isinstance(c, types.CodeType) for n in names(c))
+
     def walk(x):
+        if isinstance(x, (bool, int, float, complex, str, bytes, type(None), np.generic)):
+            return repr(x)
+        if isinstance(x, np.ndarray):
+            return (x.dtype.str, x.shape, hashlib.sha256(np.ascontiguousarray(x)).hexdigest())
         if id(x) in seen:
             return "..."
         seen.add(id(x))
         if isinstance(x, types.CodeType):
             return (x.co_code, tuple(walk(c) for c in x.co_consts), x.co_names)
         if isinstance(x, types.FunctionType):
-            used = [x.__globals__[n] for n in x.__code__.co_names
-                    if isinstance(x.__globals__.get(n), types.FunctionType)]
+            used = [(n, x.__globals__[n]) for n in dict.fromkeys(names(x.__code__))
+                    if n in x.__globals__]
             cells = [c.cell_contents for c in x.__closure__ or ()]
-            return (walk(x.__code__), tuple(walk(f) for f in used + cells))
+            return (walk(x.__code__), tuple((n, walk(v)) for n, v in used),
+                    tuple(walk(c) for c in cells))
         if dataclasses.is_dataclass(x) and not isinstance(x, type):
             return tuple(walk(getattr(x, f.name)) for f in dataclasses.fields(x))
-        return repr(x)
+        if isinstance(x, (tuple, list, frozenset)):
+            return tuple(walk(v) for v in x)
+        return type(x).__qualname__       # a module, a class: its name, never an address
 
     return hashlib.sha256(repr(walk(obj)).encode()).hexdigest()
 

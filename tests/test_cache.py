@@ -184,6 +184,28 @@ def test_a_registered_activation_is_keyed_by_its_code(monkeypatch):
     assert cache_key(relu, 0) != packaged
 
 
+def test_a_registered_activation_is_keyed_by_the_global_values_it_reads(monkeypatch):
+    """As a notebook writes it: ``alpha = 0.01`` in one cell, the activation in another."""
+    cell = textwrap.dedent("""
+        from fa.model import Activation
+        leaky = Activation(psi=lambda h: h if h > 0.0 else alpha * h,
+                           dpsi=lambda h: 1.0 if h > 0.0 else alpha,
+                           psi_array=lambda xp, H: xp.where(H > 0.0, H, alpha * H),
+                           dpsi_array=lambda xp, H: xp.where(H > 0.0, 1.0 + 0.0 * H,
+                                                             alpha + 0.0 * H))
+    """)
+    notebook = {"alpha": 0.01}
+    exec(cell, notebook)
+    monkeypatch.setitem(fa.ACTIVATIONS, "leaky", notebook["leaky"])
+    config = RunConfig(activation="leaky", width=8, n=5, d=6, steps=3)
+    key = cache_key(config, 0)
+    assert cache_key(config, 0) == key
+    notebook["alpha"] = 0.5
+    assert cache_key(config, 0) != key
+    notebook["alpha"] = 0.01
+    assert cache_key(config, 0) == key
+
+
 def test_a_registered_activation_reaches_spawned_workers(monkeypatch, tmp_path):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
