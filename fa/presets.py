@@ -226,10 +226,23 @@ def coerce(name: str, value, kind, caller: str):
     return kind(value)
 
 
+def figure_activations(names, expected: str) -> tuple[bool, str]:
+    """Whether a figure can run every activation of ``names`` (in :data:`fa.ACTIVATIONS`,
+    with a row in :data:`PROTOCOL`), and the message's ``expected`` part: ``expected``
+    ("one of", "a non-empty list of names from") and the names it can run."""
+    usable = [a for a in ACTIVATIONS if a in PROTOCOL]
+    text = f"{expected} {', '.join(map(repr, usable))}"
+    unready = [a for a in names if a in ACTIVATIONS and a not in PROTOCOL]
+    if unready:
+        text += (f" ({unready[0]!r} is in fa.ACTIVATIONS but has no row in "
+                 "fa.presets.PROTOCOL, which gives a figure its data, step size and lambdas: "
+                 "see docs/extending.md)")
+    return bool(names) and all(a in usable for a in names), text
+
+
 def _rules(s: FigureSettings, figure: str):
     """The rules of F1-F3's settings across fields, for :func:`resolve`."""
-    yield "activations", bool(s.activations) and all(a in ACTIVATIONS for a in s.activations), \
-        f"a non-empty list of names from {', '.join(map(repr, ACTIVATIONS))}"
+    yield "activations", *figure_activations(s.activations, "a non-empty list of names from")
     yield "widths", bool(s.widths) and min(s.widths) >= 1, "a non-empty list of ints >= 1"
     if figure in ONE_WIDTH:
         yield "widths", len(s.widths) == 1, \

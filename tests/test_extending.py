@@ -141,6 +141,19 @@ def test_an_activation_registered_in_a_notebook_trains_in_workers_and_keys_the_c
     assert result == dict(same=[False] * 4, new_keys=[True, True])
 
 
+def test_an_activation_without_its_protocol_row_is_refused_by_the_figures(monkeypatch):
+    """The recipe's step 2 forgotten: said where the settings are read, not a KeyError
+    deep in a figure module."""
+    namespace = {"ACTIVATIONS": {}, "Activation": fa.model.Activation, "math": math}
+    exec(SOFTPLUS.format(k=""), namespace)          # into a table of its own, then patched in
+    monkeypatch.setitem(fa.ACTIVATIONS, "softplus", namespace["ACTIVATIONS"]["softplus"])
+    for make in (lambda: fa.settings("width_dependence", activations=["relu", "softplus"]),
+                 lambda: figures.BY_KEY["mechanisms"].load().settings(activation="softplus")):
+        with pytest.raises(ValueError, match=r"'softplus' is in fa.ACTIVATIONS but has no row "
+                                             r"in fa.presets.PROTOCOL"):
+            make()
+
+
 # --- Add a figure -------------------------------------------------------------------------
 
 TOY = '''

@@ -17,8 +17,7 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 from .. import plotting
 from . import _common
 from ..claims import Claim
-from ..model import ACTIVATIONS
-from ..presets import PROTOCOL, resolve
+from ..presets import PROTOCOL, figure_activations, resolve
 from .convergence import ROUND_OFF
 from .mechanisms_runs import AlignmentRun, DynamicsRun, KernelRun
 from .width_dependence import fit_power_law
@@ -84,7 +83,7 @@ def settings(scale: str = "quick", **overrides) -> MechanismSettings:
 
 
 def _rules(s: MechanismSettings):
-    yield "activation", s.activation in ACTIVATIONS, f"one of {', '.join(map(repr, ACTIVATIONS))}"
+    yield "activation", *figure_activations([s.activation], "one of")
     yield "widths", bool(s.widths) and min(s.widths) >= 1 and list(s.widths) == sorted(
         set(s.widths)), "a non-empty list of increasing ints >= 1 (small to large)"
     yield "lam", s.lam is None or s.lam > 0, "a float > 0"
