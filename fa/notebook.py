@@ -8,8 +8,9 @@ come from the kernel's input history (IPython's ``In``), not the namespace, whic
 holds every name the notebook's own cells made: the cells run just before the check that
 papermill injected, or that assign a parameter the figure accepts and hold nothing but
 assignments, imports and functions (an activation registered there does not hide a
-misspelt name), however the notebook is run (Run All, again in the same kernel,
-papermill, or rerunning the edited parameters cell and those below). In plain Python,
+misspelt name, nor does a cell of the user's between them and the check), however the
+notebook is run (Run All, again in the same kernel, papermill, or rerunning the edited
+parameters cell and those below). In plain Python,
 without that history, every variable of the namespace is checked.
 
 A papermill run with parameters of its own would write over the quick start's results in
@@ -58,17 +59,20 @@ def _assigned(source: str) -> set[str] | None:
 
 
 def _parameter_cells(history: list[str], accepted) -> list[str]:
-    """The consecutive cells run just before the last one that papermill injected or that
-    assign one of the ``accepted`` names (and only assign and declare, :func:`_assigned`),
-    newest first: this run's parameters cells."""
+    """The consecutive cells that papermill injected or that assign one of the ``accepted``
+    names (and only assign and declare, :func:`_assigned`), run last before the running
+    one, newest first: this run's parameters cells. Cells run between them and the check
+    (a cell of the user's, registering an activation) are passed over, but not a previous
+    check: that is another run's, or another notebook's in the same kernel."""
     cells = []
     for source in reversed(history[:-1]):
         if not source.strip():      # IPython's placeholder In[0], an empty cell
             continue
         names = _assigned(source)
-        if names is None or not (source.startswith("# Parameters") or names & set(accepted)):
+        if names is not None and (source.startswith("# Parameters") or names & set(accepted)):
+            cells.append(source)
+        elif cells or "check_parameters(" in source:
             break
-        cells.append(source)
     return cells
 
 

@@ -194,6 +194,13 @@ def test_the_check_reads_the_cells_of_assignments_run_just_before_it():
               'out()\nif rerun:\n    s = 1']
     assert notebook.parameter_names(["", *before, *edited[2:]], accepted) == \
         {"scale", "n_seed", "steps"}
+    # A cell of the user's between the parameters and the check (an activation registered
+    # in a cell of its own) hides no misspelt name; a previous check ends the search.
+    register = 'fa.ACTIVATIONS["leaky"] = fa.model.Activation(psi=psi, dpsi=dpsi)'
+    assert notebook.parameter_names([*history[:-1], register, history[-1]], accepted) == \
+        {"scale", "widths", "widht"}
+    assert notebook.parameter_names([*history, "fig = plot(curves)", history[-1]],
+                                    accepted) == set()
 
 
 def test_only_this_run_s_injected_parameters_choose_its_output_folders(capsys):
