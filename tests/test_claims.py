@@ -1,6 +1,8 @@
 """Every figure's claims hold on data with the expected shape and fail on data that
 violates them: built by hand, so each test names the property it breaks."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -124,3 +126,22 @@ def test_f3_order_in_lam_is_checked_at_every_width_not_only_the_largest():
     order = [c for c in width_dependence.claims(runs) if "rises with λ" in c.claim]
     assert len(order) == 1 and order[0].holds is False
     assert order[0].measured.startswith("3 of 4 widths")
+
+
+def test_f3_fits_no_power_law_to_a_rule_whose_alignment_crosses_zero():
+    """BP's cos(beta, b) hovers around 0: no slope (no log of a negative number), and its
+    panel shows the values below 0 instead of cutting them off."""
+    import matplotlib.pyplot as plt
+
+    fa_runs = f3_runs().assign(rule="fa")
+    bp_runs = fa_runs.assign(rule="bp", alignment=lambda r: 0.02 * np.cos(r["width"] + r["seed"]))
+    runs = pd.concat([fa_runs, bp_runs], ignore_index=True)
+    assert bp_runs["alignment"].min() < 0 < bp_runs["alignment"].max()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                    # no RuntimeWarning from a log
+        fits = width_dependence.slopes(runs)
+        fig = width_dependence.plot(runs)
+    assert list(fits["rule"]) == ["fa"]
+    bp_panel = next(ax for ax in fig.axes if ax.get_title().startswith("ReLU · BP"))
+    assert bp_panel.get_ylim()[0] < bp_runs["alignment"].min()
+    plt.close(fig)

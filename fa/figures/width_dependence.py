@@ -114,13 +114,15 @@ def summary(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def slopes(runs: pd.DataFrame) -> pd.DataFrame:
-    """The fitted power-law slope of the unregularised (lam = 0) curve per activation (and rule)."""
+    """The fitted power-law slope of the unregularised (lam = 0) curve per activation (and
+    rule), where it has two widths or more and is positive (BP's ``cos(beta, b)`` hovers
+    around 0: no power law to fit)."""
     table = summary(runs)
     free = table[(table["regularizer"] == "l2") & (table["strength"] == 0.0)]
     rows = [dict(activation=act, rule=rule, **dict(zip(("slope", "intercept"),
                                                        fit_power_law(g["width"], g["alignment"]))))
             for (act, rule), g in free.groupby(["activation", "rule"], sort=False)
-            if g["width"].nunique() > 1]   # one width: no slope to fit
+            if g["width"].nunique() > 1 and (g["alignment"] > 0).all()]
     return pd.DataFrame(rows, columns=["activation", "rule", "slope", "intercept"])
 
 
@@ -163,7 +165,10 @@ def plot(runs: pd.DataFrame):
             widths = sorted(here["width"].unique())
             ax.set_xticks(widths, [f"{w / 1000:g}k" if w >= 1000 else f"{w:g}" for w in widths])
             ax.minorticks_off()
-            ax.set_ylim(bottom=0)
+            if (here["alignment"] - here["alignment_sd"].fillna(0)).min() >= 0:
+                ax.set_ylim(bottom=0)
+            else:                  # another rule's alignment with b is around 0, either side
+                ax.axhline(0, color="grey", lw=0.8)
             ax.set_title(f"{plotting.panel_title(act, rule, n_rules)}, "
                          f"{'L2 on β' if reg == 'l2' else 'dropout'}")
             ax.set_xlabel("width p")
