@@ -165,7 +165,7 @@ def plot(runs: pd.DataFrame):
             widths = sorted(here["width"].unique())
             ax.set_xticks(widths, [f"{w / 1000:g}k" if w >= 1000 else f"{w:g}" for w in widths])
             ax.minorticks_off()
-            if (here["alignment"] - here["alignment_sd"].fillna(0)).min() >= 0:
+            if here["alignment"].min() >= 0:
                 ax.set_ylim(bottom=0)
             else:                  # another rule's alignment with b is around 0, either side
                 ax.axhline(0, color="grey", lw=0.8)
