@@ -46,8 +46,9 @@ def test_paper_settings_are_the_authors_protocol():
 
 
 def test_settings_reject_bad_values():
-    with pytest.raises(ValueError):
-        mnist_figure.settings("quick", depth=3)
+    for depth in (3, [1, 3], True, []):       # the notebook's parameter, named as it is there
+        with pytest.raises(ValueError, match=r"The 'depth' parameter of 04_mnist must be 1 or 2"):
+            mnist_figure.settings("quick", depth=depth)
     with pytest.raises(ValueError):
         mnist_figure.settings("quick", widths=[3])
     with pytest.raises(ValueError):

@@ -190,7 +190,10 @@ def settings(scale: str = "quick", **overrides) -> MnistSettings:
     """
     depth = overrides.pop("depth", None)
     if depth is not None:
-        overrides["depths"] = [depth] if np.isscalar(depth) else depth
+        depths = [depth] if np.isscalar(depth) else list(depth)
+        if not depths or any(isinstance(d, bool) or d not in (1, 2) for d in depths):
+            raise fail("depth", "04_mnist", "1 or 2 (None: both)", depth)
+        overrides["depths"] = depths
     return resolve(PAPER, QUICK_CHANGES, scale, overrides, caller="04_mnist", rules=_rules)
 
 
