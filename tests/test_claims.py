@@ -45,6 +45,14 @@ def test_f1_claims_fail_on_violating_data(data, broken):
     assert any(c.startswith(broken) for c in failed), failed
 
 
+def test_f1_names_the_worst_seed_which_the_mean_can_hide():
+    curves = f1_curves()
+    stuck = (curves["rule"] == "fa") & (curves["lam"] == 0) & (curves["seed"] == 2)
+    curves.loc[stuck, "loss"] = 1.0
+    claim = next(c for c in convergence.claims(curves) if "orders of magnitude" in c.claim)
+    assert claim.measured.endswith("(worst seed 0.0)")
+
+
 def test_f1_level_off_fails_when_a_regularised_loss_keeps_falling():
     curves = f1_curves()
     keep = (curves["lam"] == 0.2)
