@@ -462,12 +462,13 @@ def claims_dynamics(frame: pd.DataFrame, checks: pd.DataFrame, s: MechanismSetti
     tau = 1 / (s.lr * s.lam_used)
     below = const.index[const["initial_share"] < 0.5]
     t_half = int(below[0]) if len(below) else None
+    half = "never" if t_half is None else f"from t={t_half}"
     start, end = const.iloc[0], const.iloc[-1]
     out.append(Claim(tag, f"constant λ: the random start is forgotten on the time scale "
                           f"1/(ηλ) = {tau:.0f} steps (its share of β < 1/2 by 3/(ηλ), < 0.2 "
                           "at the end; initial RMS down 5x); the learned part carries the "
                           "alignment (> 0.9 of it)",
-                     f"start's share of β < 1/2 from t={t_half}, {end['initial_share']:.3f} at "
+                     f"start's share of β < 1/2 {half}, {end['initial_share']:.3f} at "
                      f"the end; initial RMS {start['initial_rms']:.3f} → "
                      f"{end['initial_rms']:.4f}; learned {end['learned']:.3f} of "
                      f"{end['alignment']:.3f}",
