@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 from pathlib import Path
 
 from . import paths
@@ -80,10 +82,26 @@ def write(output: Path | None = None) -> list[Path]:
         nb = json.loads(source.read_text(encoding="utf-8"))
         if not any(SOLUTION in c.get("metadata", {}).get("tags", []) for c in nb["cells"]):
             continue
+        copy = student_copy(nb)
+        for cell in copy["cells"]:
+            if cell["cell_type"] == "markdown":
+                cell["source"] = _relinked("".join(cell["source"]), output)
         written.append(output / source.name)
-        written[-1].write_text(json.dumps(student_copy(nb), indent=1, ensure_ascii=False) + "\n",
+        written[-1].write_text(json.dumps(copy, indent=1, ensure_ascii=False) + "\n",
                                encoding="utf-8")
     return written
+
+
+def _relinked(text: str, output: Path) -> str:
+    """``text`` with its links to files beside the notebooks (``](../docs/model.md)``)
+    pointing there from ``output``, where the copy lies; a link to nothing stays."""
+    def relink(match):
+        target = (paths.NOTEBOOKS_DIR / match[1]).resolve()
+        if not target.exists():
+            return match[0]
+        return f"]({Path(os.path.relpath(target, output.resolve())).as_posix()}{match[2] or ''})"
+
+    return re.sub(r"\]\((\.\./[^)#\s]+)(#[^)\s]*)?\)", relink, text)
 
 
 def main(argv: list[str] | None = None) -> None:

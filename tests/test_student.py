@@ -56,3 +56,16 @@ def test_the_command_writes_one_copy_per_notebook_with_exercises(tmp_path, capsy
     assert str(tmp_path) in capsys.readouterr().out
     written = json.loads((tmp_path / WITH_EXERCISES[0].name).read_text())
     assert not any("solution" in tags(c) for c in written["cells"])
+
+
+def test_the_copies_links_to_the_docs_and_code_resolve_where_they_are_written(tmp_path):
+    """The notebooks link to ../docs/ and ../fa/ from notebooks/; a copy elsewhere must
+    point there from its own folder."""
+    out = tmp_path / "deep" / "inside"
+    links = []
+    for path in student.write(out):
+        text = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                       if c["cell_type"] == "markdown")
+        links += re.findall(r"\]\(([^)#\s]+\.(?:md|py))(?:#[^)]*)?\)", text)
+    local = [link for link in links if "://" not in link]
+    assert local and all((out / link).exists() for link in local), local
