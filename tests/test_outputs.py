@@ -104,6 +104,7 @@ def test_installed_package_runs_its_shipped_notebooks_into_the_current_directory
                     "--no-build-isolation", "--target", str(site), str(source)], check=True,
                    capture_output=True)
     assert (site / "fa" / "notebooks" / "01_convergence.ipynb").exists()
+    assert not (source / "build").exists(), "pip's build wrote into the output folder"
     assert (site / "fa" / "authors_data" / "f3_l2_final_alignment.csv").exists()
     work = tmp_path / "work"
     work.mkdir()
