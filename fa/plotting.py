@@ -116,7 +116,7 @@ def save_figure(fig, name: str, *, figures_dir=None, notebook: str, scale: str,
         **({"dtypes": {a: settings.dtype_for(a) for a in settings.activations}}
            if hasattr(settings, "dtype_for") else {}),
         "seeds": f"{len(seeds)} seeds: {seeds[0]}..{seeds[-1]}" if len(seeds) > 3 else seeds,
-        "commit": _commit(),
+        "commit": COMMIT,
         "fa_version": _version(),
         "created": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         **(about or {}),
@@ -165,6 +165,11 @@ def _commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return sha + ("+dirty" if dirty else "")
+
+
+#: The commit when this module was imported, in a notebook's setup cell: a manifest names
+#: the code that ran, even if the checkout moves on during a run of hours.
+COMMIT = _commit()
 
 
 def step_axis(ax, label: str = "step t") -> None:

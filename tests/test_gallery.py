@@ -91,6 +91,19 @@ def test_the_manifest_says_which_precision_each_activation_ran_in(tmp_path):
     assert {s.dtype_for(a) for a in s.activations} == {"float64"}
 
 
+def test_the_manifest_names_the_commit_of_the_code_that_ran(tmp_path, monkeypatch):
+    """Taken when the notebook imported fa.plotting, not when it saves hours later: the
+    checkout may have moved on in between, not the code that is running."""
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(fa.plotting, "_commit", lambda: "a commit made during the run")
+    fig = plt.figure()
+    fa.plotting.save_figure(fig, "toy", figures_dir=tmp_path, notebook="x.ipynb",
+                            scale="quick", settings=fa.settings("convergence"))
+    plt.close(fig)
+    assert json.loads((tmp_path / "toy.json").read_text())["commit"] == fa.plotting.COMMIT
+
+
 def test_the_width_manifest_names_the_dropout_row_it_ran():
     # The settings list the L2 widths; the dropout row may run at fewer (a gallery run in
     # chunks), so the manifest takes them from the runs, as plain ints for JSON.
