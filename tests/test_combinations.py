@@ -161,9 +161,34 @@ def test_diverged_runs_are_named_and_left_out_of_figure_tables_and_claims(figure
     assert not [c for c in claims[1:] if "500" in c.claim]
 
 
-def test_a_sweep_whose_every_run_diverged_has_nothing_to_draw():
+def test_a_sweep_whose_every_run_diverged_has_nothing_to_draw(tmp_path):
     s = fa.settings("convergence", "quick", lambdas=[500.0], widths=[100], **TINY)
     with pytest.warns(fa.DivergenceWarning):
         result = sweep(convergence.configs(s, rules=["fa"]), s)
-    with pytest.raises(RuntimeError, match="Every one of the 2 runs diverged.*Lower lr"):
-        convergence.tidy(result)
+    with pytest.raises(RuntimeError, match=r"Every one of the 2 runs diverged \(.*lam=500\.0.*"
+                                           r"\): there is nothing to draw\. Lower lr"):
+        convergence.tidy(result, tmp_path)
+    assert not (tmp_path / "convergence.csv").exists()       # no empty table left behind
+
+
+@pytest.mark.parametrize("activations, lambdas, steps, gone", [
+    # ReLU's release runs diverge too (eta lam = 5), linear's not (0.5): a release row
+    # with no ReLU data in it
+    (["linear", "relu"], [0.0, 500.0], 300, "release"),
+    # released at step 10, before the constant run blows up
+    (["relu"], [0.0, 205.0], 20, "constant"),
+])
+def test_f2_draws_and_judges_what_is_left_when_some_runs_diverge(activations, lambdas, steps,
+                                                                 gone, capsys):
+    s = fa.settings("alignment_dynamics", "quick", activations=activations, lambdas=lambdas,
+                    widths=[100], n_seeds=2, steps=steps, dropout_rates=[])
+    with pytest.warns(fa.DivergenceWarning):
+        result = sweep(alignment_dynamics.configs(s), s)
+    curves = alignment_dynamics.tidy(result)
+    assert "Diverged" in capsys.readouterr().out
+    plt.close(alignment_dynamics.plot(curves, s))
+    claims = alignment_dynamics.claims(curves, s)
+    assert claims[0].holds is False
+    if gone == "constant":
+        assert "no constant-λ run to compare (it diverged)" in \
+            [c.measured.removeprefix("skipped: ") for c in skipped(claims)]

@@ -67,12 +67,15 @@ def finished(frame: pd.DataFrame, runs: pd.DataFrame, kind=RunConfig
         return frame, []
     gone = pd.MultiIndex.from_frame(frame[["run", "seed"]]).isin(
         pd.MultiIndex.from_frame(bad[["run", "seed"]]))
-    settings = [f.name for f in dataclasses.fields(kind) if not f.metadata.get("label")
-                and runs[f.name].astype(str).nunique() > 1]
+    fields = [f for f in dataclasses.fields(kind) if not f.metadata.get("label")]
+    settings = [f.name for f in fields if runs[f.name].astype(str).nunique() > 1]
     lines = []
     for run, g in bad.groupby("run"):
         row = runs[runs["run"] == run].iloc[0]
-        name = ", ".join(f"{c}={row[c]}" for c in settings) or f"config {run}"
+        # one config: name it by the fields not at their default
+        named = settings or [f.name for f in fields if f.default is dataclasses.MISSING
+                             or str(row[f.name]) != str(f.default)]
+        name = ", ".join(f"{c}={row[c]}" for c in named)
         lines.append(f"{name}: {len(g)} of {(runs['run'] == run).sum()} seeds")
     return frame[~gone], lines
 

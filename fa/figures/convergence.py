@@ -51,8 +51,9 @@ def tidy(sweep, results_dir=None) -> pd.DataFrame:
     (diverged runs left out, and named: :func:`fa.figures._common.noted`)."""
     curves, diverged = _common.finished(sweep.curves, sweep.runs)
     curves = curves[["activation", "width", "rule", "lam", "seed", "step", "loss"]]
+    curves = _common.noted(curves, diverged, len(sweep.runs))
     _common.write_csv(curves, NAME, results_dir)
-    return _common.noted(curves, diverged, len(sweep.runs))
+    return curves
 
 
 def plot(curves: pd.DataFrame):

@@ -290,9 +290,9 @@ def tidy(sweeps, results_dir=None) -> pd.DataFrame:
         depth = len(runs["hidden"].iloc[0])
         diverged += [f"{depth} hidden layer{'s' * (depth > 1)}, {line}" for line in lines]
         frames.append(curves.assign(depth=curves["hidden"].map(len))[COLUMNS])
-    frame = pd.concat(frames, ignore_index=True)
+    frame = _common.noted(pd.concat(frames, ignore_index=True), diverged,
+                          sum(len(sweep.runs) for sweep in sweeps))
     _common.write_csv(frame, NAME, results_dir)
-    frame = _common.noted(frame, diverged, sum(len(sweep.runs) for sweep in sweeps))
     frame.attrs["source"] = frame["source"].iloc[0]
     return frame
 

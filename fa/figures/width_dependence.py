@@ -84,8 +84,9 @@ def tidy(sweep, results_dir=None) -> pd.DataFrame:
     runs, diverged = _common.finished(sweep.runs, sweep.runs)
     runs = runs.drop(columns="steps").rename(columns={
         "final_alignment": "alignment", "final_loss": "loss", "steps_taken": "steps"})[COLUMNS]
+    runs = _common.noted(runs, diverged, len(sweep.runs))
     _common.write_csv(runs, NAME, results_dir)
-    return _common.noted(runs, diverged, len(sweep.runs))
+    return runs
 
 
 def dropout_row(runs: pd.DataFrame) -> list[int]:
