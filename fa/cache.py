@@ -130,9 +130,9 @@ def registered(experiment) -> dict:
 
 def code_digest(obj) -> str:
     """sha256 of what a function (or a dataclass of functions) runs: its bytecode,
-    constants and names, and those of the functions, closures and global values (numbers,
-    strings, arrays: ``alpha = 0.01`` in a notebook) it uses. Modules and other objects
-    count by name only."""
+    constants and names, its default arguments, and those of the functions, closures,
+    partials and global values (numbers, strings, arrays, containers of them: ``alpha =
+    0.01`` in a notebook) it uses. Modules and other objects count by name only."""
     seen = set()
 
     def names(code):
@@ -154,11 +154,18 @@ def code_digest(obj) -> str:
                     if n in x.__globals__]
             cells = [c.cell_contents for c in x.__closure__ or ()]
             return (walk(x.__code__), tuple((n, walk(v)) for n, v in used),
-                    tuple(walk(c) for c in cells))
+                    tuple(walk(c) for c in cells), walk(x.__defaults__),
+                    walk(x.__kwdefaults__))
+        if isinstance(x, functools.partial):
+            return (walk(x.func), walk(x.args), walk(x.keywords))
         if dataclasses.is_dataclass(x) and not isinstance(x, type):
             return tuple(walk(getattr(x, f.name)) for f in dataclasses.fields(x))
-        if isinstance(x, (tuple, list, frozenset)):
+        if isinstance(x, (tuple, list)):
             return tuple(walk(v) for v in x)
+        if isinstance(x, (set, frozenset)):     # in an order that no hash seed changes
+            return tuple(sorted(repr(walk(v)) for v in x))
+        if isinstance(x, dict):
+            return tuple(sorted((repr(walk(k)), repr(walk(v))) for k, v in x.items()))
         return type(x).__qualname__       # a module, a class: its name, never an address
 
     return hashlib.sha256(repr(walk(obj)).encode()).hexdigest()

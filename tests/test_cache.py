@@ -330,3 +330,41 @@ def test_a_damaged_archive_says_so(tmp_path, damage):
     with pytest.raises(ValueError, match="move it away to pack afresh"):
         fa.cache.pack(archive, [(tiny(), 0)], cache_dir=cache)
     assert archive.read_bytes() == damaged
+
+
+def test_a_registered_rule_is_keyed_by_every_value_it_reads(monkeypatch):
+    """Default arguments, partials and containers count; a set's key does not depend on
+    the hash seed of the process (each new kernel would train everything again)."""
+    import functools
+
+    def key_with(rule):
+        monkeypatch.setitem(fa.RULES, "mine", rule)
+        return cache_key(RunConfig(rule="mine", width=8, n=5, d=6, steps=3), 0)
+
+    def scaled(beta, b, a=0.5):
+        return a * b
+
+    def scaled_more(beta, b, a=0.7):
+        return a * b
+
+    assert key_with(scaled) != key_with(scaled_more)
+    assert key_with(functools.partial(scaled, a=0.5)) != \
+        key_with(functools.partial(scaled, a=0.7))
+    namespace = {"P": {"a": 0.5}}
+    exec("def from_dict(beta, b):\n    return P['a'] * b", namespace)
+    first = key_with(namespace["from_dict"])
+    namespace["P"] = {"a": 0.7}
+    assert key_with(namespace["from_dict"]) != first
+    script = textwrap.dedent("""
+        import fa
+        from fa.experiments import RunConfig, cache_key
+        S = frozenset({"alpha", "beta", "gamma", "delta"})
+        def rule(beta, b):
+            return b * len(S)
+        fa.RULES["mine"] = rule
+        print(cache_key(RunConfig(rule="mine", width=8, n=5, d=6, steps=3), 0))
+    """)
+    keys = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
+            for seed in (1, 2, 3)}
+    assert len(keys) == 1 and len(next(iter(keys)).strip()) == 64
