@@ -110,7 +110,12 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", metavar="DIR", type=Path,
                         help="folder for the student copies (default: build/student/)")
-    for path in write(parser.parse_args(argv).output):
+    args = parser.parse_args(argv)
+    try:
+        written = write(args.output)
+    except RuntimeError as err:     # run inside an installed package: no place for copies
+        parser.error(str(err))
+    for path in written:
         print(path)
 
 

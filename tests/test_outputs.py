@@ -135,6 +135,11 @@ def test_installed_package_runs_its_shipped_notebooks_into_the_current_directory
                             text=True)
     assert inside.returncode == 1 and "Copy the notebooks" in inside.stderr
     assert "FA_OUTPUT_ROOT" in inside.stderr
+    for command in (["fa.reproduce", "--dry-run"], ["fa.student"]):   # said, not a traceback
+        run = subprocess.run([PYTHON, "-m", *command], cwd=site / "fa" / "notebooks", env=env,
+                             capture_output=True, text=True)
+        assert run.returncode == 2 and "Copy the notebooks" in run.stderr
+        assert "Traceback" not in run.stderr
 
 
 def test_the_terminal_sees_the_notebooks_progress_as_it_runs(tmp_path, monkeypatch, capfd):
