@@ -39,6 +39,10 @@ CACHE_DIR = "results/cache"
 NOTEBOOKS_OUT_DIR = "notebooks"
 
 
+class InsidePackage(RuntimeError):
+    """Outputs would be written into an installed package (see :func:`output_root`)."""
+
+
 def output_root() -> Path:
     """The folder relative output paths are taken from.
 
@@ -47,7 +51,7 @@ def output_root() -> Path:
 
     Raises
     ------
-    RuntimeError
+    InsidePackage
         If the current directory is inside an installed package (a notebook it ships,
         opened where it lies): its outputs would be written into the package.
     """
@@ -58,7 +62,7 @@ def output_root() -> Path:
         return CHECKOUT / "build"
     here = Path.cwd().resolve()
     if here == PACKAGE_DIR or PACKAGE_DIR in here.parents:
-        raise RuntimeError(
+        raise InsidePackage(
             f"This runs inside the installed package ({here}), which is no place for its "
             f"outputs. Copy the notebooks ({NOTEBOOKS_DIR}) to a folder of your own and open "
             "them there, or set the environment variable FA_OUTPUT_ROOT to a folder.")

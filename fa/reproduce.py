@@ -204,7 +204,7 @@ def main(argv=None) -> int:
             committed = ", ".join(f.notebook for f in FIGURES if f.archived)
             raise ValueError(f"The '--archive' option commits the runs of {committed} only; "
                              "choose them with --only.")
-    except (ValueError, RuntimeError) as err:    # RuntimeError: run inside an installed fa
+    except (ValueError, paths.InsidePackage) as err:
         parser.error(str(err))
     if not args.archive and not args.estimate and importlib.util.find_spec("papermill") is None:
         needed = ("The notebooks run with papermill and ipykernel, which are not installed: "

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         written = write(args.output)
-    except RuntimeError as err:     # run inside an installed package: no place for copies
+    except paths.InsidePackage as err:
         parser.error(str(err))
     for path in written:
         print(path)
